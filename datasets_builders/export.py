@@ -1,0 +1,333 @@
+"""Write the iterative tasks in the Hub's no-code layout (parquet per config + a dataset card).
+
+    python -m datasets_builders.export --out hub/iteration-head-tasks                 # all 8 configs
+    python -m datasets_builders.export --out /tmp/ih --configs parity parity_nocot --max-length 8
+    python -m datasets_builders.export --out hub/iteration-head-tasks --push --repo-id org/iteration-head-tasks
+
+The folder holds::
+
+    README.md                                        card: YAML `configs:` + `dataset_info`, description
+    data/<config>/<split>-00000-of-00001.parquet     train, test (and test_longer)
+    tokenizer/                                       tokenizer.json + tokenizer_config.json
+
+so ``load_dataset(folder_or_repo, "parity")`` needs no code, and
+``AutoTokenizer.from_pretrained(folder + "/tokenizer")`` gives the matching tokenizer.
+Same arguments ⇒ same bytes (parquet from pyarrow carries no timestamp; the card has no date).
+
+``--push`` uploads the folder with ``huggingface_hub``; it needs a token (``hf auth login`` or
+``HF_TOKEN``) and the network, and stops before exporting anything when either is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+import datasets
+import huggingface_hub
+import pyarrow.parquet as pq
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCardData
+
+from .iteration_tasks import (CITATION, NAMED_CONFIGS, TASK_DESCRIPTIONS, IterationTaskConfig, IterationTasks,
+                              length_counts)
+from .tokenizer import build_tokenizer
+
+__all__ = ["ALL_CONFIGS", "export", "push", "check_push_possible", "main"]
+
+ALL_CONFIGS = tuple(c.name for c in NAMED_CONFIGS)
+DEFAULT_REPO_ID = "<org>/iteration-head-tasks"
+_OWNED = ("README.md", "data", "tokenizer")  # what an export writes, and --overwrite removes
+
+
+def parquet_path(config_name: str, split: str) -> str:
+    return f"data/{config_name}/{split}-00000-of-00001.parquet"
+
+
+def export(out: str, configs: list[str] | tuple[str, ...] = ALL_CONFIGS, overwrite: bool = False,
+           repo_id: str | None = None, **overrides) -> dict[str, datasets.DatasetInfo]:
+    """Prepare ``configs`` with the builder (``overrides``: any ``IterationTaskConfig`` field) and
+    write parquet files, the tokenizer and the card under ``out``. Returns each config's info.
+    """
+    unknown = [c for c in configs if c not in ALL_CONFIGS]
+    if unknown or not configs:
+        raise ValueError(f"configs={list(configs)!r} is invalid: choose among {', '.join(ALL_CONFIGS)}")
+    configs = [c for c in ALL_CONFIGS if c in configs]  # canonical order, no duplicates
+    if os.path.isdir(out) and os.listdir(out):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty: pass overwrite=True (--overwrite) to replace "
+                                  f"its {', '.join(_OWNED)}")
+        for name in _OWNED:
+            path = os.path.join(out, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(out, exist_ok=True)
+
+    infos, builders = {}, {}
+    with tempfile.TemporaryDirectory() as cache:
+        for name in configs:
+            builder = IterationTasks(config_name=name, cache_dir=cache, **overrides)
+            builder.download_and_prepare()
+            download_size = 0
+            for split in builder.config.splits:
+                path = os.path.join(out, parquet_path(name, split))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                # The prepared Arrow table (features in its schema metadata) as zstd parquet.
+                pq.write_table(builder.as_dataset(split).data.table, path, compression="zstd")
+                download_size += os.path.getsize(path)
+            info = datasets.DatasetInfo(features=builder.info.features, splits=builder.info.splits,
+                                        download_size=download_size, dataset_size=builder.info.dataset_size,
+                                        config_name=name)
+            infos[name], builders[name] = info, builder.config
+    build_tokenizer().save_pretrained(os.path.join(out, "tokenizer"))
+    card = dataset_card(infos, builders, repo_id or DEFAULT_REPO_ID, overrides)
+    with open(os.path.join(out, "README.md"), "w", encoding="utf-8", newline="\n") as f:
+        f.write(card)
+    return infos
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset card
+# ---------------------------------------------------------------------------------------------
+def _size_category(n: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < bound:
+            return label
+    return "n>10M"
+
+
+def _counts_table(configs: dict[str, IterationTaskConfig]) -> str:
+    """Distinct sequences per length (that exist vs drawn, train / test) for each task exported."""
+    by_task: dict[str, IterationTaskConfig] = {}
+    for config in configs.values():  # with or without CoT draw the same sequences
+        by_task.setdefault(config.task, config)
+    cols, cells = [], {}
+    for task_name, config in by_task.items():
+        for c in length_counts(config):
+            col = task_name if task_name != "mix" else f"mix: {c['task']}"
+            if col not in cols:
+                cols.append(col)
+            split = f"{c['train']} / {c['test']}" if not c["test_longer"] else f"{c['test_longer']} (test_longer)"
+            cells[(c["length"], col)] = f"{c['available']:,} | {split}"
+    lengths = sorted({length for length, _ in cells})
+    head = "| L | " + " | ".join(f"{col}: exist | {col}: train / test" for col in cols) + " |"
+    rule = "|---:|" + "---:|---:|" * len(cols)
+    body = [f"| {length} | " + " | ".join(cells.get((length, col), "– | –") for col in cols) + " |"
+            for length in lengths]
+    return "\n".join([head, rule] + body)
+
+
+def _params_table(configs: dict[str, IterationTaskConfig]) -> str:
+    head = ("| config | task | CoT | lengths | examples / length | test fraction | seed | p | P(s, x) "
+            "| mix ratio | test_longer lengths |\n|---|---|---|---|---:|---:|---:|---:|---|---:|---|")
+    rows = []
+    for name, c in configs.items():
+        poly = _polynomial_text(c.polynomial) if c.task == "polynomial" else "–"
+        rows.append(f"| `{name}` | {c.task} | {'yes' if c.cot else 'no'} | {c.min_length}–{c.max_length} "
+                    f"| {c.examples_per_length} | {c.test_fraction} | {c.seed} "
+                    f"| {c.modulus if c.task == 'polynomial' else '–'} | {poly} "
+                    f"| {c.mix_ratio if c.task == 'mix' else '–'} "
+                    f"| {', '.join(map(str, c.extrapolation_lengths)) or '–'} |")
+    return "\n".join([head] + rows)
+
+
+def _polynomial_text(terms) -> str:
+    """``((1, 1, 1), (0, 0, 1))`` -> ``s·x + 1``."""
+    def term(a: int, b: int, k: int) -> str:
+        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
+        return "·".join(([str(k)] if k != 1 or not powers else []) + powers)
+    return " + ".join(term(*t) for t in terms)
+
+
+def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig],
+                 repo_id: str, overrides: dict) -> str:
+    data = DatasetCardData(
+        license="mit",
+        pretty_name="Iteration Head: iterative tasks (copy, parity, polynomial iteration)",
+        task_categories=["text-generation"],
+        tags=["synthetic", "chain-of-thought", "mechanistic-interpretability", "iteration-head", "parity"],
+        size_categories=[_size_category(sum(s.num_examples for i in infos.values() for s in i.splits.values()))],
+    )
+    default = "parity" if "parity" in infos else next(iter(infos))
+    MetadataConfigs({
+        name: {"data_files": [{"split": split, "path": parquet_path(name, split)} for split in info.splits],
+               **({"default": True} if name == default else {})}
+        for name, info in infos.items()
+    }).to_dataset_card_data(data)
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+
+    first = next(iter(configs.values()))
+    flags = "".join(f" --{k.replace('_', '-')} {_cli_value(v)}" for k, v in sorted(overrides.items()))
+    command = f"python -m datasets_builders.export --out <folder> --configs {' '.join(infos)}{flags}"
+    task_lines = "\n".join(f"- **{t}**: {d}" for t, d in TASK_DESCRIPTIONS.items()
+                           if any(c.task == t for c in configs.values()))
+    body = f"""
+# Iteration Head: iterative tasks
+
+Synthetic data of the NeurIPS 2024 paper *Iteration Head: A Mechanistic Study of Chain-of-Thought*
+(Cabannes, Arnal, Bouaziz, Yang, Charton, Kempe; [arXiv:2406.02128](https://arxiv.org/abs/2406.02128)).
+An iterative algorithm reads inputs `x_1 … x_L` and keeps a state `s_t = F(s_{{t-1}}, x_t)`; the answer is
+`s_L`. With *chain of thought* (CoT) the row spells every state `s_1 … s_L` after the input.
+
+## Tasks
+
+{task_lines}
+
+Configs `<task>` have CoT, `<task>_nocot` only the final state. `{default}` is the default config.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{repo_id}", "parity")            # train, test
+ds["train"][0]  # {{'input_ids': [58, …], 'length': …, 'task': 'parity', 'text': '<parity> … <eos>'}}
+```
+
+## Format
+
+One row per example, columns `input_ids` (list of int32), `length` (the input length `L`, int32),
+`task` (`copy`, `parity` or `polynomial`; in `mix` each row names its own task) and `text` (the
+tokens as words). Positions of a row with input length `L`:
+
+| | 0 | 1 … L | L+1 | L+2 … 2L+1 | 2L+2 |
+|---|---|---|---|---|---|
+| with CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_1 … s_L` | `<eos>` |
+| without CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_L` (at L+2) | `<eos>` (at L+3) |
+
+Vocabulary (64 ids): value `v` has id `v` (`"0"` … `"56"`), then `<copy>`=57, `<parity>`=58,
+`<polynomial>`=59, `<bos>`=60 (unused in rows), `<eoi>`=61, `<eos>`=62, `<pad>`=63. Rows are not
+padded; batch them with `<pad>`. The paper trains the next-token loss only on targets after `<eoi>`
+(the states and `<eos>`), never on the random inputs. (The reference code orders the special ids
+differently; the token ids here are this release's own.)
+
+The tokenizer is in `tokenizer/` (a plain `PreTrainedTokenizerFast`: WordLevel, whitespace split,
+nothing added when encoding, no `<unk>`, so an unknown word raises):
+
+```python
+from huggingface_hub import snapshot_download
+from transformers import AutoTokenizer
+folder = snapshot_download("{repo_id}", repo_type="dataset", allow_patterns="tokenizer/*")
+tok = AutoTokenizer.from_pretrained(folder + "/tokenizer")
+assert tok(ds["train"][0]["text"]).input_ids == ds["train"][0]["input_ids"]
+```
+
+## Splits
+
+For every length `L`, the generator draws distinct input sequences and puts a `test_fraction` of
+them in `test`, the rest in `train`: **no test input sequence appears in train** (the reference
+implementation drew with replacement, so its splits overlapped at short lengths). Where a length has
+fewer distinct sequences than asked (a bit string of length `L` has `2^L` values), all of them are
+used, split by the same fraction with at least one on each side. `mix` applies this to its copy and
+parity halves separately. A config with CoT and its `_nocot` twin use the same input sequences.
+`test_longer` (when present) holds lengths beyond the training range.
+
+Distinct sequences per length (`exist`) and how many went to train / test:
+
+{_counts_table(configs)}
+
+## Generation
+
+{_params_table(configs)}
+
+Made with the `iteration-head` project's builder (`datasets_builders/iteration_tasks.py`, an
+Arrow-based `datasets` builder, config fields as in the table) by:
+
+```
+{command}
+```
+
+Same parameters and seed give byte-identical files (same numpy and pyarrow versions).
+Builder version {first.version}.
+
+## Citation
+
+```bibtex
+{CITATION.strip()}
+```
+"""
+    return f"---\n{data.to_yaml()}\n---\n{body}"
+
+
+def _cli_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upload
+# ---------------------------------------------------------------------------------------------
+def check_push_possible() -> str:
+    """The token to upload with; ``SystemExit`` with a clear message when offline or logged out."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    if offline or huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise SystemExit("--push: HF_HUB_OFFLINE=1 is set, so nothing can be uploaded. Unset it (with "
+                         "network access) to push; nothing was uploaded.")
+    token = huggingface_hub.get_token()
+    if token is None:
+        raise SystemExit("--push: no Hugging Face token found. Run `hf auth login` or set HF_TOKEN; "
+                         "nothing was uploaded.")
+    return token
+
+
+def push(folder: str, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Create the dataset repo if needed and upload ``folder``; returns the commit URL."""
+    token = token or check_push_possible()
+    api = huggingface_hub.HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
+                               commit_message="Iteration Head tasks: parquet configs, card, tokenizer")
+    return commit.commit_url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--configs", nargs="+", default=list(ALL_CONFIGS), choices=ALL_CONFIGS, metavar="CONFIG",
+                        help=f"configs to export (default: all of {', '.join(ALL_CONFIGS)})")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
+    gen = parser.add_argument_group("generation (IterationTaskConfig fields; default: the named configs)")
+    gen.add_argument("--min-length", type=int)
+    gen.add_argument("--max-length", type=int)
+    gen.add_argument("--examples-per-length", type=int)
+    gen.add_argument("--test-fraction", type=float)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--modulus", type=int)
+    gen.add_argument("--mix-ratio", type=float)
+    gen.add_argument("--extrapolation-lengths", type=int, nargs="+", metavar="L")
+    hub = parser.add_argument_group("upload")
+    hub.add_argument("--push", action="store_true", help="upload the folder to the Hub (needs a token and network)")
+    hub.add_argument("--repo-id", help="dataset repo, e.g. org/iteration-head-tasks")
+    hub.add_argument("--private", action="store_true")
+    args = parser.parse_args(argv)
+
+    token = None
+    if args.push:
+        if not args.repo_id:
+            parser.error("--push needs --repo-id")
+        token = check_push_possible()  # before any work, so a failed push costs nothing
+    fields = ("min_length", "max_length", "examples_per_length", "test_fraction", "seed", "modulus",
+              "mix_ratio", "extrapolation_lengths")
+    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    if "extrapolation_lengths" in overrides:
+        overrides["extrapolation_lengths"] = tuple(overrides["extrapolation_lengths"])
+    datasets.disable_progress_bars()
+    try:
+        infos = export(args.out, args.configs, overwrite=args.overwrite, repo_id=args.repo_id, **overrides)
+    except (ValueError, FileExistsError) as e:
+        raise SystemExit(f"error: {e}") from None
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
+    rows = sum(s.num_examples for i in infos.values() for s in i.splits.values())
+    print(f"wrote {len(infos)} configs, {rows:,} rows, {size / 1e6:.2f} MB to {args.out}")
+    if args.push:
+        print(f"uploaded: {push(args.out, args.repo_id, args.private, token)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The tokenizer of the iterative tasks: one word per token over the 64-id vocabulary of ``tasks.py``.
+
+``text`` columns of the dataset ("<parity> 1 0 <eoi> 1 1 <eos>") map to exactly the dataset's
+``input_ids`` and back. It is a plain ``PreTrainedTokenizerFast`` (a ``tokenizers`` WordLevel model
+with a whitespace pre-tokenizer), so a saved folder loads with ``AutoTokenizer.from_pretrained``
+without custom code::
+
+    from datasets_builders.tokenizer import build_tokenizer
+    tok = build_tokenizer()
+    tok.save_pretrained("runs/my_run")               # tokenizer.json + tokenizer_config.json
+    tok("<parity> 1 0 <eoi> 1 1 <eos>").input_ids  # [58, 1, 0, 61, 1, 1, 62], nothing added
+    tok.decode([58, 1, 0, 61, 1, 1, 62])            # "<parity> 1 0 <eoi> 1 1 <eos>"
+
+Unknown words. The vocabulary has no ``<unk>`` on purpose: an unknown word makes the ``tokenizers``
+backend raise ``Exception("WordLevel error: Missing [UNK] token from the vocabulary")`` instead of
+silently mapping it to an id. That message cannot name the word (``tokenizers`` builds it, and a
+plain tokenizer loaded by ``AutoTokenizer`` runs no code of ours); ``check_text`` raises a
+``ValueError`` that does, and ``encode`` runs it before tokenizing.
+
+Decoding keeps ``<pad>`` (``tok.decode`` shows what the model saw); ``tasks.decode`` drops it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from . import tasks
+
+__all__ = ["SPECIAL_TOKENS", "build_tokenizer", "save_tokenizer", "check_text", "encode"]
+
+# Named special tokens; the task tokens and <eoi> are "additional" (extra) special tokens.
+SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
+EXTRA_SPECIAL_TOKENS = ["<eoi>"] + [f"<{name}>" for name in tasks.TASK_NAMES]
+_SPECIAL_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in tasks.SPECIAL_TOKENS) + ")")
+
+
+def build_tokenizer(padding_side: str = "right", model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """The task tokenizer: ids are ``tasks.TOKEN_TO_ID``, no token is added when encoding.
+
+    ``model_max_length`` (e.g. the model's context) only matters for truncation; None leaves it unset.
+    """
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side={padding_side!r} is invalid: choose 'right' or 'left'")
+    backend = Tokenizer(models.WordLevel(vocab=dict(tasks.TOKEN_TO_ID), unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # No post-processor: no BOS/EOS is inserted, the rows already carry <task> … <eos>.
+    kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **SPECIAL_TOKENS,
+        additional_special_tokens=EXTRA_SPECIAL_TOKENS,
+        padding_side=padding_side,
+        clean_up_tokenization_spaces=False,  # "1 0" must decode to "1 0", nothing merged
+        **kwargs,
+    )
+    assert tokenizer.get_vocab() == tasks.TOKEN_TO_ID, "special tokens must not add ids"
+    return tokenizer
+
+
+def save_tokenizer(path: str, **kwargs) -> list[str]:
+    """``build_tokenizer(**kwargs).save_pretrained(path)``; returns the written files."""
+    return list(build_tokenizer(**kwargs).save_pretrained(path))
+
+
+def check_text(text: str | list[str]) -> None:
+    """Raise ``ValueError`` naming the first word of ``text`` that is not in the vocabulary."""
+    for line in [text] if isinstance(text, str) else text:
+        for piece in _SPECIAL_PATTERN.split(line):  # special tokens match even without spaces
+            for word in piece.split():
+                if word not in tasks.TOKEN_TO_ID:
+                    raise ValueError(f"unknown token {word!r} in text {line!r}: the vocabulary is the values "
+                                     f"0 … {tasks.NUM_VALUE_TOKENS - 1} and {', '.join(tasks.SPECIAL_TOKENS)}")
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, text: str | list[str]) -> list[int] | list[list[int]]:
+    """Token ids of ``text`` (one string or a list), with an error naming any unknown word."""
+    check_text(text)
+    return tokenizer(text)["input_ids"]
