@@ -18,6 +18,8 @@ For a sequence of input length ``L`` the end of input ``<eoi>`` sits at position
   iteration head does not depend on the input values.
 
 Each score is given for every (layer, head) as its mean and as the fraction of weights above 0.5.
+Layers and heads are numbered from 0 (TransformerLens style): the paper's "layer-2 attention", the
+iteration head of a 2-layer model, is ``(1, 0)`` here.
 
 **Head labels** (TransformerLens head-detector style, :func:`detect_heads`): a head is an
 *iteration head* when its iteration-head score, averaged over the evaluated lengths ``L >= 2``, is
@@ -84,9 +86,17 @@ ABLATION_MODES = ("zero", "mean")
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
+def _config(model):
+    """The model's config, also through a ``DistributedDataParallel``-style ``.module`` wrapper."""
+    config = getattr(model, "config", None) or getattr(getattr(model, "module", None), "config", None)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} has no config: pass a transformers (IterGPT) model")
+    return config
+
+
 def check_model(model) -> None:
     """``ValueError`` unless ``model`` speaks the 64-token task vocabulary."""
-    vocab = getattr(model.config, "vocab_size", None)
+    vocab = getattr(_config(model), "vocab_size", None)
     if vocab != tasks.VOCAB_SIZE:
         raise ValueError(f"model vocab_size={vocab} does not match the task vocabulary "
                          f"({tasks.VOCAB_SIZE} tokens of datasets_builders/tasks.py)")
@@ -94,7 +104,7 @@ def check_model(model) -> None:
 
 def max_length(model, cot: bool = True) -> int:
     """Longest input length whose row fits the model's context (``2L+3 <= n_positions`` with CoT)."""
-    n_positions = model.config.n_positions
+    n_positions = _config(model).n_positions
     return (n_positions - 3) // 2 if cot else n_positions - 4
 
 
@@ -103,25 +113,25 @@ def check_lengths(model, lengths, cot: bool = True) -> list[int]:
     lengths = sorted({int(L) for L in lengths})
     if not lengths:
         raise ValueError("no input length to evaluate")
-    n_positions = model.config.n_positions
+    n_positions = _config(model).n_positions
     for L in lengths:
         if L < 1:
             raise ValueError(f"length {L} is invalid: input lengths start at 1")
         if tasks.row_length(L, cot) > n_positions:
             raise ValueError(f"length {L} does not fit the context: a row needs {tasks.row_length(L, cot)} "
-                             f"tokens (2L+3) but n_positions={n_positions}; the longest is {max_length(model, cot)}")
+                             f"tokens but n_positions={n_positions}; the longest is {max_length(model, cot)}")
     return lengths
 
 
 def _check_layer(model, layer: int) -> None:
-    n_layer = model.config.n_layer
+    n_layer = _config(model).n_layer
     if not isinstance(layer, (int, np.integer)) or not 0 <= layer < n_layer:
         raise ValueError(f"layer={layer!r} is out of range: the model has {n_layer} layers (0..{n_layer - 1})")
 
 
 def _check_head(model, layer: int, head: int) -> None:
     _check_layer(model, layer)
-    n_head = model.config.n_head
+    n_head = _config(model).n_head
     if not isinstance(head, (int, np.integer)) or not 0 <= head < n_head:
         raise ValueError(f"head={head!r} is out of range: layer {layer} has {n_head} heads (0..{n_head - 1})")
 
@@ -226,7 +236,8 @@ def evaluate_lengths(model, rows_by_length: dict[int, np.ndarray], batch_size: i
     ``L -> [(name, fn)]`` when the hooks depend on the length.
     """
     check_model(model)
-    check_lengths(model, rows_by_length, cot)
+    if rows_by_length:
+        check_lengths(model, rows_by_length, cot)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -339,8 +350,9 @@ def plot_attention(model, rows: np.ndarray, path: str, example: int = 0, labels=
     ex_labels = [labels(int(i)) for i in rows[example]]
     mean_labels = _generic_labels(length) if T == tasks.row_length(length) else [str(i) for i in range(T)]
     panels = [(l, h) for l in range(n_layer) for h in range(n_head)]
-    size = 1.2 + 0.16 * T
-    fig, axes = plt.subplots(2, len(panels), figsize=(size * len(panels) + 1, 2 * size + 0.6), squeeze=False)
+    size = 1.8 + 0.16 * T
+    fig, axes = plt.subplots(2, len(panels), figsize=(size * len(panels) + 1.2, 2 * size + 0.4), squeeze=False,
+                             layout="constrained")
     font = max(4, min(9, 240 // T))
     for j, (l, h) in enumerate(panels):
         for i, (img, lab, what) in enumerate(((pat[example, l, h], ex_labels, "example"),
@@ -352,7 +364,7 @@ def plot_attention(model, rows: np.ndarray, path: str, example: int = 0, labels=
             ax.set_yticks(range(T), lab, fontsize=font)
             ax.set_xlabel("key", fontsize=8)
             ax.set_ylabel("query", fontsize=8)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attention weight")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="attention weight")
     fig.suptitle(f"Attention at input length {length}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -468,19 +480,31 @@ def ablation_study(model, rows_by_length: dict[int, np.ndarray], modes=ABLATION_
 CURVE_KEYS = ("accuracy_mean", "first_mean", "iteration_mean")
 
 
-def _read_metrics(path: str) -> list[dict]:
+def _metric_point(rec: dict, task_name: str | None) -> dict | None:
+    """The test metrics of one ``metrics.jsonl`` record, flat (``{"step", "split": "test", ...}``) or
+    nested by split (``{"step", "test": {...}}``, as ``train.py`` writes); for a multi-task run the
+    ``task_name`` sub-dict when there is one. ``None`` when the record has no test accuracy."""
+    if not isinstance(rec, dict) or "step" not in rec:
+        return None
+    if isinstance(rec.get("test"), dict):
+        m = rec["test"]
+    elif rec.get("split", "test") == "test":
+        m = rec
+    else:
+        return None
+    if task_name and isinstance(m.get(task_name), dict):
+        m = m[task_name]
+    if "accuracy_mean" not in m:
+        return None
+    return {"step": int(rec["step"]), **{k: float(m[k]) if m.get(k) is not None else None for k in CURVE_KEYS}}
+
+
+def _read_metrics(path: str, task_name: str | None = None) -> list[dict]:
     points = {}
     with open(path) as f:
         for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            rec = json.loads(line)
-            if "step" not in rec or not all(k in rec for k in CURVE_KEYS):
-                continue
-            if rec.get("split", "test") != "test":
-                continue
-            points[int(rec["step"])] = {"step": int(rec["step"]), **{k: float(rec[k]) for k in CURVE_KEYS}}
+            if line.strip() and (point := _metric_point(json.loads(line), task_name)) is not None:
+                points[point["step"]] = point  # a resumed run may repeat a step: keep the last
     return [points[s] for s in sorted(points)]
 
 
@@ -500,20 +524,24 @@ def training_curve(run_dir: str, task=None, lengths=None, n: int = 64, seed: int
                    batch_size: int = 512, progress: bool = False) -> list[dict]:
     """Points ``{"step", "accuracy_mean", "first_mean", "iteration_mean"}`` of a training run.
 
-    Read from ``<run>/metrics.jsonl`` (test split) when it has them; otherwise every
-    ``<run>/snapshots/step_<N>/`` is loaded (``load(path)``, default :func:`load_model`) and
-    evaluated on ``task`` / ``lengths``: accuracy averaged over lengths, and for each score the best
-    (layer, head) averaged over lengths ``>= 2``.
+    Read from ``<run>/metrics.jsonl`` (test split) when its records carry the head scores.
+    Otherwise every ``<run>/snapshots/step_<N>/`` is loaded (``load(path)``, default
+    :func:`load_model`) and evaluated on ``task`` / ``lengths``, with ``train.py``'s summary: accuracy
+    averaged over lengths, ``first_mean`` of the best layer-0 head and ``iteration_mean`` of the best
+    head in the later layers, each averaged over all lengths. Without snapshots, a metrics file
+    holding accuracy only gives points whose scores are ``None``.
     """
+    task_name = task if isinstance(task, str) or task is None else task.name
     metrics = os.path.join(run_dir, "metrics.jsonl")
-    if os.path.isfile(metrics):
-        points = _read_metrics(metrics)
-        if points:
-            return points
+    points = _read_metrics(metrics, task_name) if os.path.isfile(metrics) else []
+    if points and any(p["iteration_mean"] is not None for p in points):
+        return points
     snapshots = _snapshot_dirs(run_dir)
     if not snapshots:
-        raise ValueError(f"run folder {run_dir!r} has neither a usable metrics.jsonl (lines with step, "
-                         f"{', '.join(CURVE_KEYS)}) nor snapshots/step_<N>/ folders")
+        if points:
+            return points
+        raise ValueError(f"run folder {run_dir!r} has neither a usable metrics.jsonl (records with step and "
+                         f"test accuracy_mean) nor snapshots/step_<N>/ folders")
     if task is None:
         raise ValueError("evaluating snapshots needs the task")
     load = load or load_model
@@ -524,9 +552,11 @@ def training_curve(run_dir: str, task=None, lengths=None, n: int = 64, seed: int
             lengths = check_lengths(model, lengths or range(1, min(16, max_length(model)) + 1))
             rows = make_rows(task, lengths, n, seed)
         res = evaluate_lengths(model, rows, batch_size)
+        first = _average_score(res, "first_mean", min_length=1)  # (n_layer, n_head)
+        iteration = _average_score(res, "iteration_mean", min_length=1)
         points.append({"step": step, "accuracy_mean": float(np.mean(list(res["accuracy"].values()))),
-                       "first_mean": float(_average_score(res, "first_mean").max()),
-                       "iteration_mean": float(_average_score(res, "iteration_mean").max())})
+                       "first_mean": float(first[0].max()),
+                       "iteration_mean": float((iteration[1:] if len(iteration) > 1 else iteration).max())})
     return points
 
 
@@ -543,7 +573,9 @@ def plot_training(points: list[dict], path: str, title: str = "Emergence of the 
     for key, label in (("accuracy_mean", "test accuracy (mean over lengths)"),
                        ("first_mean", "first-attention peakiness (to <eoi>)"),
                        ("iteration_mean", "iteration-head peakiness (L+t -> x_t)")):
-        ax.plot(steps, [p[key] for p in points], marker="." if len(points) < 60 else None, label=label)
+        values = [np.nan if p.get(key) is None else p[key] for p in points]
+        if not np.all(np.isnan(values)):  # a run logged without head scores has accuracy only
+            ax.plot(steps, values, marker="." if len(points) < 60 else None, label=label)
     ax.set_xlabel("training step")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -582,6 +614,8 @@ def analyze(model, task, lengths=None, n: int = 256, out: str = "analysis", run_
     modes (empty: no ablation). Returns the report dict.
     """
     check_model(model)
+    for mode in modes:
+        _check_mode(mode, need_mean=False)
     spec = tasks.make_task(task) if isinstance(task, str) else task
     lengths = check_lengths(model, lengths or range(1, min(16, max_length(model)) + 1))
     plot_lengths = check_lengths(model, plot_lengths or [lengths[-1]])
@@ -590,14 +624,13 @@ def analyze(model, task, lengths=None, n: int = 256, out: str = "analysis", run_
     eval_rows = {L: rows[L] for L in lengths}
 
     res = evaluate_lengths(model, eval_rows, batch_size)
-    c = model.config
     iteration, eoi = find_iteration_heads(res), find_eoi_heads(res)
+    averages = {k: _average_score(res, k) for k in res["heads"][lengths[0]]}  # (n_layer, n_head) each
     heads = []
-    for l in range(c.n_layer):
-        for h in range(c.n_head):
-            labels_ = (["iteration head"] if (l, h) in iteration else []) + (["attends to <eoi>"] if (l, h) in eoi else [])
-            heads.append({"layer": l, "head": h, "labels": labels_,
-                          **{k: float(_average_score(res, k)[l, h]) for k in next(iter(res["heads"].values()))}})
+    for l in range(model.config.n_layer):
+        for h in range(model.config.n_head):
+            tags = (["iteration head"] if (l, h) in iteration else []) + (["attends to <eoi>"] if (l, h) in eoi else [])
+            heads.append({"layer": l, "head": h, "labels": tags, **{k: float(v[l, h]) for k, v in averages.items()}})
     report = {
         "model": model_name, "task": spec.name, "lengths": lengths, "n_per_length": res["n"], "seed": seed,
         "threshold": HEAD_THRESHOLD, "detector_min_length": MIN_DETECT_LENGTH,
@@ -633,13 +666,14 @@ def _markdown(r: dict) -> str:
              "|---|" + "---|" * len(r["lengths"]),
              "| accuracy | " + " | ".join(f"{r['accuracy'][str(L)]:.2f}" for L in r["lengths"]) + " |", "",
              "## Heads", "",
-             f"Scores averaged over lengths ≥ {r['detector_min_length']}; a head is labelled when its score "
-             f"is ≥ {r['threshold']}.", "",
+             f"Layers and heads count from 0. Scores averaged over lengths ≥ {r['detector_min_length']}; "
+             f"a head is labelled when its score is ≥ {r['threshold']}.", "",
              "| layer | head | to `<eoi>` | iteration | iteration > 0.5 | invariance | label |",
              "|---|---|---|---|---|---|---|"]
     for h in r["heads"]:
         lines.append(f"| {h['layer']} | {h['head']} | {h['first_mean']:.3f} | {h['iteration_mean']:.3f} | "
-                     f"{h['iteration_frac']:.3f} | {h['iteration_invariance']:.3f} | {', '.join(h['labels']) or '–'} |")
+                     f"{h['iteration_frac']:.3f} | {h['iteration_invariance']:.3f} | "
+                     f"{', '.join(lab.replace('<eoi>', '`<eoi>`') for lab in h['labels']) or '–'} |")
     found = ", ".join(f"layer {l} head {h}" for l, h in r["iteration_heads"]) or "none"
     lines += ["", f"Iteration heads: **{found}**.", ""]
     if "ablation" in r:
