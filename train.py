@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from datasets_builders import tasks
 from datasets_builders.iteration_tasks import (IterationTaskConfig, sample_fresh_inputs, sequence_keys,
                                                split_inputs)
 from modeling import IterGPTConfig, IterGPTForCausalLM
-from modeling.analysis import HEAD_THRESHOLD, evaluate_lengths
+from modeling.analysis import HEAD_THRESHOLD, evaluate_lengths, find_iteration_heads
 
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -135,8 +136,35 @@ def _check_keys(cls, values: dict, where: str) -> None:
                          f"known keys: {', '.join(sorted(known))}")
 
 
+def _coerce(cls, values: dict, prefix: str) -> dict:
+    """Check each value against its field's type (YAML reads ``3e-3`` as a string: make it a float)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        want = hints[key]
+        optional = type(None) in typing.get_args(want)
+        base = next((t for t in typing.get_args(want) if t is not type(None)), want)
+        base = typing.get_origin(base) or base
+        if value is None and optional:
+            out[key] = None
+            continue
+        try:
+            if base is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                value = float(value)
+            elif base is int and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            ok = isinstance(value, base) and not (base in (int, float) and isinstance(value, bool))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{prefix}{key}={value!r} is invalid: it must be {getattr(base, '__name__', base)}"
+                             + (" or null" if optional else ""))
+        out[key] = value
+    return out
+
+
 def config_from_dict(values: dict, where: str = "config") -> TrainConfig:
-    """A ``TrainConfig`` from nested dicts; unknown keys are an error."""
+    """A ``TrainConfig`` from nested dicts; unknown keys and wrongly typed values are an error."""
     values = dict(values or {})
     _check_keys(TrainConfig, values, where)
     kwargs = {}
@@ -145,9 +173,9 @@ def config_from_dict(values: dict, where: str = "config") -> TrainConfig:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: {name!r} must be a mapping, got {value!r}")
             _check_keys(SECTIONS[name], value, f"{where} [{name}]")
-            kwargs[name] = SECTIONS[name](**value)
+            kwargs[name] = SECTIONS[name](**_coerce(SECTIONS[name], value, f"{name}."))
         else:
-            kwargs[name] = value
+            kwargs.update(_coerce(TrainConfig, {name: value}, ""))
     return TrainConfig(**kwargs)
 
 
@@ -434,17 +462,19 @@ def set_trainable(model, patterns: list[str]) -> int:
 
 
 def summarise(result: dict) -> dict:
-    """Flatten ``evaluate_lengths`` output for logging: mean/min accuracy and head scores."""
+    """Flatten ``evaluate_lengths`` output for logging: accuracy, and each head's scores averaged
+    over lengths >= 2 (as the detector does: at length 1 the diagonal is the previous token)."""
     acc = list(result["accuracy"].values())
     out = {"accuracy_mean": float(np.mean(acc)), "accuracy_min": float(np.min(acc)),
            "accuracy": {str(k): v for k, v in result["accuracy"].items()}}
     if result["heads"]:
-        per = [s for s in result["heads"].values()]
+        per = [s for L, s in result["heads"].items() if L >= 2] or list(result["heads"].values())
         first = np.mean([s["first_mean"] for s in per], axis=0)  # (n_layer, n_head)
-        it = np.mean([s["iteration_mean"] for s in per if True], axis=0)
-        out["first_mean"] = float(first[0].max())  # best layer-1 head
+        it = np.mean([s["iteration_mean"] for s in per], axis=0)
+        out["first_mean"] = float(first[0].max())  # best layer-1 head: attends to <eoi>
         out["iteration_mean"] = float(it[1:].max()) if it.shape[0] > 1 else float(it.max())
-        out["heads"] = {"first_mean": first.round(4).tolist(), "iteration_mean": it.round(4).tolist()}
+        out["heads"] = {"first_mean": first.round(4).tolist(), "iteration_mean": it.round(4).tolist(),
+                        "iteration_heads": find_iteration_heads(result)}
     return out
 
 
@@ -657,14 +687,17 @@ def print_report(model, data: TaskData, cfg: TrainConfig, step: int, elapsed: fl
         print("  ".join(f"L{L}:{a:.3f}" for L, a in res["accuracy"].items()))
         if res["heads"]:
             keys = ("first_mean", "iteration_mean", "iteration_invariance")
-            scores = {k: np.mean([s[k] for s in res["heads"].values()], axis=0) for k in keys}
-            print("head scores (mean over lengths): layer.head  <eoi>-attention  iteration-head  invariance")
+            per = [v for L, v in res["heads"].items() if L >= 2] or list(res["heads"].values())
+            scores = {k: np.mean([s[k] for s in per], axis=0) for k in keys}
+            found = find_iteration_heads(res)
+            print(f"head scores (mean over lengths >= 2; iteration head when >= {HEAD_THRESHOLD}):")
+            print("  layer.head  <eoi>-attention  iteration-head  invariance")
             n_layer, n_head = scores["first_mean"].shape
             for layer in range(n_layer):
                 for head in range(n_head):
-                    tag = "  <- iteration head" if layer > 0 and scores["iteration_mean"][layer, head] >= HEAD_THRESHOLD else ""
-                    print(f"  {layer}.{head}  {scores['first_mean'][layer, head]:.3f}  "
-                          f"{scores['iteration_mean'][layer, head]:.3f}  "
+                    tag = "  <- iteration head" if (layer, head) in found else ""
+                    print(f"  {layer}.{head}         {scores['first_mean'][layer, head]:.3f}            "
+                          f"{scores['iteration_mean'][layer, head]:.3f}           "
                           f"{scores['iteration_invariance'][layer, head]:.3f}{tag}")
 
 

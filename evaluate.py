@@ -1,0 +1,221 @@
+"""Evaluate an IterGPT checkpoint on an iterative task; write ``eval_results.json``.
+
+Per input length L it measures (PAPER.md §4):
+
+- teacher-forced sequence accuracy: every argmax prediction after ``<eoi>`` is right;
+- generated accuracy: greedy ``generate`` from ``<task> x_1 … x_L <eoi>`` with the KV cache, scored
+  as "every state right" (the whole chain of thought and ``<eos>``) and "final answer right" (s_L);
+- with ``--extrapolate``, the same on the lengths beyond training that fit in the context
+  (``2L + 3 <= n_positions``).
+
+Examples::
+
+    python evaluate.py --model runs/parity/final                # task, CoT, lengths from the run
+    python evaluate.py --model runs/parity/final --task parity --lengths 1-16 --n-per-length 1000
+    python evaluate.py --model runs/parity/final --extrapolate  # + every longer length in context
+    python evaluate.py --model runs/parity/final --dataset hub/iteration-head-tasks --split test
+    python evaluate.py --model <org>/itergpt-parity-nocot --task parity --no-cot --train-max-length 16
+
+Without ``--dataset`` the rows are sampled with ``datasets_builders.tasks`` (distinct inputs, one
+seeded stream per length); with it they come from the dataset's split (``load_dataset(dataset,
+"parity")``, or ``"parity_nocot"``), validated row by row. Task, chain of thought and training
+lengths are read from the checkpoint (``training_info.json`` written by ``train.py``) when the flags
+do not say them.
+
+The results are Hub ``model-index`` entries plus a per-length section; see
+``modeling.evaluation.to_model_index`` to put them in a model card. The logic lives in
+``modeling/evaluation.py``; this file is the command line.
+
+This file's name clashes with the ``evaluate`` library: a process whose ``sys.path[0]`` is the
+repository root would import this file for ``import evaluate``. The first lines below move the root
+to the end of ``sys.path`` (the library wins, ``import modeling`` still works) and, if this file is
+ever imported under the name ``evaluate``, hand the import over to the library.
+"""
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT] + [_ROOT]
+
+if __name__ == "evaluate":  # imported in place of the library: load the library instead
+    import importlib.machinery
+    import importlib.util
+
+    _spec = importlib.machinery.PathFinder.find_spec(
+        "evaluate", [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT])
+    if _spec is None:
+        raise ImportError("the `evaluate` library is not installed (this repository's evaluate.py is a "
+                          "script, not the library): pip install evaluate")
+    _library = importlib.util.module_from_spec(_spec)
+    sys.modules["evaluate"] = _library  # the import statement returns what sys.modules holds
+    _spec.loader.exec_module(_library)
+    # The rest of this file still runs in the discarded module: definitions only, no side effects.
+
+import argparse
+import json
+import time
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Teacher-forced and generated chain-of-thought accuracy of an IterGPT checkpoint, "
+                    "per input length; writes Hub model-index entries to a JSON file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True,
+                   help="model folder or Hub id (loaded with trust_remote_code=True)")
+    p.add_argument("--task", default=None, choices=("copy", "parity", "polynomial"),
+                   help="task to evaluate; default: the task stated by the checkpoint's config or run file")
+    p.add_argument("--dataset", default=None,
+                   help="dataset folder or Hub repo in Hub layout (config = task); default: sample "
+                        "sequences with datasets_builders.tasks")
+    p.add_argument("--dataset-config", default=None,
+                   help="config of --dataset; default: the task name ('parity'), '<task>_nocot' with --no-cot")
+    p.add_argument("--split", default="test", help="split of --dataset to evaluate")
+    p.add_argument("--lengths", default=None,
+                   help="input lengths, e.g. '1-16', '1,2,4' or '1-4,8'; default: the training lengths "
+                        "(1 to --train-max-length), or every length of --dataset's split")
+    p.add_argument("--n-per-length", type=int, default=None,
+                   help="rows per length; default: 1000 sampled rows (all of them when fewer distinct "
+                        "inputs exist), or every row of --dataset")
+    p.add_argument("--batch-size", type=int, default=512, help="rows per forward / generate call")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="also evaluate every length beyond training that fits in the context "
+                        "(rows from --dataset's test_longer split when it has them, else sampled)")
+    p.add_argument("--train-max-length", type=int, default=None,
+                   help="longest training length; default: read from the checkpoint's config or run "
+                        "file (16 when neither says)")
+    p.add_argument("--no-cot", action="store_true",
+                   help="the model answers s_L directly (no chain of thought); default: the "
+                        "checkpoint's config or run file, else chain of thought")
+    p.add_argument("--modulus", type=int, default=None,
+                   help="modulus p of the polynomial task; default: the checkpoint's run file, else 11")
+    p.add_argument("--no-cache", action="store_true", help="generate without the KV cache (slower)")
+    p.add_argument("--heads", action="store_true",
+                   help="also store the iteration-head scores of every (layer, head) per length")
+    p.add_argument("--out", default="eval_results.json", help="where to write the results")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled rows (one stream per length)")
+    p.add_argument("--device", default=None, help="torch device; default: cuda when available, else cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads; default: torch's choice (1 is much faster on a busy small CPU)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or (args.n_per_length is not None and args.n_per_length < 1):
+        parser.error("--batch-size and --n-per-length must be >= 1")
+
+    import torch  # heavy imports after argument parsing keep --help instant
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import modeling  # noqa: F401 - registers the Auto classes
+    from datasets_builders import tasks
+    from modeling import evaluation as ev
+
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
+    model.to(device).eval()
+    ev.check_model(model)
+    _check_tokenizer(AutoTokenizer, args.model, tasks)
+
+    settings = ev.find_run_settings(model, args.model)
+    task_name = args.task or settings.get("task")
+    if task_name is None:
+        raise ValueError("the checkpoint does not say which task it learned: pass --task")
+    task = tasks.make_task(task_name, modulus=args.modulus or settings.get("modulus", tasks.DEFAULT_MODULUS),
+                           polynomial=settings.get("polynomial", tasks.DEFAULT_POLYNOMIAL))
+    cot = False if args.no_cot else settings.get("cot", True)
+    train_max = args.train_max_length or settings.get("train_max_length")
+    if train_max is None and args.extrapolate:
+        train_max = 16
+        print("note: the checkpoint does not state its training lengths; assuming 1-16 "
+              "(set --train-max-length)", file=sys.stderr)
+    n_positions = ev.n_positions_of(model)
+    limit = ev.max_length_in_context(n_positions, cot)
+
+    lengths = ev.parse_lengths(args.lengths) if args.lengths else None
+    if lengths is None and args.dataset is None:
+        lengths = list(range(1, min(train_max or 16, limit) + 1))
+    if lengths is not None:
+        ev.check_lengths(lengths, n_positions, cot)
+    beyond: list[int] = []
+    if args.extrapolate:
+        beyond = [L for L in range(train_max + 1, limit + 1) if lengths is None or L not in lengths]
+        if not beyond:
+            print(f"note: no length beyond {train_max} fits in n_positions={n_positions}", file=sys.stderr)
+
+    n_sampled = args.n_per_length or 1000
+    sources: dict[int, str] = {}
+    if args.dataset:
+        config = args.dataset_config or ev.dataset_config_name(task_name, cot)
+        rows = ev.load_dataset_rows(args.dataset, task, args.split, cot, lengths, args.n_per_length, config)
+        ev.check_lengths(rows, n_positions, cot)
+        sources.update({L: args.split for L in rows})
+        beyond = [L for L in beyond if L not in rows]
+        if beyond and "test_longer" in _split_names(args.dataset, config):
+            longer = ev.load_dataset_rows(args.dataset, task, "test_longer", cot, None, args.n_per_length, config)
+            for L in beyond:
+                if L in longer:
+                    rows[L], sources[L] = longer[L], "test_longer"
+        missing = [L for L in beyond if L not in rows]
+        rows.update(ev.sample_rows(task, missing, n_sampled, args.seed, cot))
+        sources.update({L: "sampled" for L in missing})
+        name = os.path.basename(os.path.normpath(args.dataset)) if os.path.isdir(args.dataset) else args.dataset
+        dataset = {"name": name, "type": name, "config": config, "split": args.split}
+    else:
+        rows = ev.sample_rows(task, lengths + beyond, n_sampled, args.seed, cot)
+        sources.update({L: "sampled" for L in rows})
+        dataset = {"name": f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
+                   "config": ev.dataset_config_name(task_name, cot), "split": "sampled"}
+
+    started = time.perf_counter()
+    per_length = ev.evaluate_model(model, rows, cot=cot, batch_size=args.batch_size,
+                                   use_cache=not args.no_cache, with_heads=args.heads,
+                                   metric=ev.load_sequence_accuracy())
+    results = ev.build_results(
+        per_length, model_name=args.model, task=task_name, cot=cot, dataset=dataset,
+        n_positions=n_positions, train_max_length=train_max, sources=sources,
+        extra={"seed": args.seed, "device": str(device), "use_cache": not args.no_cache,
+               "seconds": round(time.perf_counter() - started, 3)},
+    )
+    print(ev.format_table(results))
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.out}")
+    return results
+
+
+def _check_tokenizer(auto_tokenizer, source: str, tasks) -> None:
+    """When the checkpoint ships a tokenizer, it must map the task vocabulary to the same ids."""
+    try:
+        tokenizer = auto_tokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError):
+        return  # no tokenizer saved: the ids are checked through the model config only
+    ids = tokenizer.convert_tokens_to_ids(list(tasks.VOCAB))
+    if ids != list(range(tasks.VOCAB_SIZE)):
+        raise ValueError(f"the tokenizer of {source!r} does not map the task vocabulary to ids "
+                         f"0..{tasks.VOCAB_SIZE - 1} (datasets_builders/tasks.py)")
+
+
+def _split_names(dataset: str, config: str) -> list[str]:
+    import datasets  # noqa: PLC0415
+
+    try:
+        return list(datasets.get_dataset_split_names(dataset, config))
+    except Exception:  # noqa: BLE001 - an unknown layout simply has no extra split to offer
+        return []
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as err:  # bad inputs (lengths, vocab, dataset format): one clear line
+        raise SystemExit(f"error: {err}") from None

@@ -1,0 +1,420 @@
+"""Tests of evaluate.py, modeling/evaluation.py and the sequence_accuracy metric (seconds, CPU).
+
+An *oracle* language model (a tiny ``PreTrainedModel`` with ``GenerationMixin`` whose logits are
+one-hot on the true next token, computed from the row's own inputs) gives known accuracies:
+1.0 when it is honest, and an exact, predictable fraction when it lies about one state on the rows
+whose first input is 1. Randomly initialised IterGPTs check the real model path (cache vs no cache,
+teacher-forced vs generated), and the hand-built iteration-head model must be exact.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from datasets_builders import tasks
+from modeling import analysis
+from modeling import evaluation as ev
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+PARITY = tasks.make_task("parity")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices on a shared 2-core CPU: one torch thread is far faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Test models
+# ---------------------------------------------------------------------------------------------
+class OracleConfig(PretrainedConfig):
+    model_type = "oracle-for-tests"
+
+    def __init__(self, task: str = "parity", cot: bool = True, lie_at: int | None = None, **kwargs):
+        self.task, self.cot, self.lie_at = task, cot, lie_at
+        self.vocab_size, self.n_positions, self.num_hidden_layers = tasks.VOCAB_SIZE, 64, 1
+        kwargs.setdefault("eos_token_id", tasks.EOS_ID)
+        kwargs.setdefault("pad_token_id", tasks.PAD_ID)
+        super().__init__(**kwargs)
+
+
+class Oracle(PreTrainedModel, GenerationMixin):
+    """Predicts the true next token from the row's own inputs (whatever it generated before).
+
+    ``lie_at=k``: on rows whose ``x_1`` is 1, answer position ``k`` gets a wrong value.
+    No KV cache: every step sees the whole prefix, with or without ``use_cache``.
+    """
+
+    config_class = OracleConfig
+
+    def __init__(self, config: OracleConfig):
+        super().__init__(config)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the model a device
+        self.task = tasks.make_task(config.task)
+        self.post_init()
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        ids = input_ids.cpu().numpy()
+        nxt = np.full(ids.shape, tasks.PAD_ID)
+        for i, row in enumerate(ids):
+            e = int(np.flatnonzero(row == tasks.EOI_ID)[0])
+            full = tasks.build_rows(self.task, row[None, 1:e], self.config.cot)[0]
+            if self.config.lie_at is not None and row[1] == 1:
+                full[e + 1 + self.config.lie_at] = 1 - full[e + 1 + self.config.lie_at]  # a wrong bit
+            n = min(len(row), len(full) - 1)
+            nxt[i, :n] = full[1:n + 1]
+        logits = torch.nn.functional.one_hot(torch.as_tensor(nxt), tasks.VOCAB_SIZE).float()
+        return CausalLMOutputWithPast(logits=logits.to(self.anchor.device))
+
+
+def tiny_itergpt(seed: int = 0, **overrides):
+    import modeling
+
+    torch.manual_seed(seed)
+    config = modeling.IterGPTConfig(**{"n_embd": 32, "n_positions": 64, "embd_pdrop": 0.0, **overrides})
+    return modeling.IterGPTForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    return tiny_itergpt()
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return ev.load_sequence_accuracy()
+
+
+def load_cli():
+    """evaluate.py as a module named ``evaluate_cli`` (so its ``main`` runs in-process)."""
+    spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# The name clash with the evaluate library
+# ---------------------------------------------------------------------------------------------
+def test_pytest_imports_the_evaluate_library():
+    import evaluate
+
+    assert hasattr(evaluate, "load") and hasattr(evaluate, "Metric")
+    assert os.path.dirname(os.path.abspath(evaluate.__file__)) != ROOT
+
+
+def test_script_help_from_the_root():
+    out = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for flag in ("--model", "--task", "--dataset", "--lengths", "--extrapolate", "--no-cot", "--out"):
+        assert flag in out.stdout
+
+
+def test_import_evaluate_from_the_root_gets_the_library(tmp_path):
+    """`python -c "import evaluate"` in the root finds evaluate.py first; it must hand over.
+
+    A stand-in library (a package with a relative submodule import) keeps this fast: the real one
+    takes ~10 s to import. test_cli_end_to_end_subprocess covers the real library from the script.
+    """
+    fake = tmp_path / "site" / "evaluate"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("from .loading import load\n")
+    (fake / "loading.py").write_text("def load(path):\n    return 'stand-in library'\n")
+    code = "import evaluate, sys; print(evaluate.load('x')); print(sys.path[-1])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**ENV, "PYTHONPATH": str(tmp_path / "site")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["stand-in library", ROOT]  # the library; the root moved last
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluate metric
+# ---------------------------------------------------------------------------------------------
+def test_metric_loads_offline_and_scores(metric, monkeypatch):
+    import evaluate
+
+    monkeypatch.chdir(ROOT)  # the documented relative path works too
+    relative = evaluate.load("metrics/sequence_accuracy")
+    preds, refs = [[1, 0, 62], [1, 1], [0, 62, 63]], [[1, 0, 62], [1, 0, 62], [0, 62]]
+    assert relative.compute(predictions=preds, references=refs)["sequence_accuracy"] == pytest.approx(1 / 3)
+    full = metric.compute(predictions=preds, references=refs, per_position=True)
+    assert full["sequence_accuracy"] == pytest.approx(1 / 3)  # extra tokens are wrong, missing too
+    assert full["token_accuracy"] == pytest.approx(6 / 8)
+    assert full["per_position_accuracy"] == pytest.approx([1.0, 2 / 3, 0.5])
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracies
+# ---------------------------------------------------------------------------------------------
+def test_honest_oracle_scores_one_with_and_without_cache():
+    rows = ev.sample_rows(PARITY, [1, 3, 6], 16, seed=1)
+    oracle = Oracle(OracleConfig())
+    for use_cache in (True, False):
+        out = ev.evaluate_model(oracle, rows, use_cache=use_cache)
+        assert all(r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0 for r in out.values())
+
+
+def test_lying_oracle_gives_exact_fractions_everywhere(metric):
+    """A wrong first state on rows with x_1 = 1: teacher-forced = generated = share of x_1 = 0 rows;
+    the final answer stays right (L >= 2); the evaluate metric agrees with the row-wise numbers."""
+    rows = ev.sample_rows(PARITY, [1, 4, 7], 40, seed=2)
+    oracle = Oracle(OracleConfig(lie_at=0))
+    out = ev.evaluate_model(oracle, rows, metric=metric)
+    for L, r in out.items():
+        honest = float(np.mean(rows[L][:, 1] == 0))
+        assert 0 < honest < 1
+        assert r["teacher_forced"] == pytest.approx(honest)
+        assert r["generated"] == pytest.approx(honest)
+        assert r["generated_final"] == pytest.approx(honest if L == 1 else 1.0)
+        assert r["generated_per_position"][0] == pytest.approx(honest)  # the lie is at position 0
+        assert r["generated_per_position"][1:] == pytest.approx([1.0] * L)
+
+
+def test_no_cot_oracle():
+    task = tasks.make_task("parity")
+    rows = ev.sample_rows(task, [2, 5], 16, seed=3, cot=False)
+    assert rows[5].shape[1] == tasks.row_length(5, cot=False)
+    out = ev.evaluate_model(Oracle(OracleConfig(cot=False)), rows, cot=False)
+    assert all(r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0 for r in out.values())
+    with pytest.raises(ValueError, match="not a chain-of-thought row"):
+        ev.generated_correct(Oracle(OracleConfig(cot=False)), rows[5], cot=True)
+    lying = ev.evaluate_model(Oracle(OracleConfig(cot=False, lie_at=0)), rows, cot=False)
+    for L, r in lying.items():  # without CoT the only state is the final answer
+        assert r["generated"] == r["generated_final"] == pytest.approx(np.mean(rows[L][:, 1] == 0))
+
+
+def test_random_model_is_clearly_worse_and_consistent(random_model):
+    rows = ev.sample_rows(PARITY, [2, 5, 9], 24, seed=4)
+    out = ev.evaluate_model(random_model, rows)
+    assert np.mean([r["teacher_forced"] for r in out.values()]) < 0.5
+    assert np.mean([r["generated"] for r in out.values()]) < 0.5
+    for L, block in rows.items():  # greedy generation is right exactly when teacher forcing is
+        ids = torch.as_tensor(block)
+        with torch.no_grad():
+            tf = analysis.teacher_forced_correct(random_model(ids).logits, ids).numpy()
+        np.testing.assert_array_equal(ev.generated_correct(random_model, block).sequence, tf)
+
+
+def test_generation_with_and_without_kv_cache_agree(random_model):
+    # A random model writes arbitrary tokens: equal predictions test the cache, not just accuracy.
+    rows = [r for block in ev.sample_rows(PARITY, [3, 8, 12], 8, seed=5).values() for r in block]
+    rows = rows[::-1]  # mixed lengths, any order: results come back in the given order
+    cached = ev.generated_correct(random_model, rows, batch_size=5, use_cache=True)
+    plain = ev.generated_correct(random_model, rows, batch_size=7, use_cache=False)
+    assert cached.predictions == plain.predictions
+    assert len(set(map(tuple, cached.predictions))) > 1
+    assert cached.references == [r[tasks.eoi_position(len(r) // 2 - 1) + 1:].tolist() for r in rows]
+
+
+def test_generation_ignores_the_checkpoints_generation_config():
+    # no_repeat_ngram_size=1 in a checkpoint's generation_config.json would ban every bit already in
+    # the prompt; evaluation must stay plain argmax decoding, and leave the model's config as it was.
+    oracle = Oracle(OracleConfig())
+    oracle.generation_config.no_repeat_ngram_size = 1
+    rows = ev.sample_rows(PARITY, [4], 8, seed=7)[4]
+    assert ev.generated_correct(oracle, rows).sequence.all()
+    assert oracle.generation_config.no_repeat_ngram_size == 1
+    prompts = torch.as_tensor(rows[:, :6])
+    banned = oracle.generate(prompts, max_new_tokens=5, do_sample=False, pad_token_id=tasks.PAD_ID)
+    assert not np.array_equal(banned[:, 6:].numpy(), rows[:, 6:])  # what the guard prevents
+
+
+def test_hand_built_model_is_exact_generated_equals_teacher_forced():
+    construction = pytest.importorskip(
+        "modeling.construction", reason="modeling/construction.py (build_iteration_head_model) is missing")
+    model = construction.build_iteration_head_model("parity")
+    limit = ev.max_length_in_context(model.config.n_positions)
+    rows = ev.sample_rows(PARITY, [1, 5, 16, limit], 16, seed=6)
+    out = ev.evaluate_model(model, rows)
+    for L, r in out.items():
+        assert r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0, (L, r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and model-index
+# ---------------------------------------------------------------------------------------------
+def check_model_index_entry(entry: dict) -> None:
+    assert entry["task"]["type"] == "text-generation" and entry["task"]["name"]
+    assert set(entry["dataset"]) >= {"name", "type", "config", "split"}
+    types = [m["type"] for m in entry["metrics"]]
+    assert types == [ev.TEACHER_FORCED, ev.GENERATED, ev.GENERATED_FINAL]
+    assert all(0.0 <= m["value"] <= 1.0 and m["name"] for m in entry["metrics"])
+
+
+def test_results_and_model_index_shape():
+    per_length = {L: {"n": 4, "teacher_forced": a, "generated": a, "generated_final": 1.0}
+                  for L, a in ((1, 1.0), (2, 0.5), (3, 0.25))}
+    results = ev.build_results(per_length, model_name="m", task="parity", cot=True, n_positions=64,
+                               dataset={"name": "d", "type": "d", "config": "parity", "split": "test"},
+                               train_max_length=2, sources={3: "test_longer"})
+    within, beyond = results["results"]
+    check_model_index_entry(within)
+    check_model_index_entry(beyond)
+    assert within["metrics"][0]["value"] == pytest.approx(0.75)  # unweighted mean over L = 1, 2
+    assert beyond["dataset"]["split"] == "test_longer" and beyond["metrics"][1]["value"] == 0.25
+    assert results["per_length"]["3"]["extrapolated"] and not results["per_length"]["2"]["extrapolated"]
+    index = ev.to_model_index(results, "org/itergpt-parity")
+    assert index == [{"name": "org/itergpt-parity", "results": results["results"]}]
+    assert ev.to_model_index(results["results"], "x")[0]["results"] == results["results"]
+    assert "3*" in ev.format_table(results)
+
+
+def test_cli_end_to_end_subprocess(tmp_path):
+    """`python evaluate.py` from the root: the library's evaluate.load gets the local metric."""
+    model_dir = tmp_path / "model"
+    tiny_itergpt(n_positions=16).save_pretrained(model_dir)
+    out = tmp_path / "eval_results.json"
+    run = subprocess.run(
+        [sys.executable, "evaluate.py", "--model", str(model_dir), "--task", "parity", "--lengths", "1-3",
+         "--n-per-length", "6", "--extrapolate", "--train-max-length", "3", "--out", str(out), "--threads", "1"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert sorted(map(int, results["per_length"])) == [1, 2, 3, 4, 5, 6]  # 2L+3 <= 16 up to L = 6
+    assert [L for L, r in results["per_length"].items() if r["extrapolated"]] == ["4", "5", "6"]
+    assert len(results["results"]) == 2
+    for entry in results["results"]:
+        check_model_index_entry(entry)
+    assert "generated_token_accuracy" in results["per_length"]["1"]  # computed by the metric module
+    assert "teacher-forced" in run.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# --dataset
+# ---------------------------------------------------------------------------------------------
+def write_hub_folder(folder, splits: dict[str, dict], config: str = "parity") -> str:
+    """A Hub-layout dataset by hand: ``data/<config>/<split>-00000-of-00001.parquet`` + card YAML."""
+    os.makedirs(folder / "data" / config, exist_ok=True)
+    files = []
+    for split, columns in splits.items():
+        pq.write_table(pa.table(columns), str(folder / "data" / config / f"{split}-00000-of-00001.parquet"))
+        files.append(f"  - split: {split}\n    path: data/{config}/{split}-*.parquet\n")
+    (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{''.join(files)}---\n")
+    return str(folder)
+
+
+def parity_columns(lengths, n: int, seed: int = 0) -> dict:
+    rows = [r for block in ev.sample_rows(PARITY, lengths, n, seed).values() for r in block]
+    return {"input_ids": pa.array([r.tolist() for r in rows], type=pa.list_(pa.int32())),
+            "length": pa.array([len(r) // 2 - 1 for r in rows], type=pa.int32()),
+            "task": ["parity"] * len(rows), "text": [tasks.decode(r) for r in rows]}
+
+
+@pytest.fixture(scope="module")
+def hub_dataset(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("hub")
+    try:
+        from datasets_builders.export import export
+    except ImportError:
+        return write_hub_folder(folder, {"test": parity_columns([1, 2, 3], 6),
+                                         "test_longer": parity_columns([5], 6)})
+    export(str(folder), configs=["parity"], max_length=3, examples_per_length=12, extrapolation_lengths=(5,),
+           overwrite=True)
+    return str(folder)
+
+
+def test_dataset_rows_validated_and_grouped(hub_dataset):
+    rows = ev.load_dataset_rows(hub_dataset, PARITY, "test")
+    assert sorted(rows) == [1, 2, 3]
+    for L, block in rows.items():
+        assert block.shape[1] == tasks.row_length(L)
+    assert sorted(ev.load_dataset_rows(hub_dataset, PARITY, "test", lengths=[2], n_per_length=1)) == [2]
+    with pytest.raises(ev.DatasetFormatError, match=r"no rows of length\(s\) \[9\]"):
+        ev.load_dataset_rows(hub_dataset, PARITY, "test", lengths=[9])
+
+
+def test_cli_with_dataset_and_test_longer(hub_dataset, tmp_path):
+    cli = load_cli()
+    model_dir = tmp_path / "model"
+    tiny_itergpt(n_positions=16).save_pretrained(model_dir)
+    results = cli.main(["--model", str(model_dir), "--task", "parity", "--dataset", hub_dataset,
+                        "--extrapolate", "--train-max-length", "3", "--out", str(tmp_path / "r.json")])
+    sources = {L: r["source"] for L, r in results["per_length"].items()}
+    assert sources == {"1": "test", "2": "test", "3": "test", "4": "sampled", "5": "test_longer", "6": "sampled"}
+    within, beyond = results["results"]
+    assert within["dataset"] == {"name": os.path.basename(hub_dataset), "type": os.path.basename(hub_dataset),
+                                 "config": "parity", "split": "test"}
+    assert beyond["dataset"]["split"] == "sampled+test_longer"
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(results))
+
+
+@pytest.mark.parametrize("columns, message", [
+    ({"input_ids": pa.array([], type=pa.list_(pa.int32())), "length": pa.array([], type=pa.int32())}, "empty"),
+    ({"input_ids": [[58, 1, 61, 1, 62]]}, r"lacks the column\(s\) \['length'\]"),
+    ({"input_ids": ["58 1 61 1 62"], "length": [1]}, "must be a list of integers"),
+    ({"input_ids": [[58, 1, 61, 0, 62]], "length": [1]}, "malformed"),  # parity of 1 is 1
+    ({"input_ids": [[58, 1, 61, 1, 99]], "length": [1]}, r"outside \[0, 64\)"),
+    ({"input_ids": [[58, 1, 0, 61, 1, 1, 62]], "length": [1]}, "needs 5"),
+    ({"input_ids": [[57, 1, 61, 1, 62]], "length": [1]}, "not a 'parity' example"),
+])
+def test_bad_datasets_raise_clear_errors(tmp_path, columns, message):
+    # A unique folder name: `datasets` caches a local folder by its name, relative paths and mtimes.
+    folder = write_hub_folder(tmp_path / tmp_path.name, {"test": columns})
+    with pytest.raises(ev.DatasetFormatError, match=message):
+        ev.load_dataset_rows(folder, PARITY, "test")
+
+
+def test_no_cot_rows_in_a_cot_evaluation_get_a_hint():
+    rows = tasks.build_rows(PARITY, np.array([[1, 0, 1]]), cot=False)
+    with pytest.raises(ev.DatasetFormatError, match="pass --no-cot"):
+        ev.validate_rows(list(rows), [3], PARITY, cot=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad inputs
+# ---------------------------------------------------------------------------------------------
+def test_model_vocab_must_be_the_task_vocab(tmp_path):
+    model_dir = tmp_path / "wrong_vocab"
+    tiny_itergpt(vocab_size=70).save_pretrained(model_dir)
+    with pytest.raises(ValueError, match="vocab_size=70 but the task vocabulary has 64"):
+        load_cli().main(["--model", str(model_dir), "--task", "parity", "--out", str(tmp_path / "r.json")])
+
+
+def test_lengths_beyond_the_context_are_refused(tmp_path, random_model):
+    with pytest.raises(ValueError, match=r"lengths \[31, 40\] do not fit .* longest evaluable length is 30"):
+        ev.check_lengths([4, 31, 40], n_positions=64)
+    ev.check_lengths([60], n_positions=64, cot=False)  # L + 4 tokens without CoT
+    model_dir = tmp_path / "small"
+    tiny_itergpt(n_positions=16).save_pretrained(model_dir)
+    with pytest.raises(ValueError, match="longest evaluable length is 6"):
+        load_cli().main(["--model", str(model_dir), "--task", "parity", "--lengths", "1-8",
+                         "--out", str(tmp_path / "r.json")])
+
+
+def test_parse_lengths():
+    assert ev.parse_lengths("1-4,8, 16") == [1, 2, 3, 4, 8, 16]
+    assert ev.parse_lengths("3,1,3") == [1, 3]
+    for bad in ("", "0-3", "4-2", "a", "1-"):
+        with pytest.raises(ValueError, match="invalid"):
+            ev.parse_lengths(bad)
+
+
+def test_run_settings_from_training_info(tmp_path, random_model):
+    (tmp_path / "training_info.json").write_text(json.dumps(
+        {"step": 10, "train_config": {"data": {"task": "polynomial", "cot": False, "max_length": 12,
+                                               "modulus": 7, "polynomial": [[1, 1, 1], [0, 0, 1]]}}}))
+    found = ev.find_run_settings(random_model, str(tmp_path))
+    assert found == {"task": "polynomial", "cot": False, "train_max_length": 12, "modulus": 7,
+                     "polynomial": [(1, 1, 1), (0, 0, 1)]}
+    assert ev.find_run_settings(random_model, None) == {}
