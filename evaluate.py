@@ -169,10 +169,18 @@ def main(argv: list[str] | None = None) -> dict:
         name = os.path.basename(os.path.normpath(args.dataset)) if os.path.isdir(args.dataset) else args.dataset
         dataset = {"name": name, "type": name, "config": config, "split": args.split}
     else:
-        rows = ev.sample_rows(task, lengths + beyond, n_sampled, args.seed, cot)
-        sources.update({L: "sampled" for L in rows})
-        dataset = {"name": f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
-                   "config": ev.dataset_config_name(task_name, cot), "split": "sampled"}
+        # Held-out rows: the test split of the run that trained this checkpoint when it says so
+        # (training_info.json), fresh samples for the other lengths (never trained on when they
+        # are beyond the training range).
+        rows = ev.run_test_rows(args.model, task_name, lengths, n_sampled, cot) or {}
+        sources.update({L: "test" for L in rows})
+        missing = [L for L in lengths + beyond if L not in rows]
+        rows.update(ev.sample_rows(task, missing, n_sampled, args.seed, cot))
+        sources.update({L: "sampled" for L in missing})
+        held_out = any(v == "test" for v in sources.values())
+        dataset = {"name": "Iteration tasks (the run's held-out test split)" if held_out else
+                   f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
+                   "config": ev.dataset_config_name(task_name, cot), "split": "test" if held_out else "sampled"}
 
     started = time.perf_counter()
     per_length = ev.evaluate_model(model, rows, cot=cot, batch_size=args.batch_size,

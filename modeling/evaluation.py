@@ -65,6 +65,7 @@ __all__ = [
     "max_length_in_context",
     "n_positions_of",
     "parse_lengths",
+    "run_test_rows",
     "sample_rows",
     "to_model_index",
     "trim_at_eos",
@@ -237,6 +238,35 @@ def sample_rows(task: tasks.Task, lengths: Iterable[int], n_per_length: int, see
         inputs = tasks.sample_unique_inputs(task, L, n, np.random.default_rng([seed, L]))
         out[L] = tasks.build_rows(task, inputs, cot)
     return out
+
+
+def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_length: int,
+                  cot: bool = True) -> dict[int, np.ndarray] | None:
+    """The held-out rows of the run that trained the checkpoint in folder ``source``.
+
+    ``train.py`` writes ``training_info.json`` with its data config; the builder's test split of
+    that config (same seed and sizes) holds sequences the run never trained on (fresh draws
+    exclude them). Returns ``{L: rows}`` for the lengths inside the training range, at most
+    ``n_per_length`` each, or ``None`` when ``source`` is not such a run folder.
+    """
+    path = os.path.join(source, "training_info.json") if os.path.isdir(source) else None
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f).get("train_config", {}).get("data")
+    if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
+        return None
+    from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs  # noqa: PLC0415
+
+    config = IterationTaskConfig(
+        name="run", task=data["task"], cot=cot, min_length=data["min_length"],
+        max_length=data["max_length"], examples_per_length=data["examples_per_length"],
+        test_fraction=data["test_fraction"], seed=data["seed"], modulus=data["modulus"],
+        polynomial=data["polynomial"], mix_ratio=data.get("mix_ratio", 0.5))
+    task = config.make_task(task_name)
+    sub = None if data["task"] != "mix" else task_name
+    return {L: tasks.build_rows(task, split_inputs(config, L, sub)["test"][:n_per_length], cot)
+            for L in lengths if config.min_length <= L <= config.max_length}
 
 
 def _is_int_list_feature(feature) -> bool:

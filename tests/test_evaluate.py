@@ -418,3 +418,24 @@ def test_run_settings_from_training_info(tmp_path, random_model):
     assert found == {"task": "polynomial", "cot": False, "train_max_length": 12, "modulus": 7,
                      "polynomial": [(1, 1, 1), (0, 0, 1)]}
     assert ev.find_run_settings(random_model, None) == {}
+
+
+def test_run_test_rows_are_the_runs_held_out_split(tmp_path):
+    """Without --dataset, a train.py run folder is evaluated on its own test split."""
+    import json as _json
+
+    import train
+    from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs
+    from modeling import evaluation as ev
+
+    cfg, _ = train.parse_args(["--recipe", "parity", "data.max_length=6", "model.n_positions=16"])
+    (tmp_path / "training_info.json").write_text(_json.dumps({"train_config": train.asdict(cfg)}))
+    rows = ev.run_test_rows(str(tmp_path), "parity", [1, 2, 3, 6, 7], 10)
+    assert sorted(rows) == [1, 2, 3, 6]  # 7 is beyond the run's lengths: sampled instead
+    config = IterationTaskConfig(name="x", task="parity", max_length=6, examples_per_length=2048)
+    for L, r in rows.items():
+        split = split_inputs(config, L)
+        assert np.array_equal(r[:, 1:L + 1], split["test"][:10])
+        train_keys = {bytes(x.astype(np.uint8)) for x in split["train"]}
+        assert not any(bytes(x.astype(np.uint8)) in train_keys for x in r[:, 1:L + 1])
+    assert ev.run_test_rows(str(tmp_path / "nowhere"), "parity", [1], 10) is None

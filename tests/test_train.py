@@ -1,0 +1,236 @@
+"""train.py: real (tiny) training runs, exact resume after SIGKILL, DDP on two CPU processes, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train
+from datasets_builders import tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny copy run: lengths 1-5 fit a 16-position context. Dropout is on so that an exact resume
+# must also restore the RNG.
+TINY = ["model.n_embd=32", "model.n_positions=16", "model.embd_pdrop=0.1", "data.max_length=5",
+        "data.examples_per_length=64", "optim.batch_size=32", "optim.warmup_steps=10",
+        "eval_per_length=32", "eval_heads=false", "max_minutes=null", "target_accuracy=null"]
+
+
+def run_cli(args, env_extra=None, **kw):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    env.update(env_extra or {})
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, **kw)
+
+
+def train_cmd(out, *extra):
+    return [sys.executable, "train.py", "--recipe", "copy", "--output_dir", str(out), "--no_progress",
+            "--report_to", "none", *TINY, *extra]
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_time(recs):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in recs]
+
+
+# ---------------------------------------------------------------------------------------------
+def test_loss_is_masked_before_end_of_input():
+    task = tasks.make_task("parity")
+    rows = [tasks.build_rows(task, np.array([[1, 0, 1]]))[0], tasks.build_rows(task, np.array([[1]]))[0]]
+    ids = torch.as_tensor(tasks.pad_rows(rows))
+    labels = train.labels_for(ids)
+    # Row 0: <parity> 1 0 1 <eoi> | 1 1 0 <eos>; row 1: <parity> 1 <eoi> | 1 <eos> <pad>...
+    assert labels[0].tolist() == [-100] * 5 + [1, 1, 0, tasks.EOS_ID]
+    assert labels[1].tolist() == [-100] * 3 + [1, tasks.EOS_ID] + [-100] * 4
+    # The model's loss is the mean cross-entropy over exactly those targets.
+    from modeling import IterGPTConfig, IterGPTForCausalLM
+    model = IterGPTForCausalLM(IterGPTConfig(n_embd=32, n_positions=16, embd_pdrop=0.0)).eval()
+    out = model(input_ids=ids, labels=labels)
+    logits, keep = out.logits[:, :-1], labels[:, 1:] != -100
+    manual = F.cross_entropy(logits[keep], ids[:, 1:][keep])
+    torch.testing.assert_close(out.loss, manual)
+
+
+def test_config_overrides_and_unknown_keys():
+    cfg, args = train.parse_args(["--recipe", "parity", "optim.lr=3e-3", "model.n_embd=96"])
+    assert cfg.optim.lr == 3e-3 and cfg.model.n_embd == 96 and cfg.data.task == "parity"
+    with pytest.raises(ValueError, match="unknown key.*'lrr'"):
+        train.parse_args(["--recipe", "parity", "optim.lrr=1"])
+    with pytest.raises(ValueError, match="recipe 'nope' not found.*parity"):
+        train.parse_args(["--recipe", "nope"])
+    with pytest.raises(ValueError, match="optim.lr=.abc. is invalid: it must be float"):
+        train.parse_args(["--recipe", "parity", "optim.lr=abc"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        train.parse_args(["--recipe", "parity", "optim.lr"])
+    with pytest.raises(ValueError, match="n_positions"):
+        train.parse_args(["--recipe", "parity", "data.max_length=40"])
+
+
+def test_every_recipe_is_valid():
+    for name in train.available_recipes():
+        cfg, _ = train.parse_args(["--recipe", name])
+        assert cfg.model.n_layer >= 1
+    assert {"parity", "copy", "polynomial", "mix", "parity_nocot", "parity_1layer",
+            "paper_reference"} <= set(train.available_recipes())
+
+
+def test_fresh_batches_never_contain_a_test_sequence():
+    cfg, _ = train.parse_args(["--recipe", "parity", "data.max_length=6", "model.n_positions=16"])
+    data = train.TaskData(cfg)
+    seen = 0
+    for step in range(30):
+        ids = data.batch(step, 0, 1)
+        for row in ids:
+            length = int(np.flatnonzero(row == tasks.EOI_ID)[0]) - 1
+            key = bytes(row[1:length + 1].astype(np.uint8))
+            assert key not in data.test_keys["parity", length]
+            seen += 1
+    assert seen == 30 * cfg.optim.batch_size
+    # A batch is a pure function of the step; two processes split the same global batch.
+    both = np.concatenate([data.batch(7, 0, 2), data.batch(7, 1, 2)[:, :data.batch(7, 0, 2).shape[1]]])
+    whole = data.batch(7, 0, 1)
+    assert np.array_equal(tasks.loss_mask(both).sum(), tasks.loss_mask(whole).sum())
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    """An uninterrupted tiny copy run (60 steps), used as the reference by several tests."""
+    out = tmp_path_factory.mktemp("runs") / "copy"
+    res = run_cli(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
+                            "snapshot_steps=[30]"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res
+
+
+def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
+    out = tmp_path / "learn"
+    res = run_cli(train_cmd(out, "optim.max_steps=800", "optim.lr=3e-3", "eval_every=50",
+                            "target_accuracy=1.0", "data.max_length=4"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    last = records(out)[-1]
+    assert last["test"]["accuracy_min"] == 1.0, last
+    assert "teacher-forced test sequence accuracy per length" in res.stdout
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import modeling  # noqa: F401  (registers the Auto classes)
+    model = AutoModelForCausalLM.from_pretrained(out / "final").eval()
+    tok = AutoTokenizer.from_pretrained(out / "final")
+    task = tasks.make_task("copy")
+    inputs = np.array([[1, 0, 1, 1], [0, 0, 1, 0]])
+    prompt = tasks.build_rows(task, inputs)[:, :6]  # <copy> x1..x4 <eoi>
+    gen = model.generate(torch.as_tensor(prompt), max_new_tokens=5, do_sample=False,
+                         pad_token_id=tasks.PAD_ID, eos_token_id=tasks.EOS_ID)
+    assert tok.batch_decode(gen[:, 6:]) == ["1 0 1 1 <eos>", "0 0 1 0 <eos>"]
+    info = json.loads((out / "final" / "training_info.json").read_text())
+    assert info["stop_reason"].startswith("target accuracy")
+
+
+def test_run_folder_layout(copy_run):
+    out, _ = copy_run
+    recs = records(out)
+    assert [r["step"] for r in recs] == [10, 20, 30, 40, 50, 60]
+    assert {"loss", "lr", "train", "test"} <= set(recs[0])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_40", "step_60"]  # keep 2
+    assert (out / "snapshots" / "step_30" / "model.safetensors").exists()
+    for f in ("config.json", "model.safetensors", "modeling_itergpt.py", "configuration_itergpt.py",
+              "tokenizer.json", "generation_config.json", "training_info.json"):
+        assert (out / "final" / f).exists(), f
+    assert not (out / ".lock").exists()
+    assert not list(out.rglob(".*tmp-*"))
+
+
+def test_exact_resume_after_sigkill(copy_run, tmp_path):
+    ref, _ = copy_run
+    out = tmp_path / "killed"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
+                                      "snapshot_steps=[30]"),
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step_20" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "final").exists()
+    # Continue it: the run picks up at the last complete checkpoint.
+    res = run_cli(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
+                            "snapshot_steps=[30]", "--resume_from_checkpoint", "latest"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert without_time(records(out)) == without_time(records(ref))
+    from safetensors.torch import load_file
+    a, b = load_file(ref / "final" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finished_run_is_not_overwritten_and_resume_checks_config(copy_run):
+    out, _ = copy_run
+    before = (out / "final" / "model.safetensors").read_bytes()
+    res = run_cli(train_cmd(out, "optim.max_steps=60"), timeout=300)
+    assert res.returncode == 2 and "finished run" in res.stderr and "--overwrite" in res.stderr
+    res = run_cli(train_cmd(out, "optim.max_steps=90", "eval_every=10", "save_every=20",
+                            "snapshot_steps=[30]", "--resume_from_checkpoint", "latest"), timeout=300)
+    assert res.returncode == 2 and "optim.max_steps" in res.stderr
+    assert (out / "final" / "model.safetensors").read_bytes() == before
+
+
+def test_output_folder_in_use(tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / ".lock").write_text(str(os.getpid()))  # this (live) test process holds it
+    res = run_cli(train_cmd(out, "optim.max_steps=5", "--overwrite"), timeout=300)
+    assert res.returncode == 2 and "in use by process" in res.stderr
+    assert (out / ".lock").read_text() == str(os.getpid())
+
+
+def test_init_from_other_vocabulary_is_refused(tmp_path):
+    from modeling import IterGPTConfig, IterGPTForCausalLM
+    IterGPTForCausalLM(IterGPTConfig(vocab_size=80, n_embd=32, n_positions=16)).save_pretrained(tmp_path / "m")
+    res = run_cli(train_cmd(tmp_path / "ft", "optim.max_steps=5", "--init_from", str(tmp_path / "m")),
+                  timeout=300)
+    assert res.returncode == 2 and "vocab_size=80" in res.stderr
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    res = run_cli(train_cmd(out, "optim.max_steps=40", "save_every=2", "eval_every=100",
+                            "optim.lr=1e30", "optim.warmup_steps=1", "optim.grad_clip=1e30"), timeout=300)
+    assert res.returncode == 2 and "non-finite" in res.stderr, res.stderr[-2000:]
+    assert "Last good checkpoint" in res.stderr
+    assert not (out / "final").exists()
+    saved = train.checkpoint_steps(out / "checkpoints")
+    assert saved, "the checkpoints saved before the failure must remain"
+    for step in saved:
+        state = out / "checkpoints" / f"step_{step}"
+        from safetensors.torch import load_file
+        weights = load_file(next(state.glob("model*.safetensors")))
+        assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           *train_cmd(out, "optim.max_steps=300", "optim.lr=3e-3", "eval_every=50", "save_every=100",
+                      "data.max_length=4")[1:]]
+    res = run_cli(cmd, env_extra={"ACCELERATE_USE_CPU": "true"}, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stdout
+    recs = records(out)
+    assert [r["step"] for r in recs] == [50, 100, 150, 200, 250, 300]  # one line per eval: main only
+    assert recs[-1]["test"]["accuracy_mean"] >= 0.9, recs[-1]["test"]
+    assert res.stdout.count("stopped at step") == 1
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_200", "step_300"]
