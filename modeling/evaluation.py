@@ -258,14 +258,14 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
         return None
     from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs  # noqa: PLC0415
 
+    # train.py takes each task's split from that task's own config (also in a mix run).
     config = IterationTaskConfig(
-        name="run", task=data["task"], cot=cot, min_length=data["min_length"],
+        name="run", task=task_name, cot=cot, min_length=data["min_length"],
         max_length=data["max_length"], examples_per_length=data["examples_per_length"],
         test_fraction=data["test_fraction"], seed=data["seed"], modulus=data["modulus"],
-        polynomial=data["polynomial"], mix_ratio=data.get("mix_ratio", 0.5))
-    task = config.make_task(task_name)
-    sub = None if data["task"] != "mix" else task_name
-    return {L: tasks.build_rows(task, split_inputs(config, L, sub)["test"][:n_per_length], cot)
+        polynomial=data["polynomial"])
+    task = config.make_task()
+    return {L: tasks.build_rows(task, split_inputs(config, L)["test"][:n_per_length], cot)
             for L in lengths if config.min_length <= L <= config.max_length}
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import train
 from datasets_builders import tasks
@@ -64,8 +65,8 @@ def test_loss_is_masked_before_end_of_input():
 
 
 def test_config_overrides_and_unknown_keys():
-    cfg, args = train.parse_args(["--recipe", "parity", "optim.lr=3e-3", "model.n_embd=96"])
-    assert cfg.optim.lr == 3e-3 and cfg.model.n_embd == 96 and cfg.data.task == "parity"
+    cfg, args = train.parse_args(["--recipe", "parity", "optim.lr=2.5e-3", "model.n_embd=96"])
+    assert cfg.optim.lr == 2.5e-3 and cfg.model.n_embd == 96 and cfg.data.task == "mix"
     with pytest.raises(ValueError, match="unknown key.*'lrr'"):
         train.parse_args(["--recipe", "parity", "optim.lrr=1"])
     with pytest.raises(ValueError, match="recipe 'nope' not found.*parity"):
@@ -87,17 +88,25 @@ def test_every_recipe_is_valid():
 
 
 def test_fresh_batches_never_contain_a_test_sequence():
+    # The demo recipe: parity with 30% copy rows.
     cfg, _ = train.parse_args(["--recipe", "parity", "data.max_length=6", "model.n_positions=16"])
     data = train.TaskData(cfg)
-    seen = 0
+    names = {tasks.TASK_TOKEN_ID[n]: n for n in tasks.TASK_NAMES}
+    seen = {"copy": 0, "parity": 0}
     for step in range(30):
         ids = data.batch(step, 0, 1)
         for row in ids:
             length = int(np.flatnonzero(row == tasks.EOI_ID)[0]) - 1
             key = bytes(row[1:length + 1].astype(np.uint8))
-            assert key not in data.test_keys["parity", length]
-            seen += 1
-    assert seen == 30 * cfg.optim.batch_size
+            assert key not in data.test_keys[names[row[0]], length]
+            seen[names[row[0]]] += 1
+    assert sum(seen.values()) == 30 * cfg.optim.batch_size
+    assert 0.2 < seen["copy"] / sum(seen.values()) < 0.4  # mix_ratio 0.3
+    # The parity test split is the one of the released `parity` dataset config.
+    from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs
+    config = IterationTaskConfig(name="p", task="parity", max_length=6, examples_per_length=2048,
+                                 test_fraction=0.25)
+    assert np.array_equal(data.splits["test"]["parity", 5][:, 1:6], split_inputs(config, 5)["test"])
     # A batch is a pure function of the step; two processes split the same global batch.
     both = np.concatenate([data.batch(7, 0, 2), data.batch(7, 1, 2)[:, :data.batch(7, 0, 2).shape[1]]])
     whole = data.batch(7, 0, 1)
@@ -116,8 +125,10 @@ def copy_run(tmp_path_factory):
 
 def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     out = tmp_path / "learn"
-    res = run_cli(train_cmd(out, "optim.max_steps=800", "optim.lr=3e-3", "eval_every=50",
-                            "target_accuracy=1.0", "data.max_length=4"), timeout=600)
+    # The copy recipe's width (64) on lengths 1-6: 100% on every held-out length after ~700 steps.
+    res = run_cli(train_cmd(out, "model.n_embd=64", "model.embd_pdrop=0.0", "optim.batch_size=64",
+                            "data.max_length=6", "optim.max_steps=1200", "eval_every=50",
+                            "eval_per_length=64", "target_accuracy=1.0"), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     last = records(out)[-1]
     assert last["test"]["accuracy_min"] == 1.0, last
@@ -128,11 +139,13 @@ def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out / "final").eval()
     tok = AutoTokenizer.from_pretrained(out / "final")
     task = tasks.make_task("copy")
-    inputs = np.array([[1, 0, 1, 1], [0, 0, 1, 0]])
-    prompt = tasks.build_rows(task, inputs)[:, :6]  # <copy> x1..x4 <eoi>
-    gen = model.generate(torch.as_tensor(prompt), max_new_tokens=5, do_sample=False,
+    test = train.TaskData(train.config_from_dict(yaml.safe_load((out / "train_config.yaml").read_text())))
+    inputs = test.splits["test"]["copy", 6][:8, 1:7]  # held-out inputs of length 6
+    prompt = tasks.build_rows(task, inputs)[:, :8]  # <copy> x1..x6 <eoi>
+    gen = model.generate(torch.as_tensor(prompt), max_new_tokens=7, do_sample=False,
                          pad_token_id=tasks.PAD_ID, eos_token_id=tasks.EOS_ID)
-    assert tok.batch_decode(gen[:, 6:]) == ["1 0 1 1 <eos>", "0 0 1 0 <eos>"]
+    want = [" ".join(map(str, x)) + " <eos>" for x in inputs]
+    assert tok.batch_decode(gen[:, 8:]) == want
     info = json.loads((out / "final" / "training_info.json").read_text())
     assert info["stop_reason"].startswith("target accuracy")
 
