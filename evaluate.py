@@ -16,8 +16,10 @@ Examples::
     python evaluate.py --model runs/parity/final --dataset hub/iteration-head-tasks --split test
     python evaluate.py --model <org>/itergpt-parity-nocot --task parity --no-cot --train-max-length 16
 
-Without ``--dataset`` the rows are sampled with ``datasets_builders.tasks`` (distinct inputs, one
-seeded stream per length); with it they come from the dataset's split (``load_dataset(dataset,
+Without ``--dataset``, a run folder written by ``train.py`` is evaluated on that run's held-out
+test split (the builder's split for the run's data config: never trained on), and other lengths on
+sequences sampled with ``datasets_builders.tasks`` (distinct inputs, one seeded stream per length);
+with ``--dataset`` the rows come from the dataset's split (``load_dataset(dataset,
 "parity")``, or ``"parity_nocot"``), validated row by row. Task, chain of thought and training
 lengths are read from the checkpoint (``training_info.json`` written by ``train.py``) when the flags
 do not say them.

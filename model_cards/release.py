@@ -1,0 +1,697 @@
+"""Release the Iteration Head suite on the Hub: train (or take) the runs, evaluate, analyse, assemble
+``hub/`` in Hub layout and, with ``--push``, upload it.
+
+The whole suite, trained here, then assembled (the lead's command; ~1 hour on a 2-core CPU)::
+
+    python -m model_cards.release --out hub --namespace <org>
+
+Reuse finished runs (``<runs-dir>/<key>/final``), e.g. to re-render after a template change; the
+same runs give byte-identical folders::
+
+    python -m model_cards.release --out hub --namespace <org> --take-existing
+    python -m model_cards.release --out hub --namespace <org> --take-existing --push     # upload
+
+A tiny end-to-end rehearsal (models of width 32 trained for a few steps; minutes)::
+
+    python -m model_cards.release --out /tmp/hub --namespace test --runs-dir /tmp/runs --quick
+
+For each model of the suite (``model_cards.suite``; ``--models`` picks some), progress is printed as
+``[i/n] <repo>: <stage>``:
+
+1. **train** -- ``python train.py --recipe <recipe> --output_dir <runs-dir>/<key>`` with
+   ``snapshot_steps`` at every evaluation step (the fine-tuned model gets ``--init_from`` the
+   polynomial run's ``final/``); skipped with ``--take-existing``.
+2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, code, tokenizer,
+   generation config, ``training_info.json``), ``train_config.yaml``, and ``analysis.py`` +
+   ``tasks.py`` so the analysis runs next to the checkpoint.
+3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
+   (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
+   (``train.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
+4. **evaluate** -- ``modeling.evaluation`` (under ``evaluate.py``) on those rows -> ``eval_results.json``.
+5. **analyse** -- ``modeling.analysis.analyze`` -> ``analysis.json``, ``analysis.md``, attention
+   map and emergence plot (PNG, metadata stripped); without chain of thought only the training curve.
+6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy, copied to
+   ``hub/revisions/<repo>/step<N>/`` (published as branches ``step<N>``; ``main`` is the final).
+7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above.
+
+The dataset ``hub/iteration-head-tasks`` is exported first (``datasets_builders.export``) with the
+split parameters of the runs, so that its test split *is* the models' held-out split; its card gets
+a section listing the models. ``hub/`` must stay under 30 MB (checked). Evaluation and analysis are
+seeded and single-threaded by default (``--threads``, which also sets the threads of training), cards
+carry no date and PNGs no metadata: the same runs give the same bytes.
+
+``--push`` checks everything first (token, network, every folder, size) and uploads only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root holds evaluate.py, which would shadow the `evaluate` library when the root is
+# first on sys.path (`python -m` puts the working directory there): keep the root, but last.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != str(REPO_ROOT)] + [str(REPO_ROOT)]
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from huggingface_hub import HfApi  # noqa: E402
+
+from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id  # noqa: E402
+
+# torch, transformers and datasets are imported by the stages that need them, so that a push that
+# cannot happen (no token, offline) stops within a second.
+
+__all__ = [
+    "MAX_HUB_BYTES",
+    "QUICK_TRAIN_ARGS",
+    "ReleaseError",
+    "analyse_folder",
+    "assemble_folder",
+    "check_folders",
+    "dataset_config",
+    "dataset_parameters",
+    "evaluate_folder",
+    "heldout_test_rows",
+    "hub_size",
+    "main",
+    "preflight_push",
+    "process_model",
+    "push_release",
+    "select_revisions",
+    "strip_png_metadata",
+]
+
+MAX_HUB_BYTES = 30_000_000  # the whole hub/ folder (models, revisions, dataset)
+MAX_REVISIONS = 4  # intermediate checkpoints published per model
+SHIPPED_CODE = {"analysis.py": REPO_ROOT / "modeling" / "analysis.py",
+                "tasks.py": REPO_ROOT / "datasets_builders" / "tasks.py"}
+REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py",
+                  "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
+                  "train_config.yaml", "README.md", "eval_results.json", "analysis.json", "analysis.md",
+                  "analysis.py", "tasks.py")
+REVISION_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py")
+# Split parameters shared by the runs and the dataset (IterationTaskConfig fields).
+SPLIT_KEYS = ("min_length", "max_length", "examples_per_length", "test_fraction", "seed")
+
+#: ``--quick``: tiny models and short runs, for a rehearsal of the whole release in minutes.
+QUICK_TRAIN_ARGS = ("model.n_embd=32", "data.max_length=4", "data.examples_per_length=64",
+                    "optim.max_steps=30", "optim.warmup_steps=5", "optim.batch_size=64", "eval_every=10",
+                    "eval_per_length=16", "save_every=0", "max_minutes=null", "target_accuracy=null",
+                    "snapshot_steps=[10,20]")
+QUICK_EVAL_N = 16
+QUICK_ANALYSIS_N = 16
+
+
+class ReleaseError(RuntimeError):
+    """A release that cannot go on (missing run, failed check, folder too large): one clear line."""
+
+
+_STARTED = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """Progress on stdout, with the seconds since the release started."""
+    print(f"[release {time.perf_counter() - _STARTED:6.0f}s] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def default_snapshot_steps(spec: ModelSpec, overrides: list[str]) -> list[int] | None:
+    """Every evaluation step before ``max_steps``; None when the recipe or the overrides already
+    choose ``snapshot_steps`` (then theirs are kept)."""
+    import train  # the repository's train.py (heavy imports: only when training)
+
+    cfg = train.config_from_dict(train.apply_overrides(train.load_recipe(spec.recipe), overrides))
+    if cfg.snapshot_steps:
+        return None
+    return list(range(cfg.eval_every, cfg.optim.max_steps, cfg.eval_every))
+
+
+def train_run(spec: ModelSpec, run_dir: Path, overrides: list[str], init_from: Path | None,
+              retrain: bool, progress: bool, threads: int | None = None) -> None:
+    """``train.py`` in a subprocess (its own accelerate state); raises ``ReleaseError`` on failure.
+
+    ``threads``: ``OMP_NUM_THREADS`` of the subprocess (None: inherited).
+    """
+    overrides = list(overrides)
+    steps = default_snapshot_steps(spec, overrides)
+    if steps is not None:
+        overrides.append(f"snapshot_steps={json.dumps(steps)}")
+    cmd = [sys.executable, "train.py", "--recipe", spec.recipe, "--output_dir", str(run_dir),
+           "--report_to", "none", *overrides]
+    if init_from is not None:
+        cmd += ["--init_from", str(init_from)]
+    if retrain:
+        cmd.append("--overwrite")
+    if not progress:
+        cmd.append("--no_progress")
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    log("  $ " + (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(cmd))
+    if subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode != 0:
+        raise ReleaseError(f"training {spec.key} failed (command above); nothing was assembled for it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset
+# ---------------------------------------------------------------------------------------------
+def dataset_parameters(train_configs: dict[str, dict]) -> dict:
+    """The ``IterationTaskConfig`` overrides that make the dataset's splits those of the runs.
+
+    Every run must share the split parameters (lengths, examples per length, test fraction, seed;
+    modulus and polynomial among polynomial runs, mix_ratio among mix runs): the dataset has one
+    test split per config. Only values that differ from the builder's defaults are returned.
+    """
+    from datasets_builders.iteration_tasks import IterationTaskConfig
+
+    seen: dict[str, dict] = {}
+    for name, tc in train_configs.items():
+        d = tc["data"]
+        if d.get("dataset"):
+            raise ReleaseError(f"run {name} trained on data.dataset={d['dataset']!r}; the release exports its "
+                               "own dataset from the builder: train from the builder (data.dataset: null)")
+        values = {k: d[k] for k in SPLIT_KEYS}
+        if d["task"] == "polynomial":
+            values["modulus"] = d["modulus"]
+            values["polynomial"] = tuple(tuple(t) for t in d["polynomial"])
+        if d["task"] == "mix":
+            values["mix_ratio"] = d["mix_ratio"]
+        for k, v in values.items():
+            seen.setdefault(k, {}).setdefault(v, []).append(name)
+    conflicts = {k: v for k, v in seen.items() if len(v) > 1}
+    if conflicts:
+        raise ReleaseError("the runs disagree on the data split, so one dataset cannot hold every model's "
+                           "held-out test split: " + "; ".join(
+                               f"data.{k}: " + ", ".join(f"{val!r} ({', '.join(names)})" for val, names in v.items())
+                               for k, v in conflicts.items()))
+    defaults = IterationTaskConfig.__dataclass_fields__
+    out = {}
+    for k, v in seen.items():
+        value = next(iter(v))
+        if value != defaults[k].default:
+            out[k] = value
+    return out
+
+
+def export_dataset(out: Path, namespace: str, parameters: dict) -> Path:
+    import datasets
+
+    from datasets_builders.export import ALL_CONFIGS, export
+
+    folder = out / DATASET_NAME
+    if folder.exists():
+        shutil.rmtree(folder)
+    datasets.disable_progress_bars()
+    export(str(folder), ALL_CONFIGS, repo_id=repo_id(namespace, DATASET_NAME), **parameters)
+    return folder
+
+
+def dataset_config(task: str, cot: bool) -> str:
+    """The dataset config of a task: ``parity``, or ``parity_nocot`` without chain of thought."""
+    return task + ("" if cot else "_nocot")
+
+
+def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
+                      n_per_length: int | None = None) -> tuple[list, list, dict]:
+    """The test split of ``task``'s dataset config, checked to be held out from the run.
+
+    Every row must be in the test split that the run held out, recomputed by ``train.TaskData``
+    from its resolved config exactly as training did (a ``mix`` run holds out each of its tasks'
+    own test split); otherwise ``ReleaseError``. Keeps the first ``n_per_length`` rows of each
+    length (all when None). Returns ``(input_ids, lengths, summary)``; the summary goes to
+    ``eval_results.json``.
+    """
+    import datasets
+
+    import train
+    from datasets_builders.iteration_tasks import sequence_keys
+
+    config = dataset_config(task, train_config["data"]["cot"])
+    held_out = train.TaskData(train.config_from_dict(train_config)).test_keys
+    ds = datasets.load_dataset(str(dataset_dir), config, split="test")
+    ids_out, lengths_out, counts, outside = [], [], {}, {}
+    for ids, length, row_task in zip(ds["input_ids"], ds["length"], ds["task"]):
+        if row_task != task or (n_per_length and counts.get(length, 0) >= n_per_length):
+            continue
+        counts[length] = counts.get(length, 0) + 1
+        if sequence_keys(np.asarray(ids)[None, 1:length + 1])[0] not in held_out.get((task, length), ()):
+            outside[length] = outside.get(length, 0) + 1
+        ids_out.append(ids)
+        lengths_out.append(length)
+    if not ids_out:
+        raise ReleaseError(f"{dataset_dir.name}/{config} (test) holds no {task} row")
+    if outside:
+        raise ReleaseError(f"{sum(outside.values())} of the {len(ids_out)} test rows of {dataset_dir.name}/{config} "
+                           f"are not in the run's held-out split (per length: {outside}): the model may have "
+                           "trained on them. Export the dataset with the runs' data parameters.")
+    return ids_out, lengths_out, {"config": config, "split": "test", "rows": len(ids_out),
+                                  "rows_outside_heldout_split": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# One model folder
+# ---------------------------------------------------------------------------------------------
+def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str) -> dict:
+    """Copy the run's final model, config and the shipped scripts into ``folder`` (made empty first).
+
+    ``training_info.json`` is copied with ``init_from`` (a local path in the run) replaced by the
+    base model's Hub id. Returns the resolved training config.
+    """
+    final = run_dir / "final"
+    if not (final / "model.safetensors").is_file():
+        raise ReleaseError(f"{run_dir} has no finished run (final/model.safetensors is missing)")
+    info = json.loads((final / "training_info.json").read_text(encoding="utf-8"))
+    train_config = info["train_config"]
+    trained = train_config["data"]["task"]
+    if spec.task not in (("copy", "parity") if trained == "mix" else (trained,)):
+        raise ReleaseError(f"run {run_dir} trained on {trained!r}, but {spec.key} is a "
+                           f"{spec.task} model")
+    if spec.init_from:
+        info["init_from"] = repo_id(namespace, SUITE_BY_KEY[spec.init_from].repo)
+    elif info.get("init_from"):
+        raise ReleaseError(f"run {run_dir} was initialised from {info['init_from']!r}, but {spec.key} is "
+                           "trained from scratch in the suite")
+    saved = run_dir / "train_config.yaml"
+    if saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) != train_config:
+        raise ReleaseError(f"{saved} differs from final/training_info.json: the run folder mixes two runs")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for path in sorted(final.iterdir()):
+        if path.is_file() and path.name != "training_info.json":
+            shutil.copyfile(path, folder / path.name)
+    (folder / "training_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (folder / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False), encoding="utf-8")
+    for name, source in SHIPPED_CODE.items():
+        shutil.copyfile(source, folder / name)
+    return train_config
+
+
+def evaluate_folder(folder: Path, namespace: str, spec: ModelSpec, train_config: dict, dataset_dir: Path,
+                    n_per_length: int | None = None) -> dict:
+    """Per-length accuracy on the held-out test split -> ``eval_results.json``.
+
+    ``modeling.evaluation`` (the library under ``evaluate.py``) on the rows of
+    :func:`heldout_test_rows`: teacher-forced, generated and final-answer accuracy per length, in
+    its ``build_results`` document with Hub ids in the identity fields, plus the held-out check and
+    the ``evaluate.py`` command that gives the same numbers from the Hub (a test checks it).
+    """
+    from transformers import AutoTokenizer
+
+    from datasets_builders import tasks
+    from modeling import evaluation as ev
+    from modeling.analysis import load_model
+
+    d = train_config["data"]
+    cot = d["cot"]
+    model = load_model(str(folder))
+    ev.check_model(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    if tokenizer.convert_tokens_to_ids(list(tasks.VOCAB)) != list(range(tasks.VOCAB_SIZE)):
+        raise ReleaseError(f"{folder}: the tokenizer does not map the task vocabulary to ids 0..{tasks.VOCAB_SIZE - 1}")
+    task = tasks.make_task(spec.task, d["modulus"], [tuple(t) for t in d["polynomial"]])
+    ids, lengths, heldout = heldout_test_rows(train_config, dataset_dir, spec.task, n_per_length)
+    rows = ev.validate_rows(ids, lengths, task, cot, where=f"{DATASET_NAME}/{heldout['config']} (test)")
+    n_positions = ev.n_positions_of(model)
+    ev.check_lengths(rows, n_positions, cot)
+    per_length = ev.evaluate_model(model, rows, cot=cot, metric=ev.load_sequence_accuracy())
+    rid, dataset_repo = repo_id(namespace, spec.repo), repo_id(namespace, DATASET_NAME)
+    dataset = {"name": DATASET_NAME, "type": dataset_repo, "config": heldout["config"], "split": "test"}
+    results = ev.build_results(per_length, model_name=rid, task=spec.task, cot=cot, dataset=dataset,
+                               n_positions=n_positions, train_max_length=d["max_length"],
+                               sources={L: "test" for L in rows}, extra={"seed": 0, "use_cache": True})
+    results["command"] = (f"python evaluate.py --model {rid} --task {spec.task}" + ("" if cot else " --no-cot")
+                          + f" --train-max-length {d['max_length']}"
+                          + (f" --modulus {d['modulus']}" if spec.task == "polynomial" else "")
+                          + f" --dataset {dataset_repo} --split test"
+                          + (f" --n-per-length {n_per_length}" if n_per_length else ""))
+    results["heldout_check"] = {"dataset": dataset_repo, **heldout}
+    (folder / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def training_points(run_dir: Path, task: str) -> list[dict]:
+    """Test accuracy (and head scores when logged) of ``task`` at every evaluation of ``metrics.jsonl``
+    (a mix run logs one sub-dict per task)."""
+    path = run_dir / "metrics.jsonl"
+    points: dict[int, dict] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            test = rec.get("test") or {}
+            test = test[task] if isinstance(test.get(task), dict) else test
+            if "accuracy_mean" in test:
+                points[rec["step"]] = {"step": rec["step"], "accuracy_mean": test["accuracy_mean"],
+                                       "first_mean": test.get("first_mean"), "iteration_mean": test.get("iteration_mean")}
+    return [points[s] for s in sorted(points)]
+
+
+def analyse_folder(folder: Path, run_dir: Path, rid: str, task_name: str, train_config: dict, n: int,
+                   modes: tuple[str, ...], progress: bool) -> dict:
+    """``analysis.json`` / ``analysis.md`` / figures in ``folder``.
+
+    With chain of thought: ``modeling.analysis.analyze`` on ``task_name`` and the training lengths
+    (head scores, attention map of the longest length, ablations, emergence plot from the run).
+    Without: the head scores do not apply (they are defined on chain-of-thought positions); the
+    report holds the run's test-accuracy curve and its plot.
+    """
+    from datasets_builders import tasks
+    from modeling import analysis
+
+    d = train_config["data"]
+    if d["cot"]:
+        model = analysis.load_model(str(folder))
+        task = tasks.make_task(task_name, d["modulus"], [tuple(t) for t in d["polynomial"]])
+        lengths = list(range(d["min_length"], d["max_length"] + 1))
+        has_curve = (run_dir / "metrics.jsonl").is_file() or any((run_dir / "snapshots").glob("step_*"))
+        report = analysis.analyze(model, task, lengths, n=n, out=str(folder), seed=0, modes=modes,
+                                  run_dir=str(run_dir) if has_curve else None, progress=progress, model_name=rid)
+    else:
+        points = training_points(run_dir, task_name)
+        report = {"model": rid, "task": task_name, "cot": False,
+                  "note": "no chain of thought: the iteration-head scores (attention from the query that "
+                          "writes s_t to x_t) do not apply; the training curve is the run's test accuracy",
+                  "training": points, "figures": {}}
+        if points:
+            analysis.plot_training(points, str(folder / "emergence.png"),
+                                   title="Test accuracy during training (no chain of thought)")
+            report["figures"]["emergence"] = "emergence.png"
+        (folder / "analysis.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        (folder / "analysis.md").write_text(
+            f"# Analysis: {rid} on {task_name} without chain of thought\n\n{report['note']}.\n\n"
+            + ("![emergence](emergence.png)\n" if points else ""), encoding="utf-8")
+    for png in sorted(folder.glob("*.png")):
+        strip_png_metadata(png)
+    return report
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = {b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+
+
+def strip_png_metadata(path: str | os.PathLike) -> None:
+    """Drop the text and time chunks of a PNG (matplotlib writes its version there): pixels only."""
+    data = Path(path).read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(f"{path} is not a PNG file")
+    kept, pos = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        end = pos + 12 + length  # length, type, data, crc
+        if data[pos + 4:pos + 8] not in _PNG_METADATA:
+            kept.append(data[pos:end])
+        pos = end
+    Path(path).write_bytes(b"".join(kept))
+
+
+def select_revisions(steps: list[int], final_step: int, points: list[dict], keep: int = MAX_REVISIONS) -> list[int]:
+    """At most ``keep`` snapshot steps (before ``final_step``) that follow the rise of accuracy.
+
+    The first snapshot, then the first snapshots whose test accuracy (``points``: the run's
+    evaluations) reaches 25 %, 50 % and 75 % of the way from the first snapshot's accuracy to the
+    final one; when accuracy hardly moves, or fewer steps were picked, the snapshots farthest from
+    the ones chosen. Deterministic.
+    """
+    candidates = sorted(s for s in set(steps) if s < final_step)
+    if len(candidates) <= keep:
+        return candidates
+    by_step = {p["step"]: p.get("accuracy_mean") for p in points}
+
+    def acc(step: int) -> float | None:
+        known = [s for s in by_step if s <= step and by_step[s] is not None]
+        return by_step[max(known)] if known else None
+
+    chosen = [candidates[0]]
+    start, end = acc(candidates[0]), acc(final_step)
+    if start is not None and end is not None and end - start >= 0.05:
+        for q in (0.25, 0.5, 0.75):
+            target = start + q * (end - start)
+            hit = next((s for s in candidates if (acc(s) or 0.0) >= target), None)
+            if hit is not None and hit not in chosen:
+                chosen.append(hit)
+    index = {s: i for i, s in enumerate(candidates)}
+    while len(chosen) < keep:
+        far = max((s for s in candidates if s not in chosen),
+                  key=lambda s: (min(abs(index[s] - index[c]) for c in chosen), -s))
+        chosen.append(far)
+    return sorted(chosen[:keep])
+
+
+def copy_revisions(run_dir: Path, out: Path, spec: ModelSpec, steps: list[int]) -> list[int]:
+    root = out / "revisions" / spec.repo
+    if root.exists():
+        shutil.rmtree(root)
+    for step in steps:
+        source, target = run_dir / "snapshots" / f"step_{step}", root / f"step{step}"
+        target.mkdir(parents=True)
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, target / path.name)
+    return steps
+
+
+def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dataset_dir: Path,
+                  eval_n: int | None = None, analysis_n: int = 256, modes: tuple[str, ...] = ("zero", "mean"),
+                  threads: int = 1, progress: bool = False, step_label: str = "") -> Path:
+    """Stages 2-6 for one model (the card is rendered once every model is done)."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    if threads:
+        torch.set_num_threads(threads)
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars: noise in the release log
+    folder = out / spec.repo
+    rid = repo_id(namespace, spec.repo)
+    log(f"{step_label}{spec.repo}: assemble from {run_dir}")
+    train_config = assemble_folder(run_dir, folder, spec, namespace)
+    log(f"{step_label}{spec.repo}: held-out check and evaluation on "
+        f"{DATASET_NAME}/{dataset_config(spec.task, train_config['data']['cot'])} (test)")
+    results = evaluate_folder(folder, namespace, spec, train_config, dataset_dir, eval_n)
+    log(f"{step_label}{spec.repo}: " + "; ".join(f"{m['name'].split(',')[0]} {m['value']:.4f}"
+                                                  for m in results["results"][0]["metrics"]))
+    log(f"{step_label}{spec.repo}: analyse")
+    report = analyse_folder(folder, run_dir, rid, spec.task, train_config, analysis_n, modes, progress)
+    snapshots = sorted(int(p.name[5:]) for p in (run_dir / "snapshots").glob("step_*")
+                       if p.name[5:].isdigit()) if (run_dir / "snapshots").is_dir() else []
+    info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
+    steps = select_revisions(snapshots, info["step"], report.get("training") or training_points(run_dir, spec.task))
+    copy_revisions(run_dir, out, spec, steps)
+    log(f"{step_label}{spec.repo}: revisions {', '.join(f'step{s}' for s in steps) or 'none'} "
+        f"(of {len(snapshots)} snapshots)")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and upload
+# ---------------------------------------------------------------------------------------------
+def hub_size(out: Path) -> int:
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def check_folders(out: Path, specs: list[ModelSpec]) -> None:
+    """Every model folder complete, every revision loadable, the dataset present, ``out`` < 30 MB."""
+    from . import render
+
+    problems = []
+    for spec in specs:
+        folder = out / spec.repo
+        missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
+        if missing:
+            problems.append(f"{folder} lacks {', '.join(missing)}")
+        for step in render.revision_steps(out, spec.repo):
+            rev = out / "revisions" / spec.repo / f"step{step}"
+            missing = [n for n in REVISION_FILES if not (rev / n).is_file()]
+            if missing:
+                problems.append(f"{rev} lacks {', '.join(missing)}")
+    if not (out / DATASET_NAME / "README.md").is_file():
+        problems.append(f"{out / DATASET_NAME} holds no exported dataset")
+    if problems:
+        raise ReleaseError("the release folder is incomplete: " + "; ".join(problems))
+    size = hub_size(out)
+    if size >= MAX_HUB_BYTES:
+        parts = sorted(((hub_size(p), p.name) for p in out.iterdir() if p.is_dir()), reverse=True)
+        raise ReleaseError(f"{out} holds {size / 1e6:.1f} MB, over the {MAX_HUB_BYTES / 1e6:.0f} MB limit; "
+                           "largest: " + ", ".join(f"{name} {b / 1e6:.1f} MB" for b, name in parts[:4]))
+
+
+def preflight_push() -> str:
+    """The token to upload with; ``SystemExit`` (nothing uploaded) when offline or logged out.
+
+    Same rule and words as ``datasets_builders.export.check_push_possible``, without importing
+    ``datasets``.
+    """
+    import huggingface_hub
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    if offline or huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise SystemExit("--push: HF_HUB_OFFLINE=1 is set, so nothing can be uploaded. Unset it (with "
+                         "network access) to push; nothing was uploaded.")
+    token = huggingface_hub.get_token()
+    if token is None:
+        raise SystemExit("--push: no Hugging Face token found. Run `hf auth login` or set HF_TOKEN; "
+                         "nothing was uploaded.")
+    return token
+
+
+def push_release(out: Path, namespace: str, specs: list[ModelSpec], private: bool = False, api=None) -> list[str]:
+    """Upload the dataset and every model (``main`` + one branch per revision) once all checks pass.
+
+    Each upload replaces the remote files of its revision (``delete_patterns="*"``; the Hub keeps
+    ``.gitattributes``), so a re-push leaves no stale file. ``main`` is also published as branch
+    ``step<final step>``. Returns the commit URLs.
+    """
+    from . import render
+
+    token = preflight_push()
+    api = api or HfApi(token=token)
+    try:
+        user = api.whoami()
+    except Exception as err:  # noqa: BLE001 - network errors and auth errors alike stop the push
+        raise SystemExit(f"--push: the Hub cannot be reached or the token is refused ({err}); nothing was uploaded.") from None
+    check_folders(out, specs)
+    log(f"push: as {user.get('name', '?')} to {namespace}: {DATASET_NAME} and {len(specs)} model(s)")
+    urls = []
+    dataset = repo_id(namespace, DATASET_NAME)
+    api.create_repo(dataset, repo_type="dataset", private=private, exist_ok=True)
+    urls.append(api.upload_folder(repo_id=dataset, repo_type="dataset", folder_path=str(out / DATASET_NAME),
+                                  delete_patterns="*", commit_message="Iteration Head tasks").commit_url)
+    for spec in specs:
+        rid = repo_id(namespace, spec.repo)
+        folder = out / spec.repo
+        final_step = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))["step"]
+        api.create_repo(rid, private=private, exist_ok=True)
+        log(f"push: {rid} main")
+        urls.append(api.upload_folder(repo_id=rid, folder_path=str(folder), delete_patterns="*",
+                                      commit_message=f"{spec.title}: final model (step {final_step})").commit_url)
+        branches = [(f"step{s}", out / "revisions" / spec.repo / f"step{s}") for s in render.revision_steps(out, spec.repo)]
+        branches.append((f"step{final_step}", folder))
+        for branch, path in branches:
+            log(f"push: {rid} {branch}")
+            api.create_branch(rid, branch=branch, exist_ok=True)
+            urls.append(api.upload_folder(repo_id=rid, folder_path=str(path), revision=branch, delete_patterns="*",
+                                          commit_message=f"{spec.title}: {branch}").commit_url)
+    return urls
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def _parse_runs(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or key not in SUITE_BY_KEY:
+            raise ReleaseError(f"--run {item!r}: write KEY=PATH with KEY one of {', '.join(SUITE_BY_KEY)}")
+        out[key] = Path(path)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model_cards.release", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="models: " + ", ".join(f"{s.key} ({s.repo})" for s in SUITE))
+    p.add_argument("--out", required=True, help="release folder in Hub layout (e.g. hub)")
+    p.add_argument("--namespace", required=True, help="Hub user or organisation of the repositories")
+    p.add_argument("--runs-dir", default="runs/release", help="where the runs are trained / taken (<runs-dir>/<key>)")
+    p.add_argument("--run", action="append", default=[], metavar="KEY=PATH",
+                   help="take this run folder for KEY instead of <runs-dir>/<key> (implies it exists)")
+    p.add_argument("--models", nargs="+", default=[s.key for s in SUITE], choices=list(SUITE_BY_KEY), metavar="KEY",
+                   help="models to release (default: the whole suite)")
+    p.add_argument("--take-existing", action="store_true", help="use finished runs, train nothing")
+    p.add_argument("--retrain", action="store_true", help="train again over finished runs (train.py --overwrite)")
+    p.add_argument("--train-args", default="", help='extra train.py overrides, e.g. "optim.max_steps=60 model.n_embd=32"')
+    p.add_argument("--quick", action="store_true",
+                   help="tiny rehearsal: " + " ".join(QUICK_TRAIN_ARGS) + f"; {QUICK_EVAL_N} eval rows and "
+                        f"{QUICK_ANALYSIS_N} analysis rows per length")
+    p.add_argument("--eval-n", type=int, default=None, help="test rows per length to evaluate (default: all)")
+    p.add_argument("--analysis-n", type=int, default=256, help="random sequences per length for the analysis")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of training (OMP_NUM_THREADS of train.py), evaluation and analysis; 0: "
+                        "torch's default. Tiny models on a shared 2-core CPU run far faster on 1 (default)")
+    p.add_argument("--push", action="store_true", help="upload to the Hub after every check passed")
+    p.add_argument("--private", action="store_true", help="create private repositories")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except ReleaseError as err:
+        raise SystemExit(f"release: error: {err}") from None
+
+
+def run(args) -> None:
+    started = time.perf_counter()
+    if args.push:
+        preflight_push()  # before hours of training; checked again right before uploading
+    from . import render
+
+    if args.take_existing and args.retrain:
+        raise ReleaseError("--take-existing and --retrain exclude each other")
+    # Absolute paths: train.py runs with the repository root as working directory.
+    out, runs_dir = Path(args.out).resolve(), Path(args.runs_dir).resolve()
+    specs = [SUITE_BY_KEY[k] for k in SUITE_BY_KEY if k in args.models]
+    given = _parse_runs(args.run)
+    runs = {s.key: given.get(s.key, runs_dir / s.key).resolve() for s in SUITE}
+    # Runs to have: the released ones and those they start from (the suite lists a base model
+    # before the models fine-tuned from it).
+    bases = {s.init_from for s in specs if s.init_from}
+    needed = [s for s in SUITE if s in specs or s.key in bases]
+    overrides = (list(QUICK_TRAIN_ARGS) if args.quick else []) + shlex.split(args.train_args)
+    eval_n = args.eval_n or (QUICK_EVAL_N if args.quick else None)
+    analysis_n = QUICK_ANALYSIS_N if args.quick else args.analysis_n
+    progress = sys.stderr.isatty()
+
+    # 1. training (or taking) the runs
+    for i, spec in enumerate(needed, 1):
+        run_dir, done = runs[spec.key], (runs[spec.key] / "final" / "model.safetensors").is_file()
+        if args.take_existing or spec.key in given:
+            if not done:
+                raise ReleaseError(f"{spec.key}: {run_dir} holds no finished run (final/); train it first "
+                                   "(drop --take-existing)")
+            log(f"[{i}/{len(needed)}] {spec.repo}: take the finished run {run_dir}")
+            continue
+        if done and not args.retrain:
+            raise ReleaseError(f"{spec.key}: {run_dir} already holds a finished run: pass --take-existing to "
+                               "use it or --retrain to train it again")
+        log(f"[{i}/{len(needed)}] {spec.repo}: train (recipe {spec.recipe})")
+        init = runs[spec.init_from] / "final" if spec.init_from else None
+        train_run(spec, run_dir, overrides, init, args.retrain, progress, args.threads)
+
+    # 2. the dataset, with the runs' split
+    configs = {s.key: json.loads((runs[s.key] / "final" / "training_info.json").read_text())["train_config"]
+               for s in specs}
+    parameters = dataset_parameters(configs)
+    log(f"dataset: export {DATASET_NAME} ({', '.join(f'{k}={v}' for k, v in parameters.items()) or 'builder defaults'})")
+    out.mkdir(parents=True, exist_ok=True)
+    dataset_dir = export_dataset(out, args.namespace, parameters)
+
+    # 3. every model: assemble, check, evaluate, analyse, revisions; then the cards
+    for i, spec in enumerate(specs, 1):
+        process_model(spec, runs[spec.key], out, args.namespace, dataset_dir, eval_n, analysis_n,
+                      threads=args.threads, progress=progress, step_label=f"[{i}/{len(specs)}] ")
+    for spec in specs:
+        log(f"card: {render.write_model_card(out / spec.repo, args.namespace, spec, out)}")
+    render.add_models_to_dataset_card(dataset_dir, out, args.namespace)
+    check_folders(out, specs)
+    sizes = ", ".join(f"{p.name} {hub_size(p) / 1e6:.2f} MB" for p in sorted(out.iterdir()) if p.is_dir())
+    log(f"done in {time.perf_counter() - started:.0f} s: {out} holds {hub_size(out) / 1e6:.2f} MB ({sizes})")
+    if args.push:
+        for url in push_release(out, args.namespace, specs, args.private):
+            log(f"uploaded {url}")
+
+
+if __name__ == "__main__":
+    main()

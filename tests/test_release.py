@@ -1,0 +1,618 @@
+"""The release: model cards from measured files, the release pipeline, the published folders, push.
+
+Fast tests (seconds, no training): a *fake run* holds the hand-built iteration-head model of
+``modeling/construction.py`` -- the *copy* circuit, labelled as a parity run, so that its parity
+accuracy is exact but not trivial (a row is right only when its first ``L-1`` bits are 0: accuracy
+``2 / 2^L``) -- and the release pipeline (held-out check, ``evaluate.py``, analysis, revisions, card)
+runs on it for real.
+
+Tests marked by ``HUB`` check the released folders ``hub/`` (made by ``python -m model_cards.release
+--out hub --namespace <org>``) the way a user meets them: a Hugging Face cache populated by hand,
+a fresh process, no repository code. They skip only when ``hub/`` is absent. ``ITERATION_HEAD_HUB``
+points them at another release folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import train
+from datasets_builders import tasks
+from datasets_builders.iteration_tasks import sequence_keys
+from datasets_builders.tokenizer import build_tokenizer
+from model_cards import release, render
+from model_cards.suite import DATASET_NAME, SUITE, SUITE_BY_KEY
+from modeling import IterGPTForCausalLM
+from modeling.construction import build_iteration_head_model
+
+ROOT = Path(__file__).resolve().parents[1]
+HUB = Path(os.environ.get("ITERATION_HEAD_HUB", ROOT / "hub"))
+NS = "iteration-head-test"
+LENGTHS = (1, 6)  # the fake runs' training lengths
+HUB_MODELS = ("parity", "polynomial", "copy")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices on a shared 2-core CPU: one torch thread is far faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def clean_env(**extra) -> dict:
+    """The environment of a user's fresh process: offline, no PYTHONPATH, no token."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                "OMP_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# A fake run and the release pipeline on it (no training)
+# ---------------------------------------------------------------------------------------------
+def make_run(run_dir: Path, final_model, snapshots: dict, values: dict, final_step: int) -> dict:
+    """A run folder as train.py writes it: train_config.yaml, snapshots/step_<N>/, final/."""
+    cfg = train.config_from_dict(values)
+    train.validate(cfg)
+    config = dataclasses.asdict(cfg)
+    run_dir.mkdir(parents=True)
+    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    tokenizer = build_tokenizer()
+    for step, model in snapshots.items():
+        train.save_model_folder(run_dir / "snapshots" / f"step_{step}", model, tokenizer, {"step": step})
+    info = {"step": final_step, "stop_reason": "hand-built (test)", "time_s": 0.0, "train_config": config,
+            "init_from": None, "test": {}}
+    train.save_model_folder(run_dir / "final", final_model, tokenizer, info)
+    return config
+
+
+@pytest.fixture(scope="module")
+def fake_release(tmp_path_factory):
+    """``hub/`` of a two-model release made by the real pipeline (no training).
+
+    ``parity``: a *mix* run (parity + 30 % copy rows, as the parity recipe trains) holding the copy
+    circuit, with two snapshots; ``copy``: a copy run holding the same (exact) circuit, no snapshot.
+    """
+    root = tmp_path_factory.mktemp("release")
+    hand = build_iteration_head_model("copy", n_positions=24)  # see the module doc
+    torch.manual_seed(0)
+    untrained = IterGPTForCausalLM(hand.config).eval()
+    data = {"min_length": LENGTHS[0], "max_length": LENGTHS[1], "examples_per_length": 64}
+    common = {"model": {"n_positions": 24}, "eval_per_length": 16}
+    configs = {
+        "parity": make_run(root / "runs" / "parity", hand, {0: untrained, 100: hand},
+                           {**common, "data": {**data, "task": "mix", "mix_ratio": 0.3}}, final_step=200),
+        "copy": make_run(root / "runs" / "copy", hand, {}, {**common, "data": {**data, "task": "copy"}}, final_step=50),
+    }
+    out = root / "hub"
+    out.mkdir()
+    dataset = release.export_dataset(out, NS, release.dataset_parameters(configs))
+
+    def run_pipeline():
+        for key in configs:
+            release.process_model(SUITE_BY_KEY[key], root / "runs" / key, out, NS, dataset, analysis_n=16,
+                                  modes=("zero",))
+        for key in configs:
+            render.write_model_card(out / SUITE_BY_KEY[key].repo, NS, SUITE_BY_KEY[key], out)
+        render.add_models_to_dataset_card(dataset, out, NS)
+
+    run_pipeline()
+    return {"root": root, "out": out, "dataset": dataset, "folder": out / "iteration-head-parity",
+            "copy": out / "iteration-head-copy", "config": configs["parity"], "rerun": run_pipeline}
+
+
+def front_matter(card: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", card, re.S)
+    assert match, "the card has no YAML front matter"
+    return yaml.safe_load(match.group(1))
+
+
+def section(card: str, heading: str) -> str:
+    """The text under ``heading`` (e.g. ``## Evaluation``) up to the next heading of that level or above."""
+    level = heading.split(" ")[0]
+    lines, inside, fenced = [], False, False
+    for line in card.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced  # a "# comment" in a code block is no heading
+        if not fenced and line.strip() == heading:
+            inside = True
+            continue
+        if inside and not fenced and re.match(r"#{1,%d} " % len(level), line):
+            break
+        if inside:
+            lines.append(line)
+    assert inside, f"no {heading!r} section"
+    return "\n".join(lines)
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Body rows of the first Markdown table of ``text``."""
+    rows: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break  # the end of the first table
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+
+
+def python_blocks(text: str) -> str:
+    return "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+
+
+def test_card_model_index_equals_eval_results(fake_release):
+    """Every YAML model-index value is the one in eval_results.json (parsed two ways)."""
+    folder = fake_release["folder"]
+    results = json.loads((folder / "eval_results.json").read_text())
+    card = (folder / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["model-index"] == [{"name": "iteration-head-parity", "results": results["results"]}]
+    values = [m["value"] for e in results["results"] for m in e["metrics"]]
+    assert any(0 < v < 1 for v in values), "the fake run must give non-trivial accuracies"
+    from huggingface_hub import ModelCard
+
+    loaded = ModelCard.load(folder / "README.md").data.eval_results
+    assert [(r.metric_type, r.metric_value, r.dataset_type, r.dataset_config, r.dataset_split) for r in loaded] == [
+        (m["type"], m["value"], e["dataset"]["type"], e["dataset"]["config"], e["dataset"]["split"])
+        for e in results["results"] for m in e["metrics"]]
+    assert results["results"][0]["dataset"]["type"] == f"{NS}/{DATASET_NAME}"
+    assert results["results"][0]["dataset"]["config"] == "parity"  # a mix run holds out parity's own split
+
+
+def test_card_per_length_table_equals_eval_results(fake_release):
+    folder = fake_release["folder"]
+    per = json.loads((folder / "eval_results.json").read_text())["per_length"]
+    rows = table_rows(section((folder / "README.md").read_text(), "## Evaluation"))
+    assert [r[0] for r in rows] == [str(L) for L in range(LENGTHS[0], LENGTHS[1] + 1)] == sorted(per, key=int)
+    for L, n, teacher, generated, final in rows:
+        r = per[L]
+        assert int(n) == r["n"]
+        for cell, key in ((teacher, "teacher_forced"), (generated, "generated"), (final, "generated_final")):
+            assert float(cell) == round(r[key], render.ACCURACY_DIGITS), (L, key)
+    # The copy circuit on parity rows is right exactly when the first L-1 bits are 0 (module doc).
+    ids, lengths, _ = release.heldout_test_rows(fake_release["config"], fake_release["dataset"], "parity")
+    for L in map(int, per):
+        rows = [np.asarray(i) for i, n in zip(ids, lengths) if n == L]
+        assert per[str(L)]["n"] == len(rows)
+        assert per[str(L)]["teacher_forced"] == np.mean([not r[1:L].any() for r in rows]), L
+
+
+def test_card_other_numbers_come_from_files(fake_release):
+    folder = fake_release["folder"]
+    card = (folder / "README.md").read_text()
+    analysis = json.loads((folder / "analysis.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    assert render.sha256_file(folder / "model.safetensors") in card
+    n_params = sum(t.numel() for t in IterGPTForCausalLM.from_pretrained(folder).state_dict().values())
+    assert f"| parameters | {n_params:,} |" in card
+    assert f"| residual width (d_model) | {config['n_embd']} |" in card
+    heads = table_rows(section(card, "## Iteration head"))
+    assert len(heads) == len(analysis["heads"]) == 2
+    for row, h in zip(heads, analysis["heads"]):
+        assert [int(row[0]), int(row[1])] == [h["layer"], h["head"]]
+        assert [float(c) for c in row[2:6]] == [round(h[k], 3) for k in
+                                                ("first_mean", "iteration_mean", "iteration_frac", "iteration_invariance")]
+    assert analysis["iteration_heads"] == [[1, 0]] and "Iteration head: **layer 1 head 0**" in card
+    for name in analysis["figures"].values():  # relative links to the PNGs the analysis wrote
+        assert f"]({name})" in card and (folder / name).is_file()
+    steps = table_rows(section(card, "### Intermediate checkpoints"))
+    assert [r[0] for r in steps] == ["`step0`", "`step100`"]
+    assert "<org>" not in card
+
+
+def test_card_metadata(fake_release):
+    folder = fake_release["folder"]
+    meta = front_matter((folder / "README.md").read_text())
+    assert meta["license"] == "mit" and meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == "text-generation"
+    assert {"iteration-head", "chain-of-thought", "interpretability"} <= set(meta["tags"])
+    assert meta["datasets"] == [f"{NS}/{DATASET_NAME}"]
+    assert "base_model" not in meta
+    tuned = render.render_model_card(folder, NS, SUITE_BY_KEY["parity-from-polynomial"], fake_release["out"])
+    meta = front_matter(tuned)
+    assert meta["base_model"] == f"{NS}/iteration-head-polynomial"
+    assert meta["base_model_relation"] == "finetune"
+    assert "--init_from iteration-head-test/iteration-head-polynomial" in tuned
+
+
+def test_release_folder_layout(fake_release):
+    out, folder = fake_release["out"], fake_release["folder"]
+    release.check_folders(out, [SUITE_BY_KEY["parity"]])
+    assert sorted(p.name for p in (out / "revisions" / "iteration-head-parity").iterdir()) == ["step0", "step100"]
+    info = json.loads((folder / "training_info.json").read_text())
+    assert info["train_config"] == yaml.safe_load((folder / "train_config.yaml").read_text())
+    results = json.loads((folder / "eval_results.json").read_text())
+    assert "seconds" not in results and results["model"] == f"{NS}/iteration-head-parity"
+    assert results["heldout_check"]["rows_outside_heldout_split"] == 0
+    assert (folder / "analysis.py").read_bytes() == (ROOT / "modeling" / "analysis.py").read_bytes()
+    dataset_card = (out / DATASET_NAME / "README.md").read_text()
+    assert dataset_card.index("## Models trained on this data") < dataset_card.index("## Citation")
+    assert "[iteration-head-parity](https://huggingface.co/iteration-head-test/iteration-head-parity)" in dataset_card
+
+
+def test_release_is_byte_identical_when_rerun(fake_release):
+    """Same run, same release: evaluation, analysis, PNGs and cards are deterministic."""
+    out = fake_release["out"]
+
+    def digest() -> dict:
+        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = digest()
+    fake_release["rerun"]()
+    assert digest() == before
+    for png in out.rglob("*.png"):
+        data = png.read_bytes()
+        assert not any(chunk in data for chunk in (b"tEXt", b"iTXt", b"zTXt", b"tIME")), png
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"test_fraction": 0.1}])
+def test_heldout_check_catches_a_foreign_split(fake_release, change):
+    """A dataset whose test split is not the one the run held out stops the release."""
+    config = json.loads(json.dumps(fake_release["config"]))
+    config["data"].update(change)
+    with pytest.raises(release.ReleaseError, match="not in the run's held-out split"):
+        release.heldout_test_rows(config, fake_release["dataset"], "parity")
+
+
+def test_published_evaluate_command_gives_the_same_numbers(fake_release):
+    """The card tells users an evaluate.py command: it reproduces eval_results.json (here for the
+    mix-trained parity model, on parity's own test split)."""
+    import importlib.util
+
+    folder = fake_release["folder"]
+    results = json.loads((folder / "eval_results.json").read_text())
+    assert results["command"] in (folder / "README.md").read_text()
+    argv = shlex.split(results["command"])[2:]
+    local = {f"{NS}/iteration-head-parity": str(folder), f"{NS}/{DATASET_NAME}": str(fake_release["dataset"])}
+    argv = [local.get(a, a) for a in argv] + ["--out", str(fake_release["root"] / "cli_eval.json")]
+    spec = importlib.util.spec_from_file_location("evaluate_cli_for_test", ROOT / "evaluate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    again = cli.main(argv)
+    assert again["results"][0]["metrics"] == results["results"][0]["metrics"]
+    assert {L: {k: v for k, v in r.items()} for L, r in again["per_length"].items()} == results["per_length"]
+
+
+def test_copy_card(fake_release):
+    """The exact copy circuit: accuracy 1 everywhere; its run kept no snapshot, so no branch."""
+    folder = fake_release["copy"]
+    results = json.loads((folder / "eval_results.json").read_text())
+    assert all(r["generated"] == 1.0 for r in results["per_length"].values())
+    card = (folder / "README.md").read_text()
+    assert "### Intermediate checkpoints" not in card and not (fake_release["out"] / "revisions" / folder.name).exists()
+    suite = table_rows(section(card, "## The suite"))
+    assert [r[0] for r in suite] == [f"[iteration-head-parity](https://huggingface.co/{NS}/iteration-head-parity)",
+                                     "**iteration-head-copy** (this model)"]
+
+
+def test_dataset_parameters():
+    """The exported dataset gets the runs' split parameters; runs that disagree stop the release."""
+    from datasets_builders.iteration_tasks import IterationTaskConfig
+
+    base = dataclasses.asdict(train.TrainConfig())
+    poly = json.loads(json.dumps(base))
+    poly["data"]["task"] = "polynomial"
+    params = release.dataset_parameters({"parity": base, "polynomial": poly})
+    built = IterationTaskConfig(name="parity", task="parity", **params)
+    assert {k: getattr(built, k) for k in release.SPLIT_KEYS} == {k: base["data"][k] for k in release.SPLIT_KEYS}
+    other = json.loads(json.dumps(base))
+    other["data"]["max_length"] = base["data"]["max_length"] - 1
+    with pytest.raises(release.ReleaseError, match="disagree on the data split"):
+        release.dataset_parameters({"parity": base, "copy": other})
+    mixes = [json.loads(json.dumps(base)) for _ in range(2)]
+    for mix, ratio in zip(mixes, (0.3, 0.5)):
+        mix["data"].update(task="mix", mix_ratio=ratio)
+    with pytest.raises(release.ReleaseError, match="mix_ratio"):
+        release.dataset_parameters({"parity": mixes[0], "parity-nocot": mixes[1]})
+
+
+def test_select_revisions():
+    steps = list(range(100, 1000, 100))
+    rise = [{"step": s, "accuracy_mean": a} for s, a in
+            zip(range(100, 1100, 100), [0, 0, 0.1, 0.3, 0.6, 0.9, 1, 1, 1, 1])]
+    assert release.select_revisions(steps, 1000, rise) == [100, 400, 500, 600]
+    flat = [{"step": s, "accuracy_mean": 0.1} for s in range(100, 1100, 100)]
+    chosen = release.select_revisions(steps, 1000, flat)
+    assert len(chosen) == 4 and chosen[0] == 100 and chosen[-1] == 900
+    assert release.select_revisions([100, 200], 200, flat) == [100]  # the final step is main
+
+
+def test_size_limit_fails_loudly(fake_release, monkeypatch):
+    monkeypatch.setattr(release, "MAX_HUB_BYTES", 1000)
+    with pytest.raises(release.ReleaseError, match="over the 0 MB limit"):
+        release.check_folders(fake_release["out"], [SUITE_BY_KEY["parity"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# --push
+# ---------------------------------------------------------------------------------------------
+def test_push_without_token_stops_before_anything(tmp_path):
+    """The command as a user runs it: offline, no token, empty HF_HOME -> clear error, nothing done."""
+    out = tmp_path / "hub"
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_cards.release", "--out", str(out), "--namespace", "org", "--take-existing",
+         "--runs-dir", str(tmp_path / "runs"), "--push"],
+        cwd=ROOT, env=clean_env(HF_HOME=str(tmp_path / "hf_home")), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "nothing was uploaded" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+class RecordingApi:
+    """Stands in for ``HfApi``: records every call; ``whoami`` may fail like a missing network."""
+
+    def __init__(self, whoami_error: Exception | None = None):
+        self.calls, self.whoami_error = [], whoami_error
+
+    def whoami(self):
+        if self.whoami_error:
+            raise self.whoami_error
+        return {"name": "tester"}
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return type("Commit", (), {"commit_url": f"https://hub/{len(self.calls)}"})()
+        return call
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """An environment where only the token and the network decide (offline mode off, no token)."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    return monkeypatch
+
+
+def test_push_without_token_uploads_nothing(fake_release, online):
+    api = RecordingApi()
+    with pytest.raises(SystemExit, match="no Hugging Face token.*nothing was uploaded"):
+        release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+    assert api.calls == []
+
+
+def test_push_without_network_uploads_nothing(fake_release, online):
+    import huggingface_hub
+
+    online.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
+    api = RecordingApi(whoami_error=OSError("Network is unreachable"))
+    with pytest.raises(SystemExit, match="cannot be reached.*nothing was uploaded"):
+        release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+    assert api.calls == []
+
+
+def test_push_uploads_main_and_step_branches(fake_release, online):
+    import huggingface_hub
+
+    online.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
+    api = RecordingApi()
+    release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+    rid, out = f"{NS}/iteration-head-parity", fake_release["out"]
+    summary = [(name, kw.get("repo_id", args[0] if args else None), kw.get("revision") or kw.get("branch"))
+               for name, args, kw in api.calls]
+    assert summary == [
+        ("create_repo", f"{NS}/{DATASET_NAME}", None), ("upload_folder", f"{NS}/{DATASET_NAME}", None),
+        ("create_repo", rid, None), ("upload_folder", rid, None),
+        ("create_branch", rid, "step0"), ("upload_folder", rid, "step0"),
+        ("create_branch", rid, "step100"), ("upload_folder", rid, "step100"),
+        ("create_branch", rid, "step200"), ("upload_folder", rid, "step200"),
+    ]
+    uploads = [kw for name, _, kw in api.calls if name == "upload_folder"]
+    assert uploads[0]["repo_type"] == "dataset" and uploads[0]["folder_path"] == str(out / DATASET_NAME)
+    assert uploads[2]["folder_path"] == str(out / "revisions" / "iteration-head-parity" / "step0")
+    assert uploads[-1]["folder_path"] == str(out / "iteration-head-parity")  # step200 == main
+
+
+# ---------------------------------------------------------------------------------------------
+# The released folders (hub/), as a user meets them
+# ---------------------------------------------------------------------------------------------
+needs_hub = pytest.mark.skipif(not HUB.is_dir(), reason=f"{HUB} is absent: make it with "
+                               "`python -m model_cards.release --out hub --namespace <org>`")
+
+USER_SCRIPT = r'''
+"""Runs in a fresh process, from a Hugging Face cache: no repository code may be importable."""
+import contextlib, io, json, os, sys, traceback
+
+root, spec_path, result_path = sys.argv[1:4]
+assert not any(os.path.abspath(p or os.curdir) == root for p in sys.path), sys.path
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+torch.set_num_threads(1)
+results = {}
+for key, spec in json.load(open(spec_path)).items():
+    try:
+        rid = spec["repo_id"]
+        model = AutoModelForCausalLM.from_pretrained(rid, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(rid)
+        assert "modeling" not in sys.modules and "datasets_builders" not in sys.modules, "repository code was imported"
+        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        correct = {}
+        for length, rows in spec["rows"].items():
+            prompts, answers = zip(*rows)
+            inputs = tokenizer(list(prompts), return_tensors="pt")  # one length: no padding
+            output = model.generate(**inputs, max_new_tokens=int(length) + 1, do_sample=False)
+            generated = tokenizer.batch_decode(output[:, inputs.input_ids.shape[1]:])
+            correct[length] = sum(g == a for g, a in zip(generated, answers))
+        card_output = io.StringIO()
+        with contextlib.redirect_stdout(card_output):
+            exec(compile(spec["card_quickstart"], "README.md", "exec"), {})
+        results[key] = {"correct": correct, "card_output": card_output.getvalue()}
+    except Exception:
+        results[key] = {"error": traceback.format_exc()}
+with open(result_path, "w") as f:  # not stdout: transformers may prompt there
+    json.dump(results, f)
+'''
+
+
+def hub_cache(home: Path, folder: Path, rid: str) -> Path:
+    """Put ``folder`` in the Hugging Face cache ``home`` as the ``main`` revision of model ``rid``."""
+    repo = home / "hub" / ("models--" + rid.replace("/", "--"))
+    sha = hashlib.sha1(rid.encode()).hexdigest()
+    shutil.copytree(folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    return repo / "snapshots" / sha
+
+
+def heldout_rows(task: str, info: dict, per_length: int = 48) -> dict[str, list[tuple[str, str]]]:
+    """``(prompt, answer)`` texts of test rows of the released dataset (config ``task``, or
+    ``<task>_nocot``), each checked to be in the test split that the model's run held out."""
+    import datasets
+
+    data = info["train_config"]["data"]
+    held_out = train.TaskData(train.config_from_dict(info["train_config"])).test_keys
+    config = task if data["cot"] else f"{task}_nocot"
+    ds = datasets.load_dataset(str(HUB / DATASET_NAME), config, split="test")
+    rows: dict[str, list] = {}
+    for ids, length, text in zip(ds["input_ids"], ds["length"], ds["text"]):
+        if len(rows.setdefault(str(length), [])) >= per_length:
+            continue
+        key = sequence_keys(np.asarray(ids)[None, 1:length + 1])[0]
+        assert key in held_out[(task, length)], f"{config}: a test row of length {length} was trainable"
+        prompt, answer = text.split("<eoi>")
+        rows[str(length)].append((prompt + "<eoi>", answer.strip()))
+    lengths = range(data["min_length"], data["max_length"] + 1)
+    assert sorted(map(int, rows)) == list(lengths), f"{config}: the test split misses training lengths"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def from_cache(tmp_path_factory):
+    """parity, polynomial and copy from ``hub/``, as a user gets them.
+
+    A Hugging Face cache is populated by hand (``models--<org>--<name>/snapshots/<sha>/`` and
+    ``refs/main``); one fresh process (cwd outside the repository, no PYTHONPATH, offline) loads
+    each model with ``AutoModelForCausalLM`` / ``AutoTokenizer``, generates on held-out test rows
+    and runs the card's Quickstart; the shipped ``analysis.py`` then runs from each cached snapshot
+    folder (the three at once).
+    """
+    tmp = tmp_path_factory.mktemp("user")
+    home = tmp / "hf_home"
+    env = clean_env(HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"))
+    models, specs = {}, {}
+    for key in HUB_MODELS:
+        folder = HUB / SUITE_BY_KEY[key].repo
+        if not folder.is_dir():
+            models[key] = {"missing": str(folder)}
+            continue
+        rid = json.loads((folder / "eval_results.json").read_text())["model"]
+        info = json.loads((folder / "training_info.json").read_text())
+        card = (folder / "README.md").read_text()
+        rows = heldout_rows(SUITE_BY_KEY[key].task, info)
+        specs[key] = {"repo_id": rid, "rows": rows, "card_quickstart": python_blocks(section(card, "## Quickstart"))}
+        models[key] = {"snapshot": hub_cache(home, folder, rid), "info": info, "card": card, "rows": rows}
+    (tmp / "spec.json").write_text(json.dumps(specs))
+    (tmp / "user.py").write_text(USER_SCRIPT)
+    proc = subprocess.run([sys.executable, "user.py", str(ROOT), "spec.json", "result.json"], cwd=tmp, env=env,
+                          capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for key, result in json.loads((tmp / "result.json").read_text()).items():
+        models[key]["user"] = result
+    running = {}
+    for key, m in models.items():
+        if "snapshot" not in m:
+            continue
+        data = m["info"]["train_config"]["data"]
+        m["analysis_out"] = tmp / f"analysis_{key}"
+        cmd = [sys.executable, "analysis.py", "--model", str(m["snapshot"]), "--task", SUITE_BY_KEY[key].task,
+               "--out", str(m["analysis_out"]), "--lengths", f"{data['min_length']}-{min(data['max_length'], 4)}",
+               "--n", "8", "--ablation", "none", "--modulus", str(data["modulus"]), "--quiet"]
+        running[key] = subprocess.Popen(cmd, cwd=m["snapshot"], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for key, p in running.items():
+        _, err = p.communicate(timeout=900)
+        models[key]["analysis_rc"], models[key]["analysis_stderr"] = p.returncode, err
+    return models
+
+
+@needs_hub
+@pytest.mark.parametrize("key", HUB_MODELS)
+def test_hub_model_from_cache(key, from_cache):
+    """Loads from the cache without repository code, >= 99 % held-out sequence accuracy with
+    ``generate``, the card's Quickstart prints the right answer, the shipped analysis.py runs."""
+    m = from_cache[key]
+    assert "missing" not in m, f"{m.get('missing')} is missing from the release"
+    user = m["user"]
+    assert "error" not in user, user.get("error")
+    total = sum(len(v) for v in m["rows"].values())
+    accuracy = sum(user["correct"].values()) / total
+    per_length = {L: user["correct"][L] / len(v) for L, v in m["rows"].items()}
+    assert accuracy >= 0.99, f"{key}: held-out sequence accuracy {accuracy:.4f} (per length {per_length})"
+    right = re.search(r"# the right answer: (.*)", m["card"]).group(1).strip()
+    printed = user["card_output"].splitlines()
+    assert printed and printed[0].strip() == right, user["card_output"]
+
+    assert m["analysis_rc"] == 0, m["analysis_stderr"][-4000:]
+    report = json.loads((m["analysis_out"] / "analysis.json").read_text())
+    assert report["task"] == SUITE_BY_KEY[key].task
+    assert (m["analysis_out"] / "analysis.md").is_file()
+    assert report["figures"] and all((m["analysis_out"] / name).is_file() for name in report["figures"].values())
+
+
+@needs_hub
+def test_hub_dataset_loads_offline():
+    import datasets
+
+    ds = datasets.load_dataset(str(HUB / DATASET_NAME), "parity")
+    assert {"train", "test"} <= set(ds)
+    assert {"input_ids", "length", "task", "text"} <= set(ds["test"].column_names)
+    parity = tasks.make_task("parity")
+    keys = {}
+    for split in ("train", "test"):
+        rows = ds[split]
+        assert len(rows) > 0
+        for ids, length in zip(rows["input_ids"][:200], rows["length"][:200]):
+            ids = np.asarray(ids)
+            assert np.array_equal(ids, tasks.build_rows(parity, ids[None, 1:length + 1])[0])
+        keys[split] = {(L, bytes(np.asarray(i[1:L + 1], np.uint8))) for i, L in zip(rows["input_ids"], rows["length"])}
+    assert not keys["train"] & keys["test"], "a test sequence is also in train"
+
+
+@needs_hub
+def test_hub_release_is_complete():
+    """Every released model folder is complete and the whole hub/ stays under the size limit."""
+    specs = [s for s in SUITE if (HUB / s.repo).is_dir()]
+    assert {"parity", "polynomial", "copy"} <= {s.key for s in specs}
+    release.check_folders(HUB, specs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The repository README's Quickstart
+# ---------------------------------------------------------------------------------------------
+def test_readme_quickstart_runs_as_written():
+    readme = ROOT / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    if not re.search(r"^## Quickstart\s*$", text, re.M):
+        pytest.skip("README.md has no '## Quickstart' section yet")
+    code = python_blocks(section(text, "## Quickstart"))
+    if not code:
+        pytest.skip("the README's Quickstart has no ```python block")
+    if "hub/" in code and not HUB.is_dir():
+        pytest.skip("the Quickstart loads from hub/, which is absent")
+    proc = subprocess.run([sys.executable, "-"], input=code, cwd=ROOT, env=clean_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"the README Quickstart failed:\n{proc.stderr[-4000:]}"
