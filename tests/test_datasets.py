@@ -18,7 +18,7 @@ from datasets_builders import tasks
 
 datasets.disable_progress_bars()
 
-SMALL = dict(max_length=6, examples_per_length=24)
+SMALL = dict(max_length=6, examples_per_length=24, test_fraction=0.5)
 
 
 def small(name: str, **kwargs) -> it.IterationTaskConfig:
@@ -96,7 +96,7 @@ def test_named_configs():
                      "mix_nocot"]
     for c in it.IterationTasks.BUILDER_CONFIGS:
         assert c.cot == (not c.name.endswith("_nocot")) and c.name.startswith(c.task)
-        assert (c.min_length, c.max_length, c.examples_per_length, c.test_fraction, c.modulus) == (1, 16, 1024, 0.5, 11)
+        assert (c.min_length, c.max_length, c.examples_per_length, c.test_fraction, c.modulus) == (1, 16, 2048, 0.25, 11)
         assert c.extrapolation_lengths == () and c.splits == ("train", "test")
 
 
@@ -286,7 +286,7 @@ def test_bad_values_through_the_builder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The Hub layout
 # ---------------------------------------------------------------------------------------------
-EXPORT = dict(max_length=4, examples_per_length=12, extrapolation_lengths=(5,))
+EXPORT = dict(max_length=4, examples_per_length=12, extrapolation_lengths=(5,), test_fraction=0.5)
 
 
 def test_export_loads_back_offline(tmp_path):
