@@ -85,9 +85,6 @@ class DataArgs:
     modulus: int = 11  # polynomial only
     polynomial: list = field(default_factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
     mix_ratio: float = 0.5  # mix only: fraction of copy rows
-    # How fresh rows spread over lengths: "uniform", or "linear" (weight ∝ L: long rows, whose
-    # late positions are otherwise rarely trained, come more often).
-    length_weighting: str = "uniform"
     # "fresh": new random sequences every step (never a test sequence); "fixed": the builder's
     # train split, shuffled every epoch (the paper's setting).
     source: str = "fresh"
@@ -221,8 +218,6 @@ def validate(cfg: TrainConfig) -> None:
     d, o = cfg.data, cfg.optim
     if d.task not in ("copy", "parity", "polynomial", "mix"):
         raise ValueError(f"data.task={d.task!r} is unknown: choose copy, parity, polynomial or mix")
-    if d.length_weighting not in ("uniform", "linear"):
-        raise ValueError(f"data.length_weighting={d.length_weighting!r} is invalid: choose 'uniform' or 'linear'")
     if d.source not in ("fresh", "fixed"):
         raise ValueError(f"data.source={d.source!r} is invalid: choose 'fresh' or 'fixed'")
     if not 1 <= d.min_length <= d.max_length:
@@ -263,11 +258,10 @@ class TaskData:
         d = cfg.data
         self.cot = d.cot
         self.lengths = np.arange(d.min_length, d.max_length + 1)
-        weights = self.lengths.astype(float) if d.length_weighting == "linear" else np.ones(len(self.lengths))
-        self.length_p = weights / weights.sum()
+        self.length_p = np.full(len(self.lengths), 1 / len(self.lengths))  # uniform over lengths
         names = ["copy", "parity"] if d.task == "mix" else [d.task]
         self.tasks = {n: tasks.make_task(n, d.modulus, d.polynomial) for n in names}
-        self.weights = np.array([d.mix_ratio, 1 - d.mix_ratio]) if d.task == "mix" else np.ones(1)
+        self.task_p = np.array([d.mix_ratio, 1 - d.mix_ratio]) if d.task == "mix" else np.ones(1)
         self.splits = self._load_splits()
         # Test inputs per (task, length): fresh draws must never produce one.
         self.test_keys = {(name, length): set(sequence_keys(rows[:, 1:length + 1]))
@@ -307,7 +301,7 @@ class TaskData:
         # Draw the whole global batch, then keep this process's slice: any world size sees the
         # same global batch at a given step.
         lengths = rng.choice(self.lengths, size=global_bs, p=self.length_p)
-        kinds = rng.choice(len(self.tasks), size=global_bs, p=self.weights / self.weights.sum())
+        kinds = rng.choice(len(self.tasks), size=global_bs, p=self.task_p)
         rows = [None] * global_bs
         for k, name in enumerate(self.tasks):
             for length in np.unique(lengths):
