@@ -526,22 +526,10 @@ def check_folders(out: Path, specs: list[ModelSpec]) -> None:
 
 
 def preflight_push() -> str:
-    """The token to upload with; ``SystemExit`` (nothing uploaded) when offline or logged out.
+    """The token to upload with; ``SystemExit`` (nothing uploaded) when offline or logged out."""
+    from datasets_builders.export import check_push_possible  # noqa: PLC0415 - imports datasets
 
-    Same rule and words as ``datasets_builders.export.check_push_possible``, without importing
-    ``datasets``.
-    """
-    import huggingface_hub
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-    if offline or huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise SystemExit("--push: HF_HUB_OFFLINE=1 is set, so nothing can be uploaded. Unset it (with "
-                         "network access) to push; nothing was uploaded.")
-    token = huggingface_hub.get_token()
-    if token is None:
-        raise SystemExit("--push: no Hugging Face token found. Run `hf auth login` or set HF_TOKEN; "
-                         "nothing was uploaded.")
-    return token
+    return check_push_possible()
 
 
 def push_release(out: Path, namespace: str, specs: list[ModelSpec], private: bool = False, api=None) -> list[str]:
