@@ -85,6 +85,7 @@ class DataArgs:
     modulus: int = 11  # polynomial only
     polynomial: list = field(default_factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
     mix_ratio: float = 0.5  # mix only: fraction of copy rows
+    mix_with: str = "parity"  # mix only: the task mixed with copy (the paper's mix is copy + parity)
     # "fresh": new random sequences every step (never a test sequence); "fixed": the builder's
     # train split, shuffled every epoch (the paper's setting).
     source: str = "fresh"
@@ -218,6 +219,11 @@ def validate(cfg: TrainConfig) -> None:
     d, o = cfg.data, cfg.optim
     if d.task not in ("copy", "parity", "polynomial", "mix"):
         raise ValueError(f"data.task={d.task!r} is unknown: choose copy, parity, polynomial or mix")
+    if d.task == "mix" and d.mix_with not in ("parity", "polynomial"):
+        raise ValueError(f"data.mix_with={d.mix_with!r} is invalid: choose 'parity' or 'polynomial'")
+    if d.task == "mix" and d.mix_with != "parity" and (d.source == "fixed" or d.dataset):
+        raise ValueError("data.mix_with other than 'parity' needs data.source=fresh (the datasets' "
+                         "mix config is copy + parity)")
     if d.source not in ("fresh", "fixed"):
         raise ValueError(f"data.source={d.source!r} is invalid: choose 'fresh' or 'fixed'")
     if not 1 <= d.min_length <= d.max_length:
@@ -259,7 +265,7 @@ class TaskData:
         self.cot = d.cot
         self.lengths = np.arange(d.min_length, d.max_length + 1)
         self.length_p = np.full(len(self.lengths), 1 / len(self.lengths))  # uniform over lengths
-        names = ["copy", "parity"] if d.task == "mix" else [d.task]
+        names = ["copy", d.mix_with] if d.task == "mix" else [d.task]
         self.tasks = {n: tasks.make_task(n, d.modulus, d.polynomial) for n in names}
         self.task_p = np.array([d.mix_ratio, 1 - d.mix_ratio]) if d.task == "mix" else np.ones(1)
         self.splits = self._load_splits()
