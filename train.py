@@ -547,6 +547,7 @@ def train(cfg: TrainConfig, args) -> Path:
             what = "a finished run" if final_dir.exists() else "an earlier run"
             raise RunFolderError(f"output folder {out} holds {what}; use --resume_from_checkpoint "
                                  "latest to continue it or --overwrite to replace it")
+    accelerator.wait_for_everyone()  # every process has read the folder before main writes to it
     if main:
         out.mkdir(parents=True, exist_ok=True)
         lock = acquire_lock(out)
