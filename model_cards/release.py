@@ -168,7 +168,7 @@ def dataset_parameters(train_configs: dict[str, dict]) -> dict:
     """The ``IterationTaskConfig`` overrides that make the dataset's splits those of the runs.
 
     Every run must share the split parameters (lengths, examples per length, test fraction, seed;
-    modulus and polynomial among polynomial runs, mix_ratio among mix runs): the dataset has one
+    modulus and polynomial among polynomial runs): the dataset has one
     test split per config. Only values that differ from the builder's defaults are returned.
     """
     from datasets_builders.iteration_tasks import IterationTaskConfig
@@ -180,11 +180,11 @@ def dataset_parameters(train_configs: dict[str, dict]) -> dict:
             raise ReleaseError(f"run {name} trained on data.dataset={d['dataset']!r}; the release exports its "
                                "own dataset from the builder: train from the builder (data.dataset: null)")
         values = {k: d[k] for k in SPLIT_KEYS}
-        if d["task"] == "polynomial":
+        if "polynomial" in (d["task"], d.get("mix_with")):
             values["modulus"] = d["modulus"]
             values["polynomial"] = tuple(tuple(t) for t in d["polynomial"])
-        if d["task"] == "mix":
-            values["mix_ratio"] = d["mix_ratio"]
+        # A mix run holds out each task's own test split (train.py), so its mix_ratio does not
+        # shape the dataset: the dataset's `mix` config keeps the builder's ratio.
         for k, v in values.items():
             seen.setdefault(k, {}).setdefault(v, []).append(name)
     conflicts = {k: v for k, v in seen.items() if len(v) > 1}
@@ -272,7 +272,7 @@ def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str
     info = json.loads((final / "training_info.json").read_text(encoding="utf-8"))
     train_config = info["train_config"]
     trained = train_config["data"]["task"]
-    if spec.task not in (("copy", "parity") if trained == "mix" else (trained,)):
+    if spec.task not in (("copy", train_config["data"].get("mix_with", "parity")) if trained == "mix" else (trained,)):
         raise ReleaseError(f"run {run_dir} trained on {trained!r}, but {spec.key} is a "
                            f"{spec.task} model")
     if spec.init_from:

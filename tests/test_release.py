@@ -318,11 +318,11 @@ def test_dataset_parameters():
     other["data"]["max_length"] = base["data"]["max_length"] - 1
     with pytest.raises(release.ReleaseError, match="disagree on the data split"):
         release.dataset_parameters({"parity": base, "copy": other})
+    # Mix runs hold out each task's own split: their mix_ratio leaves the dataset as built.
     mixes = [json.loads(json.dumps(base)) for _ in range(2)]
     for mix, ratio in zip(mixes, (0.3, 0.5)):
         mix["data"].update(task="mix", mix_ratio=ratio)
-    with pytest.raises(release.ReleaseError, match="mix_ratio"):
-        release.dataset_parameters({"parity": mixes[0], "parity-nocot": mixes[1]})
+    assert "mix_ratio" not in release.dataset_parameters({"parity": mixes[0], "parity-nocot": mixes[1]})
 
 
 def test_select_revisions():
@@ -571,7 +571,9 @@ def test_hub_model_from_cache(key, from_cache):
         assert abs(accuracy - expected) <= 0.1, (key, accuracy, expected)
     right = re.search(r"# the right answer: (.*)", m["card"]).group(1).strip()
     printed = user["card_output"].splitlines()
-    assert printed and printed[0].strip() == right, user["card_output"]
+    assert printed, user["card_output"]
+    if m["info"]["stop_reason"].startswith("target accuracy"):
+        assert printed[0].strip() == right, user["card_output"]
 
     assert m["analysis_rc"] == 0, m["analysis_stderr"][-4000:]
     report = json.loads((m["analysis_out"] / "analysis.json").read_text())
