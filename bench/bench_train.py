@@ -54,12 +54,19 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.steps} timed steps each\n")
-    rows = {
-        "demo (parity recipe)": measure("parity", a.steps),
-        "demo, padded to 35": measure("parity", a.steps, pad_to=35),
-        "paper_reference": measure("paper_reference", a.steps),
-        "paper_reference at width 64": measure("paper_reference", a.steps, overrides=["model.n_embd=64"]),
+    runs = {
+        "demo (parity recipe)": dict(recipe="parity"),
+        "demo, padded to 35": dict(recipe="parity", pad_to=35),
+        "paper_reference": dict(recipe="paper_reference"),
+        "paper_reference at width 64": dict(recipe="paper_reference", overrides=["model.n_embd=64"]),
     }
+    # Two interleaved rounds, best of each: the first timed loop of a process also pays warm-up.
+    rows = {}
+    for _ in range(2):
+        for name, kw in runs.items():
+            r = measure(steps=a.steps, **kw)
+            if name not in rows or r["step_ms"] < rows[name]["step_ms"]:
+                rows[name] = r
     print(f"{'loop':30s} {'width':>5s} {'batch':>5s} {'ms/step':>8s} {'seq/s':>8s} {'useful tok/s':>12s} {'padding':>8s}")
     for name, r in rows.items():
         print(f"{name:30s} {r['width']:5d} {r['batch']:5d} {r['step_ms']:8.1f} {r['seq_s']:8.0f} "
@@ -68,7 +75,8 @@ def main():
     print(f"\nthroughput ratio demo / paper_reference: {demo['tok_s'] / ref['tok_s']:.2f}x useful tokens/s, "
           f"{demo['seq_s'] / ref['seq_s']:.2f}x sequences/s")
     print(f"padding to the batch's longest row instead of 35 tokens: "
-          f"{rows['demo, padded to 35']['step_ms'] / demo['step_ms']:.2f}x faster steps")
+          f"{rows['demo, padded to 35']['step_ms'] / demo['step_ms']:.2f}x faster steps "
+          f"(with 64 rows of lengths 1-16 the longest row is almost always length 16)")
 
 
 if __name__ == "__main__":
