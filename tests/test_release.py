@@ -625,3 +625,17 @@ def test_readme_quickstart_runs_as_written():
     proc = subprocess.run([sys.executable, "-"], input=code, cwd=ROOT, env=clean_env(), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"the README Quickstart failed:\n{proc.stderr[-4000:]}"
+
+
+@needs_hub
+def test_shipped_code_is_the_repositorys():
+    """Every released folder ships today's model code, analysis script and tasks module: a change
+    to any of them must be followed by a new release (`python -m model_cards.release ... --take-existing`)."""
+    sources = {"modeling_itergpt.py": ROOT / "modeling" / "modeling_itergpt.py",
+               "configuration_itergpt.py": ROOT / "modeling" / "configuration_itergpt.py",
+               "analysis.py": ROOT / "modeling" / "analysis.py",
+               "tasks.py": ROOT / "datasets_builders" / "tasks.py"}
+    for spec in SUITE:
+        for name, source in sources.items():
+            shipped = HUB / spec.repo / name
+            assert shipped.read_bytes() == source.read_bytes(), f"{shipped} is stale: re-run the release"
