@@ -195,6 +195,8 @@ def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
     for data, is_config in candidates:
         if "task" not in found and data.get("task") in tasks.TASK_NAMES:
             found["task"] = data["task"]
+        elif "task" not in found and data.get("task") == "mix":  # copy rows + the task it is for
+            found["task"] = data.get("mix_with", "parity")
         if "cot" not in found and isinstance(data.get("cot"), bool):
             found["cot"] = data["cot"]
         if "modulus" not in found and _is_positive_int(data.get("modulus")):

@@ -439,3 +439,17 @@ def test_run_test_rows_are_the_runs_held_out_split(tmp_path):
         train_keys = {bytes(x.astype(np.uint8)) for x in split["train"]}
         assert not any(bytes(x.astype(np.uint8)) in train_keys for x in r[:, 1:L + 1])
     assert ev.run_test_rows(str(tmp_path / "nowhere"), "parity", [1], 10) is None
+
+
+def test_run_settings_of_a_mix_run_name_the_task_it_is_for(tmp_path):
+    """A run trained on copy rows + parity (data.task: mix) is a parity model to evaluate.py."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from modeling import evaluation as ev
+
+    data = {"task": "mix", "mix_with": "polynomial", "cot": True, "max_length": 12, "modulus": 7,
+            "polynomial": [[1, 1, 1]]}
+    (tmp_path / "training_info.json").write_text(_json.dumps({"train_config": {"data": data}}))
+    found = ev.find_run_settings(SimpleNamespace(config=SimpleNamespace()), str(tmp_path))
+    assert found["task"] == "polynomial" and found["train_max_length"] == 12 and found["modulus"] == 7
