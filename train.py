@@ -523,7 +523,7 @@ def train(cfg: TrainConfig, args) -> Path:
     main = accelerator.is_main_process
     ckpt_dir, snap_dir, final_dir = out / "checkpoints", out / "snapshots", out / "final"
 
-    # --- run folder policy (main process decides, everyone waits) ---
+    # --- run folder policy: every process checks the folder, then only the main one writes ---
     resume_step = None
     if args.resume_from_checkpoint:
         steps = checkpoint_steps(ckpt_dir)
