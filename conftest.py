@@ -15,3 +15,16 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT] +
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests run tiny matrices on a small shared CPU, where a second intra-op thread only adds
+    contention (measured 5-20x slower per forward under load). Subprocesses set OMP_NUM_THREADS."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,16 +23,6 @@ N_POSITIONS = 24  # lengths 1 … 10: small and fast
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two CPU cores shared with other jobs: torch's 2 OpenMP threads then spin-wait on each other
-    (measured ~20x slower than 1 thread here). Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def hand():
     return build_iteration_head_model("parity", n_positions=N_POSITIONS)

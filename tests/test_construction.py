@@ -13,16 +13,6 @@ N_PER_LENGTH = 8  # teacher-forced rows per length (short lengths: every sequenc
 N_GENERATED = 3  # generated rows per length
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two CPU cores shared with other jobs: torch's 2 OpenMP threads then spin-wait on each other
-    (measured ~20x slower than 1 thread here). Restored after the module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @torch.no_grad()
 def generated_accuracy(model, rows_by_length: dict) -> dict:
     """Greedy ``generate`` from ``<task> x_1 … x_L <eoi>`` (all lengths in one left-padded batch):

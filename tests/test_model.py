@@ -55,16 +55,6 @@ def left_pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 PROMPTS = [[PARITY, 1, 0, 1, EOI], [PARITY, 1, EOI], [PARITY, 0, 1, 1, 0, 1, EOI]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls: a second intra-op thread only adds contention on a shared 2-core machine
-    (measured ~15x slower per forward under load). Restored after this module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ---------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------

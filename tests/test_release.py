@@ -47,15 +47,6 @@ LENGTHS = (1, 6)  # the fake runs' training lengths
 HUB_MODELS = ("parity", "polynomial", "copy")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices on a shared 2-core CPU: one torch thread is far faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def clean_env(**extra) -> dict:
     """The environment of a user's fresh process: offline, no PYTHONPATH, no token."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
