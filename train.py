@@ -66,7 +66,9 @@ class ModelArgs:
     activation: str = "gelu"
     norm: str = "layernorm"
     bias: bool = False
-    position_embedding: str = "learned"  # or "sinusoidal" (frozen)
+    position_embedding: str = "learned"  # or "sinusoidal" (fixed) or "frozen" (random, fixed)
+    position_init: str = "normal"  # learned table: "normal" or "sinusoidal" (then trained)
+    position_init_scale: float = 1.0
     residual: str = "standard"  # or "reference" (the paper code's block)
     embd_pdrop: float = 0.0
     attn_pdrop: float = 0.0
