@@ -95,6 +95,9 @@ class DataArgs:
     # 0.25, not the paper's 0.5: at length 2 a half split leaves train = {00, 11}, whose s_2 is
     # always 0, and the model learns that shortcut instead of parity (seen: test accuracy 0 at L=2).
     test_fraction: float = 0.25
+    # Pack several sequences into each row (positions restart, attention stays within a sequence):
+    # the same loss as padding each batch to its longest row, with ~35% fewer tokens to compute.
+    packing: bool = True
     dataset: str | None = None  # a dataset folder / Hub repo in Hub layout instead of the builder
     seed: int = 0  # seed of the builder's splits (the test set)
 
@@ -295,8 +298,12 @@ class TaskData:
                     out[split][name, int(length)] = tasks.build_rows(task, inputs, self.cot)
         return out
 
-    def batch(self, step: int, rank: int, world: int) -> np.ndarray:
-        """This process's share of the global batch of ``step``: padded token rows ``(b, T)``."""
+    def batch(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        """This process's share of the global batch of ``step``, as model inputs (see ``collate``)."""
+        return collate(self.rows(step, rank, world), self.cfg.data.packing)
+
+    def rows(self, step: int, rank: int, world: int) -> list[np.ndarray]:
+        """This process's share of the global batch of ``step``: token rows of different lengths."""
         global_bs = self.cfg.optim.batch_size
         lo, hi = rank * global_bs // world, (rank + 1) * global_bs // world
         if self.cfg.data.source == "fixed":
@@ -304,7 +311,7 @@ class TaskData:
             epoch, i = divmod(step, per_epoch)
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_rows))
             idx = order[i * global_bs:(i + 1) * global_bs][lo:hi]
-            return tasks.pad_rows([self.train_rows[j] for j in idx])
+            return [self.train_rows[j] for j in idx]
         rng = np.random.default_rng([self.cfg.seed, step, 1])
         # Draw the whole global batch, then keep this process's slice: any world size sees the
         # same global batch at a given step.
@@ -318,7 +325,7 @@ class TaskData:
                     inputs = self.fresh_inputs(name, int(length), len(where), rng)
                     for j, row in zip(where, tasks.build_rows(self.tasks[name], inputs, self.cot)):
                         rows[j] = row
-        return tasks.pad_rows(rows[lo:hi])
+        return rows[lo:hi]
 
     def fresh_inputs(self, name: str, length: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` random inputs of ``length`` that are not in the test split."""
@@ -359,6 +366,23 @@ def load_dataset_rows(path: str, config_name: str, lengths) -> dict:
                              f"{lengths[0]}-{lengths[-1]}")
         out[split] = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
     return out
+
+
+def collate(rows: list[np.ndarray], packing: bool) -> dict[str, torch.Tensor]:
+    """Model inputs for token rows: ``input_ids`` and ``labels`` (``-100`` off the loss), padded to the
+    longest row; with ``packing``, rows packed end to end (``tasks.pack_rows``) plus their
+    ``position_ids`` and a block-diagonal causal ``attention_mask`` (B, 1, T, T)."""
+    if not packing:
+        ids = torch.as_tensor(tasks.pad_rows(rows))
+        return {"input_ids": ids, "labels": labels_for(ids)}
+    packed = {k: torch.as_tensor(v) for k, v in tasks.pack_rows(rows).items()}
+    ids, seg = packed["input_ids"], packed["segment_ids"]  # (B, T)
+    T = ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    # Same segment and not in the future; padding (segment -1) only sees padding.
+    mask = (seg[:, :, None] == seg[:, None, :]) & causal  # (B, T, T)
+    return {"input_ids": ids, "labels": torch.where(packed["loss_mask"], ids, -100),
+            "position_ids": packed["position_ids"], "attention_mask": mask[:, None]}
 
 
 def labels_for(input_ids: torch.Tensor) -> torch.Tensor:
@@ -578,6 +602,7 @@ def train(cfg: TrainConfig, args) -> Path:
     if resume_step is not None:
         accelerator.load_state(str(ckpt_dir / f"step_{resume_step}"))
         start = resume_step
+        state = json.loads((ckpt_dir / f"step_{resume_step}" / "trainer_state.json").read_text())
         if main and metrics_path.exists():  # drop what the interrupted run logged after the checkpoint
             kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= start]
             metrics_path.write_text("".join(l + "\n" for l in kept))
@@ -604,7 +629,8 @@ def train(cfg: TrainConfig, args) -> Path:
 
             def write(tmp: Path) -> None:
                 accelerator.save_state(str(tmp), safe_serialization=True)
-                (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
+                (tmp / "trainer_state.json").write_text(json.dumps(
+                    {"step": step, "loss_sum": loss_sum.item(), "loss_steps": loss_steps}))
             atomic_dir(final, write)
             for old in checkpoint_steps(ckpt_dir)[:-cfg.keep_checkpoints]:
                 shutil.rmtree(ckpt_dir / f"step_{old}")
@@ -622,14 +648,23 @@ def train(cfg: TrainConfig, args) -> Path:
     if resume_step is not None and main and metrics_path.exists():
         lines = metrics_path.read_text().splitlines()
         elapsed = json.loads(lines[-1]).get("time_s", 0.0) if lines else 0.0
+    # Mean training loss since the last evaluation (a single batch's loss is too noisy to log).
+    loss_sum, loss_steps = torch.zeros((), device=accelerator.device), 0
+    if resume_step is not None:
+        loss_sum += state.get("loss_sum", 0.0)
+        loss_steps = state.get("loss_steps", 0)
+
+    def mean_loss() -> float:
+        return accelerator.reduce(loss_sum / max(loss_steps, 1), reduction="mean").item()
+
     model.train()
     stop_reason = "max_steps"
     step = start
     while step < o.max_steps:
-        ids = torch.as_tensor(data.batch(step, accelerator.process_index, accelerator.num_processes),
-                              device=accelerator.device)
+        inputs = {k: v.to(accelerator.device)
+                  for k, v in data.batch(step, accelerator.process_index, accelerator.num_processes).items()}
         with accelerator.autocast():
-            loss = model(input_ids=ids, labels=labels_for(ids), use_cache=False).loss
+            loss = model(**inputs, use_cache=False).loss
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), o.grad_clip)
         if not torch.isfinite(grad_norm):  # same value on every process (gradients are all-reduced)
@@ -641,17 +676,21 @@ def train(cfg: TrainConfig, args) -> Path:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach().float()
+        loss_steps += 1
         step += 1
         bar.update(1)
 
         if step % cfg.eval_every == 0 or step == o.max_steps:
             elapsed += time.perf_counter() - clock
-            record = {"step": step, "time_s": round(elapsed, 2), "loss": float(loss.item()),
+            record = {"step": step, "time_s": round(elapsed, 2), "loss": mean_loss(),
                       "lr": scheduler.get_last_lr()[0]}
+            loss_sum.zero_()
+            loss_steps = 0
             if main:
                 record.update(run_eval(raw, data, eval_sets, cfg))
                 last_test = record["test"]
-                bar.set_postfix(loss=f"{loss.item():.3f}", test_acc=f"{last_test['accuracy_mean']:.3f}",
+                bar.set_postfix(loss=f"{record['loss']:.3f}", test_acc=f"{last_test['accuracy_mean']:.3f}",
                                 min_len_acc=f"{last_test['accuracy_min']:.3f}")
             log(record)
             reached = torch.tensor(float(main and cfg.target_accuracy is not None
@@ -673,10 +712,11 @@ def train(cfg: TrainConfig, args) -> Path:
     bar.close()
 
     accelerator.wait_for_everyone()
+    final_loss = mean_loss()  # every process takes part in the reduction
     if main:
         if last_test is None or not (step % cfg.eval_every == 0 or step == o.max_steps):
             elapsed += time.perf_counter() - clock
-            record = {"step": step, "time_s": round(elapsed, 2), "loss": float(loss.item())}
+            record = {"step": step, "time_s": round(elapsed, 2), "loss": final_loss}
             record.update(run_eval(raw, data, eval_sets, cfg))
             last_test = record["test"]
             log(record)

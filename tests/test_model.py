@@ -84,6 +84,9 @@ def test_config_defaults_follow_the_paper_and_aliases():
         (dict(norm="rmsnorm", norm_bias=True), "norm_bias"),
         (dict(embd_pdrop=1.5), "embd_pdrop"),
         (dict(pad_token_id=64), "pad_token_id"),
+        (dict(position_init="zeros"), "position_init"),
+        (dict(position_embedding="frozen", position_init="sinusoidal"), "position_init"),
+        (dict(position_init="sinusoidal", position_init_scale=0.0), "position_init_scale"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, field):
@@ -462,6 +465,8 @@ def test_return_dict_false_gives_a_tuple():
         (lambda m: m(torch.tensor([[1.0, 2.0]])), "integer token ids"),
         (lambda m: m(torch.tensor([1, 2, 3])), r"shape \(batch, seq_len\)"),
         (lambda m: m(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 2)), "attention_mask must have shape"),
+        (lambda m: m(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 1, 3, 3)), "4-D attention_mask must be boolean"),
+        (lambda m: m(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 1, 3, 2, dtype=torch.bool)), r"\(1, 1, 3, 3\)"),
         (lambda m: m(torch.tensor([[1, 2]]), position_ids=torch.tensor([[3, 16]])), "position_ids"),
         (lambda m: m(torch.tensor([[1, 2]]), past_key_values=((torch.zeros(1),),)), "Cache"),
         (lambda m: m(torch.tensor([[1, 2]]), labels=torch.tensor([[1, 2, 3]])), "labels must have shape"),
@@ -477,6 +482,38 @@ def test_cache_plus_new_tokens_beyond_the_context_raises():
     cache = model(torch.zeros(1, 12, dtype=torch.long)).cache
     with pytest.raises(ValueError, match="12 cached \\+ 5 new"):
         model(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+
+
+def test_sinusoidal_position_init_is_a_trained_table_that_round_trips(tmp_path):
+    model = tiny_model(position_init="sinusoidal", position_init_scale=0.5)
+    table = model.model.pos_embed.weight
+    torch.testing.assert_close(table, 0.5 * sinusoidal_table(16, 32), rtol=0, atol=0)
+    assert table.requires_grad and any(p is table for p in model.parameters())
+    with torch.no_grad():
+        table.add_(0.25)  # "trained": the saved values, not the initial table, must come back
+    model.save_pretrained(tmp_path)
+    loaded = IterGPTForCausalLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.model.pos_embed.weight, table, rtol=0, atol=0)
+    # The default stays the reference code's N(0, initializer_range) table.
+    assert tiny_model().model.pos_embed.weight.std().item() == pytest.approx(0.02, rel=0.2)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_block_diagonal_mask_with_restarted_positions_equals_separate_rows(implementation):
+    # Two sequences packed in one row attend only within themselves: their logits are those of the
+    # sequences run alone (what packed training relies on).
+    model = tiny_model()
+    model.config._attn_implementation = implementation
+    a, b = torch.tensor([[PARITY, 1, 0, EOI, 1, 1]]), torch.tensor([[PARITY, 1, EOI, 1]])
+    packed = torch.cat([a, b], dim=1)
+    seg = torch.tensor([0] * 6 + [1] * 4)
+    mask = (seg[:, None] == seg[None, :]) & torch.ones(10, 10, dtype=torch.bool).tril()
+    positions = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 1, 2, 3]])
+    logits = model(packed, attention_mask=mask[None, None], position_ids=positions).logits
+    torch.testing.assert_close(logits[:, :6], model(a).logits)
+    torch.testing.assert_close(logits[:, 6:], model(b).logits)
+    # Without the mask, the second sequence sees the first and its logits change.
+    assert not torch.allclose(model(packed, position_ids=positions).logits[:, 6:], model(b).logits, atol=1e-4)
 
 
 def test_package_import_registers_the_auto_classes():

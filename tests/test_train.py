@@ -94,8 +94,7 @@ def test_fresh_batches_never_contain_a_test_sequence():
     names = {tasks.TASK_TOKEN_ID[n]: n for n in tasks.TASK_NAMES}
     seen = {"copy": 0, "parity": 0}
     for step in range(30):
-        ids = data.batch(step, 0, 1)
-        for row in ids:
+        for row in data.rows(step, 0, 1):
             length = int(np.flatnonzero(row == tasks.EOI_ID)[0]) - 1
             key = bytes(row[1:length + 1].astype(np.uint8))
             assert key not in data.test_keys[names[row[0]], length]
@@ -108,9 +107,45 @@ def test_fresh_batches_never_contain_a_test_sequence():
                                  test_fraction=0.25)
     assert np.array_equal(data.splits["test"]["parity", 5][:, 1:6], split_inputs(config, 5)["test"])
     # A batch is a pure function of the step; two processes split the same global batch.
-    both = np.concatenate([data.batch(7, 0, 2), data.batch(7, 1, 2)[:, :data.batch(7, 0, 2).shape[1]]])
-    whole = data.batch(7, 0, 1)
-    assert np.array_equal(tasks.loss_mask(both).sum(), tasks.loss_mask(whole).sum())
+    both, whole = data.rows(7, 0, 2) + data.rows(7, 1, 2), data.rows(7, 0, 1)
+    assert len(both) == len(whole) and all(np.array_equal(x, y) for x, y in zip(both, whole))
+    assert all(np.array_equal(x, y) for x, y in zip(data.rows(7, 0, 1), whole))
+
+
+def test_packed_rows_hold_every_sequence_once_with_restarted_positions():
+    task = tasks.make_task("parity")
+    rng = np.random.default_rng(0)
+    rows = [tasks.build_rows(task, tasks.sample_inputs(task, int(L), 1, rng))[0] for L in rng.integers(1, 17, 64)]
+    packed = tasks.pack_rows(rows)
+    ids, pos, seg = packed["input_ids"], packed["position_ids"], packed["segment_ids"]
+    assert ids.shape[1] == max(len(r) for r in rows) and ids.shape[0] < len(rows)
+    for i, row in enumerate(rows):  # each row once, contiguous, positions 0..n-1, its own loss mask
+        where = np.argwhere(seg == i)
+        line, cols = where[0, 0], where[:, 1]
+        assert (where[:, 0] == line).all() and np.array_equal(cols, np.arange(cols[0], cols[0] + len(row)))
+        assert np.array_equal(ids[line, cols], row) and np.array_equal(pos[line, cols], np.arange(len(row)))
+        assert np.array_equal(packed["loss_mask"][line, cols], tasks.loss_mask(row))
+    assert (ids[seg < 0] == tasks.PAD_ID).all() and not packed["loss_mask"][seg < 0].any()
+
+
+def test_packed_batch_gives_the_padded_batch_loss_and_gradient():
+    cfg, _ = train.parse_args(["--recipe", "parity", "model.embd_pdrop=0.0"])
+    data = train.TaskData(cfg)
+    torch.manual_seed(0)
+    model = train.build_model(cfg, None)
+    rows = data.rows(3, 0, 1)
+    padded, packed = train.collate(rows, packing=False), train.collate(rows, packing=True)
+    assert packed["input_ids"].numel() < 0.8 * padded["input_ids"].numel()
+    assert int((packed["labels"] != -100).sum()) == int((padded["labels"] != -100).sum())
+    losses, grads = [], []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +184,16 @@ def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     assert tok.batch_decode(gen[:, 8:]) == want
     info = json.loads((out / "final" / "training_info.json").read_text())
     assert info["stop_reason"].startswith("target accuracy")
+
+    # bench/sweep.py reads the run as the step and time at which every test length reached the target.
+    sys.path.insert(0, str(ROOT / "bench"))
+    import sweep
+    run = sweep.read_run(out)
+    assert (run["hit_step"], run["hit_time"]) == (info["step"], info["time_s"]) and run["done"]
+    (tmp_path / "grid" / "variant").mkdir(parents=True)
+    out.rename(tmp_path / "grid" / "variant" / "seed0")
+    row = sweep.summary(tmp_path / "grid").splitlines()[2].split()
+    assert row[:4] == ["variant", "1/1", str(info["step"]), f"{info['time_s']:.0f}"], row
 
 
 def test_run_folder_layout(copy_run):
