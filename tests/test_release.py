@@ -544,8 +544,7 @@ def from_cache(tmp_path_factory):
 @pytest.mark.parametrize("key", HUB_MODELS)
 def test_hub_model_from_cache(key, from_cache):
     """Loads from the cache without repository code; with ``generate``, >= 99 % held-out sequence
-    accuracy when the run reached its target (else the accuracy its card states); the card's
-    Quickstart prints the right answer; the shipped analysis.py runs."""
+    accuracy; the card's Quickstart prints the right answer; the shipped analysis.py runs."""
     m = from_cache[key]
     assert "missing" not in m, f"{m.get('missing')} is missing from the release"
     user = m["user"]
@@ -553,18 +552,13 @@ def test_hub_model_from_cache(key, from_cache):
     total = sum(len(v) for v in m["rows"].values())
     accuracy = sum(user["correct"].values()) / total
     per_length = {L: user["correct"][L] / len(v) for L, v in m["rows"].items()}
-    folder = HUB / SUITE_BY_KEY[key].repo
-    if m["info"]["stop_reason"].startswith("target accuracy"):  # its run says it learned the task
-        assert accuracy >= 0.99, f"{key}: held-out sequence accuracy {accuracy:.4f} (per length {per_length})"
-    else:  # the card states a lower accuracy: a user measures what it says, not more, not less
-        stated = json.loads((folder / "eval_results.json").read_text())["per_length"]
-        expected = sum(stated[L]["generated"] * len(v) for L, v in m["rows"].items()) / total
-        assert abs(accuracy - expected) <= 0.1, (key, accuracy, expected)
+    # The issue's bar for parity, polynomial and copy: each run learned its task, and a user
+    # measures >= 99 % on held-out inputs with generate.
+    assert m["info"]["stop_reason"].startswith("target accuracy"), m["info"]["stop_reason"]
+    assert accuracy >= 0.99, f"{key}: held-out sequence accuracy {accuracy:.4f} (per length {per_length})"
     right = re.search(r"# the right answer: (.*)", m["card"]).group(1).strip()
     printed = user["card_output"].splitlines()
-    assert printed, user["card_output"]
-    if m["info"]["stop_reason"].startswith("target accuracy"):
-        assert printed[0].strip() == right, user["card_output"]
+    assert printed and printed[0].strip() == right, user["card_output"]
 
     assert m["analysis_rc"] == 0, m["analysis_stderr"][-4000:]
     report = json.loads((m["analysis_out"] / "analysis.json").read_text())
