@@ -205,6 +205,42 @@ def pad_rows(rows: list[np.ndarray], pad_id: int = PAD_ID) -> np.ndarray:
     return out
 
 
+def pack_rows(rows: list[np.ndarray], pad_id: int = PAD_ID) -> dict[str, np.ndarray]:
+    """Pack rows end to end into as few lines as possible, each no longer than the longest row.
+
+    First-fit decreasing: rows are taken longest first and each goes into the first line with room.
+    Returns ``(n_lines, width)`` arrays: ``input_ids``; ``position_ids`` (restarting at 0 for each
+    row, 0 on padding); ``segment_ids`` (the row's index, -1 on padding), so a model attends only
+    within a row; ``loss_mask`` (``loss_mask`` of each row, False on padding). Training on the
+    packed lines gives the same loss as on the padded rows, with less padding to compute.
+    """
+    width = max(len(r) for r in rows)
+    lines: list[list[int]] = []  # row indices per line
+    room: list[int] = []
+    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):  # stable: ties keep their order
+        j = next((j for j, r in enumerate(room) if r >= len(rows[i])), None)
+        if j is None:  # no line has room: open one
+            j = len(lines)
+            lines.append([])
+            room.append(width)
+        lines[j].append(i)
+        room[j] -= len(rows[i])
+    out = {"input_ids": np.full((len(lines), width), pad_id, dtype=np.int64),
+           "position_ids": np.zeros((len(lines), width), dtype=np.int64),
+           "segment_ids": np.full((len(lines), width), -1, dtype=np.int64),
+           "loss_mask": np.zeros((len(lines), width), dtype=bool)}
+    for j, members in enumerate(lines):
+        at = 0
+        for i in members:
+            n = len(rows[i])
+            out["input_ids"][j, at:at + n] = rows[i]
+            out["position_ids"][j, at:at + n] = np.arange(n)
+            out["segment_ids"][j, at:at + n] = i
+            out["loss_mask"][j, at:at + n] = loss_mask(rows[i])
+            at += n
+    return out
+
+
 def loss_mask(input_ids: np.ndarray) -> np.ndarray:
     """``True`` where a *target* (the token at that position) is after ``<eoi>`` and not padding.
 

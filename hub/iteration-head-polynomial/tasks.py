@@ -219,9 +219,10 @@ def pack_rows(rows: list[np.ndarray], pad_id: int = PAD_ID) -> dict[str, np.ndar
     room: list[int] = []
     for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):  # stable: ties keep their order
         j = next((j for j, r in enumerate(room) if r >= len(rows[i])), None)
-        if j is None:
-            lines.append([]), room.append(width)
-            j = len(lines) - 1
+        if j is None:  # no line has room: open one
+            j = len(lines)
+            lines.append([])
+            room.append(width)
         lines[j].append(i)
         room[j] -= len(rows[i])
     out = {"input_ids": np.full((len(lines), width), pad_id, dtype=np.int64),

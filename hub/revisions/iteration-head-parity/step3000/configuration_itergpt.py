@@ -20,6 +20,7 @@ ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMS = ("layernorm", "rmsnorm")
 RESIDUALS = ("standard", "reference")
 POSITION_EMBEDDINGS = ("learned", "sinusoidal", "frozen")
+POSITION_INITS = ("normal", "sinusoidal")
 
 
 class IterGPTConfig(PreTrainedConfig):
@@ -42,6 +43,10 @@ class IterGPTConfig(PreTrainedConfig):
             (fixed sin/cos table, a buffer rebuilt on load) or `frozen` (a random N(0,
             initializer_range) table saved with the weights but never trained: the reference code's
             `freeze_pos=True`, used in the paper's learned-vs-frozen comparison).
+        position_init (`str`, defaults to `"normal"`): initial values of a `learned` table: `normal`
+            (N(0, initializer_range), the reference code's) or `sinusoidal` (the sin/cos table times
+            `position_init_scale`, then trained like any other weight).
+        position_init_scale (`float`, defaults to 1.0): amplitude of the `sinusoidal` initialisation.
         embd_pdrop (`float`, defaults to 0.1): dropout on the summed token + position embeddings.
         attn_pdrop (`float`, defaults to 0.0): dropout on the attention weights.
         resid_pdrop (`float`, defaults to 0.0): dropout on the attention and MLP outputs before they are
@@ -92,6 +97,8 @@ class IterGPTConfig(PreTrainedConfig):
     bias: bool = False
     norm_bias: bool = False
     position_embedding: str = "learned"
+    position_init: str = "normal"
+    position_init_scale: float = 1.0
     embd_pdrop: float = 0.1
     attn_pdrop: float = 0.0
     resid_pdrop: float = 0.0
@@ -127,10 +134,18 @@ class IterGPTConfig(PreTrainedConfig):
             ("norm", NORMS),
             ("residual", RESIDUALS),
             ("position_embedding", POSITION_EMBEDDINGS),
+            ("position_init", POSITION_INITS),
         ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is unknown: choose one of {', '.join(allowed)}")
+        if self.position_init != "normal" and self.position_embedding != "learned":
+            raise ValueError(
+                f"position_init={self.position_init!r} only applies to position_embedding='learned' "
+                f"(got position_embedding={self.position_embedding!r})"
+            )
+        if not isinstance(self.position_init_scale, (int, float)) or self.position_init_scale <= 0:
+            raise ValueError(f"position_init_scale={self.position_init_scale!r} is invalid: it must be > 0")
         if self.norm == "rmsnorm" and self.norm_bias:
             raise ValueError("norm_bias=True is only available with norm='layernorm' (RMSNorm has no bias)")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):

@@ -420,12 +420,16 @@ class IterGPTPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
-        super()._init_weights(module)
+        if not (module is self._base().pos_embed and self.config.position_init == "sinusoidal"):
+            super()._init_weights(module)
         if isinstance(module, FixedPositionEmbedding):
             if module.sinusoidal:  # not saved: rebuilt after loading
                 init.copy_(module.weight, sinusoidal_table(module.n_positions, module.dim))
             else:  # frozen random table; skipped by transformers when loaded from the checkpoint
                 init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        elif module is self._base().pos_embed and self.config.position_init == "sinusoidal":
+            table = sinusoidal_table(self.config.n_positions, self.config.n_embd)  # learned, sin/cos start
+            init.copy_(module.weight, table * self.config.position_init_scale)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
@@ -632,6 +636,9 @@ class IterGPTModel(IterGPTPreTrainedModel):
             input_ids: (B, T) token ids in [0, vocab_size). Exactly one of it and ``inputs_embeds``.
             attention_mask: (B, S) with 1 for real tokens and 0 for padding, S = cached + new tokens.
                 Left padding is supported (positions then start at 0 on the first real token).
+                Or a boolean (B or 1, 1, T, S) mask, ``True`` where a query may attend, used as given
+                (it must include causality); with several sequences packed in a row
+                (``datasets_builders.tasks.pack_rows``) pass their ``position_ids`` too.
             position_ids: (B or 1, T); by default ``cumsum(attention_mask) - 1`` (0 on padding), or
                 ``arange`` continuing the cache.
             cache / past_key_values: a transformers ``Cache`` (``DynamicCache``) holding earlier keys
@@ -673,11 +680,21 @@ class IterGPTModel(IterGPTPreTrainedModel):
                 f"n_positions={self.config.n_positions}; no truncation is done"
             )
 
+        block_mask = None  # a 4-D boolean mask given by the caller (e.g. packed rows), used as is
+        if attention_mask is not None and attention_mask.dim() == 4:
+            if attention_mask.dtype != torch.bool or attention_mask.shape[1] != 1 or attention_mask.shape[-2:] != (
+                T, past_len + T
+            ) or attention_mask.shape[0] not in (1, B):
+                raise ValueError(
+                    f"a 4-D attention_mask must be boolean of shape (batch or 1, 1, new tokens, cached + new "
+                    f"tokens) = {(B, 1, T, past_len + T)}; got {attention_mask.dtype} {tuple(attention_mask.shape)}"
+                )
+            block_mask, attention_mask = attention_mask.to(device), None
         if attention_mask is not None:
             if attention_mask.dim() != 2 or attention_mask.shape != (B, past_len + T):
                 raise ValueError(
-                    f"attention_mask must have shape (batch, cached + new tokens) = {(B, past_len + T)}; "
-                    f"got {tuple(attention_mask.shape)}"
+                    f"attention_mask must have shape (batch, cached + new tokens) = {(B, past_len + T)} "
+                    f"(or a 4-D boolean mask); got {tuple(attention_mask.shape)}"
                 )
             if not torch.compiler.is_compiling() and bool(attention_mask.all()):
                 full_mask = None  # no padding: let SDPA use its causal kernel
@@ -703,7 +720,7 @@ class IterGPTModel(IterGPTPreTrainedModel):
             ):
                 raise ValueError(f"position_ids must lie in [0, n_positions={self.config.n_positions})")
 
-        mask = _attention_mask_4d(full_mask, T, past_len, device)  # (B|1, 1, T, S) or None
+        mask = block_mask if block_mask is not None else _attention_mask_4d(full_mask, T, past_len, device)
 
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids)
