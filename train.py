@@ -712,7 +712,7 @@ def train(cfg: TrainConfig, args) -> Path:
     bar.close()
 
     accelerator.wait_for_everyone()
-    final_loss = mean_loss()  # every process takes part in the reduction
+    final_loss = loss_sum.item() / max(loss_steps, 1)  # this process's: no collective after the loop
     if main:
         if last_test is None or not (step % cfg.eval_every == 0 or step == o.max_steps):
             elapsed += time.perf_counter() - clock
@@ -727,6 +727,13 @@ def train(cfg: TrainConfig, args) -> Path:
         print_report(raw, data, cfg, step, elapsed, stop_reason)
         lock.unlink(missing_ok=True)
     accelerator.end_training()
+    if accelerator.num_processes > 1 and accelerator.device.type == "cpu":
+        # Everything is written. Freeing the DDP model now can deadlock a gloo rank for good (seen
+        # in CI: ~ProcessGroupGloo joins a worker thread that waits for the GIL to free a tensor of
+        # the last all-reduce), leaving the launcher waiting; end the worker process here instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return final_dir
 
 

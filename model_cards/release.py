@@ -92,7 +92,11 @@ __all__ = [
 
 MAX_HUB_BYTES = 30_000_000  # the whole hub/ folder (models, revisions, dataset)
 MAX_REVISIONS = 4  # intermediate checkpoints published per model
-SHIPPED_CODE = {"analysis.py": REPO_ROOT / "modeling" / "analysis.py",
+# The repository's model code replaces the copy a run saved: every released folder and revision
+# loads with today's code (tested), also when a run predates a later change to it.
+MODEL_CODE = {"configuration_itergpt.py": REPO_ROOT / "modeling" / "configuration_itergpt.py",
+              "modeling_itergpt.py": REPO_ROOT / "modeling" / "modeling_itergpt.py"}
+SHIPPED_CODE = {**MODEL_CODE, "analysis.py": REPO_ROOT / "modeling" / "analysis.py",
                 "tasks.py": REPO_ROOT / "datasets_builders" / "tasks.py"}
 REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py",
                   "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
@@ -458,6 +462,8 @@ def copy_revisions(run_dir: Path, out: Path, spec: ModelSpec, steps: list[int]) 
         for path in sorted(source.iterdir()):
             if path.is_file():
                 shutil.copyfile(path, target / path.name)
+        for name, code in MODEL_CODE.items():
+            shutil.copyfile(code, target / name)
     return steps
 
 

@@ -419,17 +419,18 @@ class IterGPTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
 
     def _init_weights(self, module: nn.Module) -> None:
+        if module is self._base().pos_embed and self.config.position_init == "sinusoidal":
+            # A learned table that starts as the sin/cos table (then trained like any weight).
+            table = sinusoidal_table(self.config.n_positions, self.config.n_embd)
+            init.copy_(module.weight, table * self.config.position_init_scale)
+            return
         # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
-        if not (module is self._base().pos_embed and self.config.position_init == "sinusoidal"):
-            super()._init_weights(module)
+        super()._init_weights(module)
         if isinstance(module, FixedPositionEmbedding):
             if module.sinusoidal:  # not saved: rebuilt after loading
                 init.copy_(module.weight, sinusoidal_table(module.n_positions, module.dim))
             else:  # frozen random table; skipped by transformers when loaded from the checkpoint
                 init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        elif module is self._base().pos_embed and self.config.position_init == "sinusoidal":
-            table = sinusoidal_table(self.config.n_positions, self.config.n_embd)  # learned, sin/cos start
-            init.copy_(module.weight, table * self.config.position_init_scale)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
