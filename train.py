@@ -712,11 +712,11 @@ def train(cfg: TrainConfig, args) -> Path:
     bar.close()
 
     accelerator.wait_for_everyone()
-    final_loss = loss_sum.item() / max(loss_steps, 1)  # this process's: no collective after the loop
     if main:
         if last_test is None or not (step % cfg.eval_every == 0 or step == o.max_steps):
             elapsed += time.perf_counter() - clock
-            record = {"step": step, "time_s": round(elapsed, 2), "loss": final_loss}
+            # This process's mean: no collective after the loop (see the gloo note at the end).
+            record = {"step": step, "time_s": round(elapsed, 2), "loss": loss_sum.item() / max(loss_steps, 1)}
             record.update(run_eval(raw, data, eval_sets, cfg))
             last_test = record["test"]
             log(record)

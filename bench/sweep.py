@@ -96,11 +96,15 @@ def summary(out: Path, names: list[str] | None = None) -> str:
         if not runs:
             continue
         hits = [r for r in runs if r["hit_step"] is not None]
-        med_step = f"{statistics.median(r['hit_step'] for r in hits):.0f}" if len(hits) * 2 > len(runs) else "-"
-        med_time = f"{statistics.median(r['hit_time'] for r in hits):.0f}" if len(hits) * 2 > len(runs) else "-"
+        most = len(hits) * 2 > len(runs)
+        med_step = f"{statistics.median(r['hit_step'] for r in hits):.0f}" if most else "-"
+        med_time = f"{statistics.median(r['hit_time'] for r in hits):.0f}" if most else "-"
         each = ",".join(str(r["hit_step"]) if r["hit_step"] else f">{r['last_step']}" for r in runs)
-        mean = lambda k: statistics.mean(r[k] for r in runs if r[k] is not None) if any(
-            r[k] is not None for r in runs) else float("nan")
+
+        def mean(key: str) -> float:
+            values = [r[key] for r in runs if r[key] is not None]
+            return statistics.mean(values) if values else float("nan")
+
         lines.append(f"{name:28s} {len(hits):>3d}/{len(runs):<3d} {med_step:>11s} {med_time:>8s} {each:>22s} "
                      f"{mean('acc_mean'):9.3f} {mean('acc_min'):7.3f} {mean('first'):8.3f} {mean('iteration'):7.3f}")
     lines.append("(median over seeds when most seeds reached the target; '>N': not reached by step N; "
