@@ -2,7 +2,7 @@
 
     python bench/bench_train.py [--steps 40]
 
-Both use train.py's own data, batching and model code (forward + backward + AdamW step, one
+Both use the training package's own data, batching and model code (forward + backward + AdamW step, one
 process). "useful tokens" are the non-padding tokens; sequences/s counts sequences. The demo packs
 several sequences per row (``data.packing``); the same demo batches are also timed padded to the
 batch's longest row (``data.packing=false``, the previous loop) and to the longest possible row
@@ -10,26 +10,25 @@ batch's longest row (``data.packing=false``, the previous loop) and to the longe
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import train  # noqa: E402
-from datasets_builders import tasks  # noqa: E402
+from datasets_builders import tasks
+from training.config import compose
+from training.data import TaskData, collate
+from training.loop import build_model
 
 
 def measure(recipe: str, steps: int, pad_to: int | None = None, overrides=()) -> dict:
-    cfg, _ = train.parse_args(["--recipe", recipe, *overrides])
+    cfg = compose([f"recipe={recipe}", *overrides])
     torch.manual_seed(0)
-    data = train.TaskData(cfg)
-    model = train.build_model(cfg, None).train()
+    data = TaskData(cfg)
+    model = build_model(cfg, resuming=False).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
-    batches = [train.collate(data.rows(s, 0, 1), cfg.data.packing) for s in range(steps + 3)]
+    batches = [collate(data.rows(s, 0, 1), cfg.data.packing) for s in range(steps + 3)]
     if pad_to:
         for b in batches:
             width = pad_to - b["input_ids"].shape[1]

@@ -18,7 +18,7 @@ A tiny end-to-end rehearsal (models of width 32 trained for a few steps; minutes
 For each model of the suite (``model_cards.suite``; ``--models`` picks some), progress is printed as
 ``[i/n] <repo>: <stage>``:
 
-1. **train** -- ``python train.py --recipe <recipe> --output_dir <runs-dir>/<key>`` with
+1. **train** -- ``python train.py recipe=<recipe> output_dir=<runs-dir>/<key>`` with
    ``snapshot_steps`` at every evaluation step (the fine-tuned model gets ``--init_from`` the
    polynomial run's ``final/``); skipped with ``--take-existing``.
 2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, code, tokenizer,
@@ -26,7 +26,7 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
    ``tasks.py`` so the analysis runs next to the checkpoint.
 3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
    (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
-   (``train.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
+   (``training.data.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
 4. **evaluate** -- ``modeling.evaluation`` (under ``evaluate.py``) on those rows -> ``eval_results.json``.
 5. **analyse** -- ``modeling.analysis.analyze`` -> ``analysis.json``, ``analysis.md``, attention
    map and emergence plot (PNG, metadata stripped); without chain of thought only the training curve.
@@ -133,9 +133,9 @@ def log(message: str) -> None:
 def default_snapshot_steps(spec: ModelSpec, overrides: list[str]) -> list[int] | None:
     """Every evaluation step before ``max_steps``; None when the recipe or the overrides already
     choose ``snapshot_steps`` (then theirs are kept)."""
-    import train  # the repository's train.py (heavy imports: only when training)
+    from training.config import compose
 
-    cfg = train.config_from_dict(train.apply_overrides(train.load_recipe(spec.recipe), overrides))
+    cfg = compose([f"recipe={spec.recipe}", *overrides])
     if cfg.snapshot_steps:
         return None
     return list(range(cfg.eval_every, cfg.optim.max_steps, cfg.eval_every))
@@ -151,14 +151,14 @@ def train_run(spec: ModelSpec, run_dir: Path, overrides: list[str], init_from: P
     steps = default_snapshot_steps(spec, overrides)
     if steps is not None:
         overrides.append(f"snapshot_steps={json.dumps(steps)}")
-    cmd = [sys.executable, "train.py", "--recipe", spec.recipe, "--output_dir", str(run_dir),
-           "--report_to", "none", *overrides]
+    cmd = [sys.executable, "train.py", f"recipe={spec.recipe}", f"output_dir={run_dir}", "report_to=none",
+           *overrides]
     if init_from is not None:
-        cmd += ["--init_from", str(init_from)]
+        cmd.append(f"init_from={init_from}")
     if retrain:
-        cmd.append("--overwrite")
+        cmd.append("overwrite=true")
     if not progress:
-        cmd.append("--no_progress")
+        cmd.append("progress=false")
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     log("  $ " + (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(cmd))
     if subprocess.run(cmd, cwd=REPO_ROOT, env=env).returncode != 0:
@@ -228,7 +228,7 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
                       n_per_length: int | None = None) -> tuple[list, list, dict]:
     """The test split of ``task``'s dataset config, checked to be held out from the run.
 
-    Every row must be in the test split that the run held out, recomputed by ``train.TaskData``
+    Every row must be in the test split that the run held out, recomputed by ``training.data.TaskData``
     from its resolved config exactly as training did (a ``mix`` run holds out each of its tasks'
     own test split); otherwise ``ReleaseError``. Keeps the first ``n_per_length`` rows of each
     length (all when None). Returns ``(input_ids, lengths, summary)``; the summary goes to
@@ -236,11 +236,12 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
     """
     import datasets
 
-    import train
     from datasets_builders.iteration_tasks import sequence_keys
+    from training.config import from_dict
+    from training.data import TaskData
 
     config = dataset_config(task, train_config["data"]["cot"])
-    held_out = train.TaskData(train.config_from_dict(train_config)).test_keys
+    held_out = TaskData(from_dict(train_config)).test_keys
     ds = datasets.load_dataset(str(dataset_dir), config, split="test")
     ids_out, lengths_out, counts, outside = [], [], {}, {}
     for ids, length, row_task in zip(ds["input_ids"], ds["length"], ds["task"]):
@@ -603,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=[s.key for s in SUITE], choices=list(SUITE_BY_KEY), metavar="KEY",
                    help="models to release (default: the whole suite)")
     p.add_argument("--take-existing", action="store_true", help="use finished runs, train nothing")
-    p.add_argument("--retrain", action="store_true", help="train again over finished runs (train.py --overwrite)")
+    p.add_argument("--retrain", action="store_true", help="train again over finished runs (train.py overwrite=true)")
     p.add_argument("--train-args", default="", help='extra train.py overrides, e.g. "optim.max_steps=60 model.n_embd=32"')
     p.add_argument("--quick", action="store_true",
                    help="tiny rehearsal: " + " ".join(QUICK_TRAIN_ARGS) + f"; {QUICK_EVAL_N} eval rows and "

@@ -21,6 +21,7 @@ NORMS = ("layernorm", "rmsnorm")
 RESIDUALS = ("standard", "reference")
 POSITION_EMBEDDINGS = ("learned", "sinusoidal", "frozen")
 POSITION_INITS = ("normal", "sinusoidal")
+INITS = ("normal", "pytorch")
 
 
 class IterGPTConfig(PreTrainedConfig):
@@ -47,6 +48,12 @@ class IterGPTConfig(PreTrainedConfig):
             (N(0, initializer_range), the reference code's) or `sinusoidal` (the sin/cos table times
             `position_init_scale`, then trained like any other weight).
         position_init_scale (`float`, defaults to 1.0): amplitude of the `sinusoidal` initialisation.
+        init (`str`, defaults to `"normal"`): initial weights. `normal`: linear and embedding weights
+            ~ N(0, initializer_range), norms (1, 0) (GPT-2 style, the transformers default). `pytorch`:
+            each module's own PyTorch default, never overridden -- the reference code's: embeddings
+            ~ N(0, 1), linear layers Kaiming-uniform.
+        position_init_std (`float`, *optional*): std of a normal-initialised learned or frozen position
+            table; `None` follows `init` (initializer_range, or 1.0 with `init="pytorch"`).
         embd_pdrop (`float`, defaults to 0.1): dropout on the summed token + position embeddings.
         attn_pdrop (`float`, defaults to 0.0): dropout on the attention weights.
         resid_pdrop (`float`, defaults to 0.0): dropout on the attention and MLP outputs before they are
@@ -99,6 +106,8 @@ class IterGPTConfig(PreTrainedConfig):
     position_embedding: str = "learned"
     position_init: str = "normal"
     position_init_scale: float = 1.0
+    init: str = "normal"
+    position_init_std: float | None = None
     embd_pdrop: float = 0.1
     attn_pdrop: float = 0.0
     resid_pdrop: float = 0.0
@@ -135,6 +144,7 @@ class IterGPTConfig(PreTrainedConfig):
             ("residual", RESIDUALS),
             ("position_embedding", POSITION_EMBEDDINGS),
             ("position_init", POSITION_INITS),
+            ("init", INITS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -146,6 +156,9 @@ class IterGPTConfig(PreTrainedConfig):
             )
         if not isinstance(self.position_init_scale, (int, float)) or self.position_init_scale <= 0:
             raise ValueError(f"position_init_scale={self.position_init_scale!r} is invalid: it must be > 0")
+        std = self.position_init_std
+        if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or std <= 0):
+            raise ValueError(f"position_init_std={std!r} is invalid: it must be None or a number > 0")
         if self.norm == "rmsnorm" and self.norm_bias:
             raise ValueError("norm_bias=True is only available with norm='layernorm' (RMSNorm has no bias)")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
@@ -162,6 +175,13 @@ class IterGPTConfig(PreTrainedConfig):
                 raise ValueError(
                     f"{name}={value!r} is invalid: it must be None or an id in [0, vocab_size={self.vocab_size})"
                 )
+
+    @property
+    def position_std(self) -> float:
+        """Std of a normal-initialised position table (see `position_init_std`)."""
+        if self.position_init_std is not None:
+            return self.position_init_std
+        return 1.0 if self.init == "pytorch" else self.initializer_range
 
     @property
     def d_head(self) -> int:

@@ -419,18 +419,33 @@ class IterGPTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
 
     def _init_weights(self, module: nn.Module) -> None:
-        if module is self._base().pos_embed and self.config.position_init == "sinusoidal":
-            # A learned table that starts as the sin/cos table (then trained like any weight).
-            table = sinusoidal_table(self.config.n_positions, self.config.n_embd)
-            init.copy_(module.weight, table * self.config.position_init_scale)
+        config = self.config
+        if module is self._base().pos_embed and isinstance(module, nn.Embedding):
+            if config.position_init == "sinusoidal":
+                # A learned table that starts as the sin/cos table (then trained like any weight).
+                table = sinusoidal_table(config.n_positions, config.n_embd)
+                init.copy_(module.weight, table * config.position_init_scale)
+            else:
+                init.normal_(module.weight, mean=0.0, std=config.position_std)
             return
-        # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
-        super()._init_weights(module)
         if isinstance(module, FixedPositionEmbedding):
             if module.sinusoidal:  # not saved: rebuilt after loading
                 init.copy_(module.weight, sinusoidal_table(module.n_positions, module.dim))
             else:  # frozen random table; skipped by transformers when loaded from the checkpoint
-                init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+                init.normal_(module.weight, mean=0.0, std=config.position_std)
+            return
+        if config.init == "pytorch":
+            # The reference code never re-initialises: every module keeps PyTorch's own default
+            # (nn.Embedding ~ N(0, 1), nn.Linear Kaiming-uniform, norms (1, 0)).
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5)) if isinstance(module, nn.Linear) \
+                    else init.normal_(module.weight, mean=0.0, std=1.0)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    bound = 1 / math.sqrt(module.in_features)
+                    init.uniform_(module.bias, -bound, bound)
+                return
+        # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
+        super()._init_weights(module)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):

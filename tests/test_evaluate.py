@@ -415,12 +415,12 @@ def test_run_test_rows_are_the_runs_held_out_split(tmp_path):
     """Without --dataset, a train.py run folder is evaluated on its own test split."""
     import json as _json
 
-    import train
     from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs
     from modeling import evaluation as ev
+    from training.config import compose, to_dict
 
-    cfg, _ = train.parse_args(["--recipe", "parity", "data.max_length=6", "model.n_positions=16"])
-    (tmp_path / "training_info.json").write_text(_json.dumps({"train_config": train.asdict(cfg)}))
+    cfg = compose(["recipe=parity", "data.max_length=6", "model.n_positions=16"])
+    (tmp_path / "training_info.json").write_text(_json.dumps({"train_config": to_dict(cfg)}))
     rows = ev.run_test_rows(str(tmp_path), "parity", [1, 2, 3, 6, 7], 10)
     assert sorted(rows) == [1, 2, 3, 6]  # 7 is beyond the run's lengths: sampled instead
     config = IterationTaskConfig(name="x", task="parity", max_length=6, examples_per_length=2048)

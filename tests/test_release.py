@@ -15,7 +15,6 @@ points them at another release folder.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ import pytest
 import torch
 import yaml
 
-import train
+from training.config import TrainConfig, from_dict, to_dict, validate
 from datasets_builders import tasks
 from datasets_builders.iteration_tasks import sequence_keys
 from datasets_builders.tokenizer import build_tokenizer
@@ -61,18 +60,24 @@ def clean_env(**extra) -> dict:
 # ---------------------------------------------------------------------------------------------
 def make_run(run_dir: Path, final_model, snapshots: dict, values: dict, final_step: int) -> dict:
     """A run folder as train.py writes it: train_config.yaml, snapshots/step_<N>/, final/."""
-    cfg = train.config_from_dict(values)
-    train.validate(cfg)
-    config = dataclasses.asdict(cfg)
+    cfg = from_dict(values)
+    validate(cfg)
+    config = to_dict(cfg)
     run_dir.mkdir(parents=True)
     (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     tokenizer = build_tokenizer()
     for step, model in snapshots.items():
-        train.save_model_folder(run_dir / "snapshots" / f"step_{step}", model, tokenizer, {"step": step})
+        save_model_folder(run_dir / "snapshots" / f"step_{step}", model, tokenizer, {"step": step})
     info = {"step": final_step, "stop_reason": "hand-built (test)", "time_s": 0.0, "train_config": config,
             "init_from": None, "test": {}}
-    train.save_model_folder(run_dir / "final", final_model, tokenizer, info)
+    save_model_folder(run_dir / "final", final_model, tokenizer, info)
     return config
+
+
+def save_model_folder(path: Path, model, tokenizer, info: dict) -> None:
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "training_info.json").write_text(json.dumps(info, indent=2))
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +304,7 @@ def test_dataset_parameters():
     """The exported dataset gets the runs' split parameters; runs that disagree stop the release."""
     from datasets_builders.iteration_tasks import IterationTaskConfig
 
-    base = dataclasses.asdict(train.TrainConfig())
+    base = to_dict(TrainConfig())
     poly = json.loads(json.dumps(base))
     poly["data"]["task"] = "polynomial"
     params = release.dataset_parameters({"parity": base, "polynomial": poly})
@@ -475,7 +480,8 @@ def heldout_rows(task: str, info: dict, per_length: int = 48) -> dict[str, list[
     import datasets
 
     data = info["train_config"]["data"]
-    held_out = train.TaskData(train.config_from_dict(info["train_config"])).test_keys
+    from training.data import TaskData
+    held_out = TaskData(from_dict(info["train_config"])).test_keys
     config = task if data["cot"] else f"{task}_nocot"
     ds = datasets.load_dataset(str(HUB / DATASET_NAME), config, split="test")
     rows: dict[str, list] = {}

@@ -1,4 +1,6 @@
-"""train.py: real (tiny) training runs, exact resume after SIGKILL, DDP on two CPU processes, bad input."""
+"""Training: the config schema, data and packing (in-process), then real (tiny) runs of train.py:
+learning, the run folder, exact resume after SIGKILL, a NaN stop, DDP on two CPU processes, bf16
+through accelerate launch."""
 
 import json
 import os
@@ -12,18 +14,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
-import train
 from datasets_builders import tasks
+from training.config import ConfigError, compose, validate
+from training.data import TaskData, collate, labels_for
+from training.loop import build_model, resolve
+from training.run_folder import checkpoint_steps, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.stem for p in (ROOT / "configs" / "recipe").glob("*.yaml"))
 
 # A tiny copy run: lengths 1-5 fit a 16-position context. Dropout is on so that an exact resume
 # must also restore the RNG.
-TINY = ["model.n_embd=32", "model.n_positions=16", "model.embd_pdrop=0.1", "data.max_length=5",
-        "data.examples_per_length=64", "optim.batch_size=32", "optim.warmup_steps=10",
-        "eval_per_length=32", "eval_heads=false", "max_minutes=null", "target_accuracy=null"]
+TINY = ["recipe=copy", "model.n_embd=32", "model.n_positions=16", "model.embd_pdrop=0.1", "data.max_length=5",
+        "data.examples_per_length=64", "optim.batch_size=32", "optim.warmup_steps=10", "eval_per_length=32",
+        "eval_heads=false", "max_minutes=null", "target_accuracy=null", "snapshot_steps=[]",
+        "report_to=none", "progress=false"]
 
 
 def run_cli(args, env_extra=None, **kw):
@@ -34,12 +40,11 @@ def run_cli(args, env_extra=None, **kw):
 
 
 def train_cmd(out, *extra):
-    return [sys.executable, "train.py", "--recipe", "copy", "--output_dir", str(out), "--no_progress",
-            "--report_to", "none", *TINY, *extra]
+    return [sys.executable, "train.py", *TINY, f"output_dir={out}", *extra]
 
 
 def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(out / "metrics.jsonl")
 
 
 def without_time(recs):
@@ -47,69 +52,105 @@ def without_time(recs):
 
 
 # ---------------------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------------------
+def test_overrides_types_and_unknown_keys():
+    cfg = compose(["recipe=parity", "optim.lr=2.5e-3", "model.n_embd=96"])
+    assert (cfg.optim.lr, cfg.model.n_embd, cfg.data.task, cfg.recipe) == (2.5e-3, 96, "mix", "parity")
+    with pytest.raises(ConfigError, match="lrr"):
+        compose(["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="recipe/nope"):
+        compose(["recipe=nope"])
+    with pytest.raises(ConfigError, match="optim.lr=abc"):
+        compose(["optim.lr=abc"])
+    with pytest.raises(ConfigError, match="snapshot_steps"):
+        compose(["snapshot_steps=[abc]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.grad_clip=-1", "optim.grad_clip=-1.0 is out of range: it must be > 0.0"),
+    ("optim.min_lr_ratio=-2", "optim.min_lr_ratio=-2.0 is out of range: it must be >= 0.0"),
+    ("optim.lr=-1", "optim.lr=-1.0 is out of range"),
+    ("save_every=-1", "save_every=-1 is out of range: it must be >= 0"),
+    ("keep_checkpoints=0", "keep_checkpoints=0 is out of range: it must be >= 1"),
+    ("data.mix_ratio=1.5", "data.mix_ratio=1.5 is out of range: it must be < 1.0"),
+    ("data.task=parityy", "data.task='parityy' is invalid: choose one of copy, parity, polynomial, mix"),
+    ("model.activation=tanh", "model.activation='tanh' is invalid: choose one of gelu"),
+    ("data.max_length=40", "data.max_length=40 needs 83 positions but model.n_positions=64"),
+    ("snapshot_steps=[0]", "snapshot_steps=[0]"),
+    ("resume=yes", "resume='yes' is invalid"),
+    ("model.n_head=3", "n_embd=64 is not divisible by n_head=3"),
+    ("optim.batch_size=64 optim.grad_accum=5", "not divisible by optim.grad_accum=5"),
+])
+def test_every_value_is_checked_against_its_range(override, message):
+    cfg = compose(["recipe=parity", *override.split()])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_is_valid(recipe):
+    cfg = compose([f"recipe={recipe}"])
+    validate(cfg)
+    assert cfg.recipe == recipe and cfg.model.n_layer >= 1
+
+
+def test_model_section_is_the_model_config():
+    """One source for the architecture: the schema's model keys and defaults are IterGPTConfig's."""
+    from modeling import IterGPTConfig
+    from training.config import ModelConfig, model_config
+    import dataclasses
+    for f in dataclasses.fields(ModelConfig):
+        assert f.default == getattr(IterGPTConfig(), f.name) or f.name == "n_inner", f.name
+    config = model_config(compose(["recipe=paper_reference"]))
+    assert (config.n_embd, config.residual, config.init, config.embd_pdrop) == (128, "reference", "pytorch", 0.1)
+
+
+def test_help_lists_every_key_with_default_and_range():
+    res = run_cli([sys.executable, "train.py", "--help"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    for line in ("optim.lr = 0.003  [>0.0]", "keep_checkpoints = 2  [>=1]", "model.n_embd = 128  [>=1]",
+                 "data.task = 'parity'  [copy|parity|polynomial|mix]", "recipe: copy, mix, paper_reference"):
+        assert line in res.stdout, line
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
 def test_loss_is_masked_before_end_of_input():
     task = tasks.make_task("parity")
     rows = [tasks.build_rows(task, np.array([[1, 0, 1]]))[0], tasks.build_rows(task, np.array([[1]]))[0]]
     ids = torch.as_tensor(tasks.pad_rows(rows))
-    labels = train.labels_for(ids)
+    labels = labels_for(ids)
     # Row 0: <parity> 1 0 1 <eoi> | 1 1 0 <eos>; row 1: <parity> 1 <eoi> | 1 <eos> <pad>...
     assert labels[0].tolist() == [-100] * 5 + [1, 1, 0, tasks.EOS_ID]
     assert labels[1].tolist() == [-100] * 3 + [1, tasks.EOS_ID] + [-100] * 4
-    # The model's loss is the mean cross-entropy over exactly those targets.
     from modeling import IterGPTConfig, IterGPTForCausalLM
     model = IterGPTForCausalLM(IterGPTConfig(n_embd=32, n_positions=16, embd_pdrop=0.0)).eval()
     out = model(input_ids=ids, labels=labels)
     logits, keep = out.logits[:, :-1], labels[:, 1:] != -100
-    manual = F.cross_entropy(logits[keep], ids[:, 1:][keep])
-    torch.testing.assert_close(out.loss, manual)
-
-
-def test_config_overrides_and_unknown_keys():
-    cfg, args = train.parse_args(["--recipe", "parity", "optim.lr=2.5e-3", "model.n_embd=96"])
-    assert cfg.optim.lr == 2.5e-3 and cfg.model.n_embd == 96 and cfg.data.task == "mix"
-    with pytest.raises(ValueError, match="unknown key.*'lrr'"):
-        train.parse_args(["--recipe", "parity", "optim.lrr=1"])
-    with pytest.raises(ValueError, match="recipe 'nope' not found.*parity"):
-        train.parse_args(["--recipe", "nope"])
-    with pytest.raises(ValueError, match="optim.lr=.abc. is invalid: it must be float"):
-        train.parse_args(["--recipe", "parity", "optim.lr=abc"])
-    with pytest.raises(ValueError, match="not of the form key=value"):
-        train.parse_args(["--recipe", "parity", "optim.lr"])
-    with pytest.raises(ValueError, match="n_positions"):
-        train.parse_args(["--recipe", "parity", "data.max_length=40"])
-
-
-def test_every_recipe_is_valid():
-    for name in train.available_recipes():
-        cfg, _ = train.parse_args(["--recipe", name])
-        assert cfg.model.n_layer >= 1
-    assert {"parity", "copy", "polynomial", "mix", "parity_nocot", "parity_1layer",
-            "paper_reference"} <= set(train.available_recipes())
+    torch.testing.assert_close(out.loss, F.cross_entropy(logits[keep], ids[:, 1:][keep]))
 
 
 def test_fresh_batches_never_contain_a_test_sequence():
-    # The demo recipe: parity with 30% copy rows.
-    cfg, _ = train.parse_args(["--recipe", "parity", "data.max_length=6", "model.n_positions=16"])
-    data = train.TaskData(cfg)
+    cfg = compose(["recipe=parity", "data.max_length=6", "model.n_positions=16"])  # 30% copy rows
+    data = TaskData(cfg)
     names = {tasks.TASK_TOKEN_ID[n]: n for n in tasks.TASK_NAMES}
     seen = {"copy": 0, "parity": 0}
     for step in range(30):
         for row in data.rows(step, 0, 1):
             length = int(np.flatnonzero(row == tasks.EOI_ID)[0]) - 1
-            key = bytes(row[1:length + 1].astype(np.uint8))
-            assert key not in data.test_keys[names[row[0]], length]
+            assert bytes(row[1:length + 1].astype(np.uint8)) not in data.test_keys[names[row[0]], length]
             seen[names[row[0]]] += 1
     assert sum(seen.values()) == 30 * cfg.optim.batch_size
     assert 0.2 < seen["copy"] / sum(seen.values()) < 0.4  # mix_ratio 0.3
-    # The parity test split is the one of the released `parity` dataset config.
     from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs
-    config = IterationTaskConfig(name="p", task="parity", max_length=6, examples_per_length=2048,
-                                 test_fraction=0.25)
+    config = IterationTaskConfig(name="p", task="parity", max_length=6)  # the released dataset's split
     assert np.array_equal(data.splits["test"]["parity", 5][:, 1:6], split_inputs(config, 5)["test"])
     # A batch is a pure function of the step; two processes split the same global batch.
     both, whole = data.rows(7, 0, 2) + data.rows(7, 1, 2), data.rows(7, 0, 1)
     assert len(both) == len(whole) and all(np.array_equal(x, y) for x, y in zip(both, whole))
-    assert all(np.array_equal(x, y) for x, y in zip(data.rows(7, 0, 1), whole))
 
 
 def test_packed_rows_hold_every_sequence_once_with_restarted_positions():
@@ -128,32 +169,54 @@ def test_packed_rows_hold_every_sequence_once_with_restarted_positions():
     assert (ids[seg < 0] == tasks.PAD_ID).all() and not packed["loss_mask"][seg < 0].any()
 
 
-def test_packed_batch_gives_the_padded_batch_loss_and_gradient():
-    cfg, _ = train.parse_args(["--recipe", "parity", "model.embd_pdrop=0.0"])
-    data = train.TaskData(cfg)
-    torch.manual_seed(0)
-    model = train.build_model(cfg, None)
-    rows = data.rows(3, 0, 1)
-    padded, packed = train.collate(rows, packing=False), train.collate(rows, packing=True)
-    assert packed["input_ids"].numel() < 0.8 * padded["input_ids"].numel()
-    assert int((packed["labels"] != -100).sum()) == int((padded["labels"] != -100).sum())
-    losses, grads = [], []
-    for batch in (padded, packed):
-        model.zero_grad()
-        loss = model(**batch).loss
+def _loss_and_grad(model, batches):
+    model.zero_grad()
+    n = sum(int((b["labels"] != -100).sum()) for b in batches)
+    total = 0.0
+    for b in batches:
+        loss = model(**b).loss * int((b["labels"] != -100).sum()) / n
         loss.backward()
-        losses.append(loss.detach())
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    torch.testing.assert_close(losses[0], losses[1])
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+        total += loss.item()
+    return total, torch.cat([p.grad.flatten() for p in model.parameters()])
 
 
+def test_packed_and_accumulated_batches_give_the_padded_batch_loss_and_gradient():
+    cfg = compose(["recipe=parity", "model.embd_pdrop=0.0", "optim.grad_accum=4"])
+    data = TaskData(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, resuming=False)
+    rows = data.rows(3, 0, 1)
+    padded, packed = collate(rows, packing=False), collate(rows, packing=True)
+    assert packed["input_ids"].numel() < 0.8 * padded["input_ids"].numel()
+    loss_a, grad_a = _loss_and_grad(model, [padded])
+    loss_b, grad_b = _loss_and_grad(model, [packed])
+    loss_c, grad_c = _loss_and_grad(model, data.batches(3, 0, 1))  # 4 micro-batches of the same rows
+    assert len(data.batches(3, 0, 1)) == 4
+    for loss, grad in ((loss_b, grad_b), (loss_c, grad_c)):
+        assert abs(loss - loss_a) < 1e-5
+        torch.testing.assert_close(grad, grad_a, rtol=1e-4, atol=1e-6)
+
+
+def test_init_arms_of_the_paper():
+    """position init N(0, 0.02) (ours), N(0, 1) (the reference), sin/cos; the reference's own init."""
+    def pos_std(*o):
+        return build_model(compose(["recipe=parity", *o]), False).model.pos_embed.weight.std().item()
+    assert 0.015 < pos_std() < 0.025
+    assert 0.9 < pos_std("model.position_init_std=1.0") < 1.1
+    assert 0.5 < pos_std("model.position_init=sinusoidal") < 0.8
+    ref = build_model(compose(["recipe=paper_reference"]), False)
+    assert 0.9 < ref.model.embed.weight.std().item() < 1.1 and 0.9 < ref.model.pos_embed.weight.std().item() < 1.1
+
+
+# ---------------------------------------------------------------------------------------------
+# real runs
+# ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
     """An uninterrupted tiny copy run (60 steps), used as the reference by several tests."""
     out = tmp_path_factory.mktemp("runs") / "copy"
-    res = run_cli(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
-                            "snapshot_steps=[30]"), timeout=600)
+    res = run_cli(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20", "snapshot_steps=[30]"),
+                  timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
 
@@ -161,39 +224,30 @@ def copy_run(tmp_path_factory):
 def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     out = tmp_path / "learn"
     # The copy recipe's width (64) on lengths 1-6: 100% on every held-out length after ~700 steps.
-    res = run_cli([sys.executable, "train.py", "--recipe", "copy", "--output_dir", str(out), "--no_progress",
-                   "--report_to", "none", "model.n_positions=16", "data.max_length=6", "optim.max_steps=800",
+    res = run_cli([sys.executable, "train.py", "recipe=copy", f"output_dir={out}", "progress=false",
+                   "report_to=none", "model.n_positions=16", "data.max_length=6", "optim.max_steps=800",
                    "eval_every=50", "eval_per_length=64", "eval_heads=false", "target_accuracy=1.0",
                    "max_minutes=null", "save_every=0", "snapshot_steps=[]"], timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    last = records(out)[-1]
-    assert last["test"]["accuracy_min"] == 1.0, last
-    assert "teacher-forced test sequence accuracy per length" in res.stdout
+    assert records(out)[-1]["test"]["accuracy_min"] == 1.0
+    assert "copy: test sequence accuracy per length" in res.stdout
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     import modeling  # noqa: F401  (registers the Auto classes)
     model = AutoModelForCausalLM.from_pretrained(out / "final").eval()
     tok = AutoTokenizer.from_pretrained(out / "final")
-    task = tasks.make_task("copy")
-    test = train.TaskData(train.config_from_dict(yaml.safe_load((out / "train_config.yaml").read_text())))
+    from training.config import from_dict
+    import yaml
+    test = TaskData(from_dict(yaml.safe_load((out / "train_config.yaml").read_text())))
     inputs = test.splits["test"]["copy", 6][:8, 1:7]  # held-out inputs of length 6
-    prompt = tasks.build_rows(task, inputs)[:, :8]  # <copy> x1..x6 <eoi>
+    prompt = tasks.build_rows(tasks.make_task("copy"), inputs)[:, :8]  # <copy> x1..x6 <eoi>
     gen = model.generate(torch.as_tensor(prompt), max_new_tokens=7, do_sample=False,
                          pad_token_id=tasks.PAD_ID, eos_token_id=tasks.EOS_ID)
-    want = [" ".join(map(str, x)) + " <eos>" for x in inputs]
-    assert tok.batch_decode(gen[:, 8:]) == want
-    info = json.loads((out / "final" / "training_info.json").read_text())
-    assert info["stop_reason"].startswith("target accuracy")
-
-    # bench/sweep.py reads the run as the step and time at which every test length reached the target.
-    sys.path.insert(0, str(ROOT / "bench"))
-    import sweep
-    run = sweep.read_run(out)
-    assert (run["hit_step"], run["hit_time"]) == (info["step"], info["time_s"]) and run["done"]
-    (tmp_path / "grid" / "variant").mkdir(parents=True)
-    out.rename(tmp_path / "grid" / "variant" / "seed0")
-    row = sweep.summary(tmp_path / "grid").splitlines()[2].split()
-    assert row[:4] == ["variant", "1/1", str(info["step"]), f"{info['time_s']:.0f}"], row
+    assert tok.batch_decode(gen[:, 8:]) == [" ".join(map(str, x)) + " <eos>" for x in inputs]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"].startswith("target accuracy") and summary["reached_target"]
+    assert summary["steps_to_target"] == summary["steps"] == records(out)[-1]["step"]
+    assert summary["acc_L6"] == 1.0 and summary["mixed_precision"] == "no"
 
 
 def test_run_folder_layout(copy_run):
@@ -202,11 +256,12 @@ def test_run_folder_layout(copy_run):
     assert [r["step"] for r in recs] == [10, 20, 30, 40, 50, 60]
     assert {"loss", "lr", "train", "test"} <= set(recs[0])
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_40", "step_60"]  # keep 2
+    assert (out / "checkpoints" / "step_60" / "manifest.json").exists()
     assert (out / "snapshots" / "step_30" / "model.safetensors").exists()
     for f in ("config.json", "model.safetensors", "modeling_itergpt.py", "configuration_itergpt.py",
               "tokenizer.json", "generation_config.json", "training_info.json"):
         assert (out / "final" / f).exists(), f
-    assert not (out / ".lock").exists()
+    assert (out / ".iteration-head-run").exists() and (out / "summary.json").exists()
     assert not list(out.rglob(".*tmp-*"))
 
 
@@ -215,9 +270,9 @@ def test_exact_resume_after_sigkill(copy_run, tmp_path):
     out = tmp_path / "killed"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.Popen(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
-                                      "snapshot_steps=[30]"),
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["optim.max_steps=60", "eval_every=10", "save_every=20", "snapshot_steps=[30]"]
+    proc = subprocess.Popen(train_cmd(out, *args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "checkpoints" / "step_20" / "trainer_state.json").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before its first checkpoint"
@@ -225,57 +280,29 @@ def test_exact_resume_after_sigkill(copy_run, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "final").exists()
-    # Continue it: the run picks up at the last complete checkpoint.
-    res = run_cli(train_cmd(out, "optim.max_steps=60", "eval_every=10", "save_every=20",
-                            "snapshot_steps=[30]", "--resume_from_checkpoint", "latest"), timeout=600)
+    res = run_cli(train_cmd(out, *args, "resume=latest"), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert without_time(records(out)) == without_time(records(ref))
     from safetensors.torch import load_file
     a, b = load_file(ref / "final" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_finished_run_is_not_overwritten_and_resume_checks_config(copy_run):
-    out, _ = copy_run
-    before = (out / "final" / "model.safetensors").read_bytes()
-    res = run_cli(train_cmd(out, "optim.max_steps=60"), timeout=300)
-    assert res.returncode == 2 and "finished run" in res.stderr and "--overwrite" in res.stderr
-    res = run_cli(train_cmd(out, "optim.max_steps=90", "eval_every=10", "save_every=20",
-                            "snapshot_steps=[30]", "--resume_from_checkpoint", "latest"), timeout=300)
-    assert res.returncode == 2 and "optim.max_steps" in res.stderr
-    assert (out / "final" / "model.safetensors").read_bytes() == before
-
-
-def test_output_folder_in_use(tmp_path):
-    out = tmp_path / "busy"
-    out.mkdir()
-    (out / ".lock").write_text(str(os.getpid()))  # this (live) test process holds it
-    res = run_cli(train_cmd(out, "optim.max_steps=5", "--overwrite"), timeout=300)
-    assert res.returncode == 2 and "in use by process" in res.stderr
-    assert (out / ".lock").read_text() == str(os.getpid())
-
-
-def test_init_from_other_vocabulary_is_refused(tmp_path):
-    from modeling import IterGPTConfig, IterGPTForCausalLM
-    IterGPTForCausalLM(IterGPTConfig(vocab_size=80, n_embd=32, n_positions=16)).save_pretrained(tmp_path / "m")
-    res = run_cli(train_cmd(tmp_path / "ft", "optim.max_steps=5", "--init_from", str(tmp_path / "m")),
-                  timeout=300)
-    assert res.returncode == 2 and "vocab_size=80" in res.stderr
+    # Resuming the finished run says so and changes nothing (no duplicate record).
+    res = run_cli(train_cmd(out, *args, "resume=latest"), timeout=300)
+    assert res.returncode == 0 and "finished run" in res.stdout
+    assert [r["step"] for r in records(out)] == [10, 20, 30, 40, 50, 60]
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
-    res = run_cli(train_cmd(out, "optim.max_steps=40", "save_every=1", "eval_every=100",
-                            "optim.lr=1e30", "optim.warmup_steps=1", "optim.grad_clip=1e30"), timeout=300)
-    assert res.returncode == 2 and "non-finite" in res.stderr, res.stderr[-2000:]
-    assert "Last good checkpoint" in res.stderr
+    res = run_cli(train_cmd(out, "optim.max_steps=40", "save_every=1", "eval_every=100", "optim.lr=1e30",
+                            "optim.warmup_steps=1", "optim.grad_clip=1e30"), timeout=300)
+    assert res.returncode == 2 and "non-finite" in res.stderr and "Last good checkpoint" in res.stderr
     assert not (out / "final").exists()
-    saved = train.checkpoint_steps(out / "checkpoints")
+    saved = checkpoint_steps(out / "checkpoints")
     assert saved, "the checkpoints saved before the failure must remain"
+    from safetensors.torch import load_file
     for step in saved:
-        state = out / "checkpoints" / f"step_{step}"
-        from safetensors.torch import load_file
-        weights = load_file(next(state.glob("model*.safetensors")))
+        weights = load_file(next((out / "checkpoints" / f"step_{step}").glob("model*.safetensors")))
         assert all(torch.isfinite(w).all() for w in weights.values())
 
 
@@ -291,9 +318,20 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "2 process(es)" in res.stdout
     recs = records(out)
     assert [r["step"] for r in recs] == [50, 100, 150, 200, 250, 300]  # one line per eval: main only
-    # It learns: the loss falls fourfold and test accuracy rises (short lengths have 1-4 held-out
-    # inputs each, so perfect generalisation is not the bar here).
     assert recs[-1]["loss"] < recs[0]["loss"] / 4, [r["loss"] for r in recs]
     assert recs[-1]["test"]["accuracy_mean"] >= recs[0]["test"]["accuracy_mean"] + 0.2, recs[-1]["test"]
     assert res.stdout.count("stopped at step") == 1
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_200", "step_300"]
+    assert json.loads((out / "summary.json").read_text())["num_processes"] == 2
+
+
+def test_accelerate_launch_mixed_precision_is_honoured_and_recorded(tmp_path):
+    out = tmp_path / "bf16"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+           *train_cmd(out, "optim.max_steps=10", "eval_every=10", "save_every=0")[1:]]
+    res = run_cli(cmd, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "precision bf16" in res.stdout
+    assert json.loads((out / "summary.json").read_text())["mixed_precision"] == "bf16"
+    assert json.loads((out / "final" / "training_info.json").read_text())["mixed_precision"] == "bf16"

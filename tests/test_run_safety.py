@@ -1,0 +1,199 @@
+"""Nothing lost, nothing silent (training side): a run folder is only ever replaced when it is one of
+ours and the new run can start; writes are atomic; damage is detected; concurrent starts, kills and a
+full disk are handled. Real processes, real signals, real resource limits."""
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.config import ConfigError, compose
+from training.data import TaskData
+from training.loop import check_resume, resolve
+from training.run_folder import (RunFolder, RunFolderError, atomic_write_text, read_metrics, verify_manifest,
+                                 write_manifest)
+
+from test_train import ROOT, run_cli, train_cmd
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("safety") / "done"
+    res = run_cli(train_cmd(out, "optim.max_steps=20", "eval_every=10", "save_every=10"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+# ---------------------------------------------------------------------------------------------
+# data loss made impossible
+# ---------------------------------------------------------------------------------------------
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("my thesis")
+    (tmp_path / "data").mkdir()
+    res = run_cli(train_cmd(tmp_path, "overwrite=true", "optim.max_steps=5"), timeout=300)
+    assert res.returncode == 2 and "is not a run folder of train.py" in res.stderr and "nothing was deleted" in res.stderr
+    assert (tmp_path / "notes.txt").read_text() == "my thesis" and (tmp_path / "data").is_dir()
+    with pytest.raises(RunFolderError, match="not a run folder"):
+        RunFolder(ROOT).check(resume=None, overwrite=True)  # an unset variable: output_dir=.
+
+
+def test_overwrite_refuses_a_run_folder_holding_foreign_files(finished_run, tmp_path):
+    folder = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(finished_run), str(folder)], check=True)
+    (folder / "paper_draft.tex").write_text("keep me")
+    with pytest.raises(RunFolderError, match="paper_draft.tex"):
+        RunFolder(folder).check(resume=None, overwrite=True)
+
+
+@pytest.mark.parametrize("bad", ["optim.lr=-1", "init_from=runs/typo/final", "data.mix_ratio=1.5",
+                                 "data.dataset=/no/such/dataset", "model.n_head=3"])
+def test_overwrite_with_bad_settings_keeps_the_old_run(finished_run, bad):
+    before = snapshot(finished_run)
+    res = run_cli(train_cmd(finished_run, "optim.max_steps=20", "eval_every=10", "save_every=10",
+                            "overwrite=true", bad), timeout=300)
+    assert res.returncode == 2 and res.stderr.startswith("error: "), res.stderr[-2000:]
+    assert snapshot(finished_run) == before
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunFolderError, match="is a file"):
+        RunFolder(tmp_path / "f").check(resume=None, overwrite=True)
+
+
+def _claim_and_hold(path, results):
+    try:
+        RunFolder(path).claim(replace=False)
+        results.put("ok")
+        time.sleep(2)
+    except RunFolderError as err:
+        results.put(str(err))
+
+
+def test_lock_is_atomic_between_concurrent_processes(tmp_path):
+    ctx = mp.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_claim_and_hold, args=(tmp_path / "run", results)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    assert outcomes.count("ok") == 1, outcomes
+    assert all("is in use by process" in o for o in outcomes if o != "ok")
+
+
+def test_lock_of_a_killed_process_is_released(tmp_path):
+    code = ("import time; from training.run_folder import RunFolder; "
+            f"RunFolder({str(tmp_path / 'run')!r}).claim(replace=False); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(RunFolderError, match=f"in use by process {proc.pid}"):
+        RunFolder(tmp_path / "run").claim(replace=False)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    RunFolder(tmp_path / "run").claim(replace=False)  # the kernel released the dead process's lock
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and checkpoints: atomic writes, damage detected
+# ---------------------------------------------------------------------------------------------
+def test_half_written_last_metrics_line_is_dropped_with_a_warning(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 10}\n{"step": 20}\n{"step": 3')
+    with pytest.warns(UserWarning, match="line 3 is incomplete"):
+        assert [r["step"] for r in read_metrics(path)] == [10, 20]
+    path.write_text('{"step": 10}\ngarbage\n{"step": 30}\n')
+    with pytest.raises(RunFolderError, match=r"metrics.jsonl: line 2 is not JSON"):
+        read_metrics(path)
+
+
+def _limited(limit_bytes):
+    def preexec():  # CPython ignores SIGXFSZ: a write past the limit fails with EFBIG, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return preexec
+
+
+def test_atomic_rewrite_survives_a_failed_write(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    original = "".join(json.dumps({"step": s, "pad": "x" * 2000}) + "\n" for s in range(1, 50))
+    path.write_text(original)
+    code = ("from training.run_folder import RunFolder; import sys; "
+            f"RunFolder({str(tmp_path)!r}).truncate_metrics(40)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, preexec_fn=_limited(20_000),
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "File too large" in res.stderr
+    assert path.read_text() == original and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+def test_full_disk_during_training_is_one_clear_error_and_leaves_no_temporary_folder(tmp_path):
+    out = tmp_path / "full"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(train_cmd(out, "optim.max_steps=20", "eval_every=10", "save_every=10"), cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limited(60_000))
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: no space left writing"), res.stderr[-2000:]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    folder = RunFolder(tmp_path)
+    for step in (10, 20):
+        ckpt = tmp_path / "checkpoints" / f"step_{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "model.safetensors").write_bytes(os.urandom(1000))
+        (ckpt / "random_states_0.pkl").write_bytes(os.urandom(100))
+        (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
+        write_manifest(ckpt)
+    assert folder.resumable_checkpoint("latest")[0] == 20
+    (tmp_path / "checkpoints" / "step_20" / "random_states_0.pkl").write_bytes(b"garbage")  # damaged RNG state
+    with pytest.warns(UserWarning, match="step_20 is damaged.*random_states_0.pkl"):
+        assert folder.resumable_checkpoint("latest")[0] == 10
+    with pytest.raises(RunFolderError, match="damaged"):
+        folder.resumable_checkpoint("step_20")
+    with open(tmp_path / "checkpoints" / "step_10" / "model.safetensors", "r+b") as f:
+        f.truncate(10)  # a truncated weights file
+    assert "model.safetensors is damaged" in verify_manifest(tmp_path / "checkpoints" / "step_10")
+    with pytest.warns(UserWarning), pytest.raises(RunFolderError, match="no intact checkpoint"):
+        folder.resumable_checkpoint("latest")
+
+
+# ---------------------------------------------------------------------------------------------
+# silent wrong results made errors
+# ---------------------------------------------------------------------------------------------
+def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_run, tmp_path):
+    init = str(finished_run / "final")
+    cfg = resolve(compose(["recipe=parity_finetune", f"init_from={init}", f"output_dir={tmp_path / 'ft'}"]))
+    assert cfg.model.n_embd == 32 and cfg.model.n_positions == 16  # the init model's, not the recipe's 128 / 64
+    folder = RunFolder(tmp_path / "ft")
+    folder.path.mkdir()
+    atomic_write_text(folder.config_path, yaml.safe_dump(__import__("training.config").config.to_dict(cfg)))
+    check_resume(cfg, folder)  # the same command resumes
+    plain = resolve(compose(["recipe=parity_finetune", f"output_dir={tmp_path / 'ft'}", "resume=latest",
+                             "data.max_length=5", "model.n_positions=16"]))
+    with pytest.raises(RunFolderError, match="init_from"):
+        check_resume(plain, folder)  # without init_from it would build another architecture: refused
+
+
+def test_max_length_beyond_the_datasets_lengths_is_refused():
+    cfg = compose(["recipe=parity", "data.task=parity", f"data.dataset={ROOT / 'hub' / 'iteration-head-tasks'}",
+                   "data.max_length=20"])
+    with pytest.raises(ConfigError, match=r"has no row of length\(s\) \[17, 18, 19, 20\]"):
+        TaskData(cfg)

@@ -1,0 +1,92 @@
+"""Sweeps: a real local multirun (parallel joblib workers), its tidy results table, the results command
+on a partly finished sweep, a sweep that goes on past a failed job, and the Slurm launcher's config."""
+
+import csv
+import json
+import shutil
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from test_train import ROOT, TINY, run_cli
+
+GRID = ["--multirun", *TINY, "optim.max_steps=20", "eval_every=10", "save_every=10",
+        "model.n_embd=16,32", "seed=0,1"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "grid"
+    res = run_cli([sys.executable, "train.py", *GRID, f"hydra.sweep.dir={out}", "hydra.launcher.n_jobs=2"],
+                  timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, res
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_multirun_writes_one_run_folder_per_job_and_a_tidy_table(sweep):
+    out, res = sweep
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in "0123":
+        assert (out / job / "final" / "model.safetensors").exists() and (out / job / "summary.json").exists()
+        assert not (out / job / ".hydra").exists()  # Hydra writes nothing into a run folder
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4 and res.stdout.count("4 run(s) ->") == 1
+    assert {(r["n_embd"], r["seed"]) for r in rows} == {("16", "0"), ("16", "1"), ("32", "0"), ("32", "1")}
+    for column in ("task", "cot", "n_layer", "position_embedding", "max_length", "steps", "test_accuracy",
+                   "eoi_score", "iteration_score", "steps_to_target", "acc_L5", "status"):
+        assert column in rows[0], column
+    assert all(r["status"] == "finished" and r["steps"] == "20" for r in rows)
+    for r in rows:  # every number is the run's own summary
+        summary = json.loads((out / r["run"] / "summary.json").read_text())
+        assert float(r["test_accuracy"]) == summary["test_accuracy"]
+        assert int(r["n_embd"]) == int(__import__("yaml").safe_load((out / r["run"] / "train_config.yaml")
+                                                                     .read_text())["model"]["n_embd"])
+    assert pq.read_table(out / "results.parquet").num_rows == 4
+    assert "optim.lr" not in rows[0] and "lr" not in rows[0]  # only the keys that vary, plus the identity keys
+
+
+def test_results_command_recollects_a_partly_finished_sweep(sweep, tmp_path):
+    out, _ = sweep
+    copy = tmp_path / "partial"
+    shutil.copytree(out, copy)
+    for name in ("summary.json", "final"):  # job 3 "killed" before its end
+        path = copy / "3" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    res = run_cli([sys.executable, "-m", "training.results", str(copy), "--out", str(tmp_path / "t.csv"),
+                   "--experiment", "demo"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = read_csv(tmp_path / "t.csv")
+    assert [r["status"] for r in rows] == ["finished"] * 3 + ["unfinished"] and rows[0]["experiment"] == "demo"
+    assert rows[3]["steps"] == "20"  # its last evaluation is still reported
+    res = run_cli([sys.executable, "-m", "training.results", str(tmp_path / "nothing")], timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith("error:")
+
+
+def test_rerun_with_resume_auto_continues_and_a_failed_job_does_not_stop_the_sweep(sweep, tmp_path):
+    out, _ = sweep
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    (copy / "1" / "summary.json").unlink()  # job 1 unfinished: it resumes from its step-20 checkpoint
+    shutil.rmtree(copy / "2")
+    (copy / "2").write_text("a file where job 2's folder should be")  # job 2 cannot run
+    res = run_cli([sys.executable, "train.py", *GRID, f"hydra.sweep.dir={copy}", "hydra.launcher.n_jobs=2",
+                   "resume=auto"], timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("holds a finished run") == 2  # jobs 0 and 3: nothing retrained
+    assert (copy / "1" / "summary.json").exists()
+    assert "error: output_dir=" in res.stderr and "is a file" in res.stderr
+    assert [r["run"] for r in read_csv(copy / "results.csv")] == ["0", "1", "3"]
+
+
+def test_slurm_launcher_config_composes():
+    res = run_cli([sys.executable, "train.py", "--multirun", "recipe=parity", "seed=0,1",
+                   "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=30", "--cfg", "hydra",
+                   "--package", "hydra.launcher"], timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "submitit_slurm" in res.stdout and "timeout_min: 30" in res.stdout

@@ -1,0 +1,318 @@
+"""The typed training config: one schema for Hydra, the command line, validation and ``--help``.
+
+The dataclasses below *are* the schema (registered with Hydra's ``ConfigStore`` as ``train_schema``).
+YAML files only set values: ``configs/train.yaml`` (defaults), ``configs/recipe/*.yaml`` (named
+recipes), ``configs/experiment/*.yaml`` (the paper's experiments as multirun grids). The command line
+overrides any key with the same dotted name (``optim.lr=3e-3``); OmegaConf rejects unknown keys and
+wrong types, and :func:`validate` checks every value against the range written next to its field.
+
+The ``model`` section is not written here: it is generated from :class:`modeling.IterGPTConfig`,
+the single source of the architecture's fields, defaults and checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from datasets_builders import tasks
+from datasets_builders.iteration_tasks import IterationTaskConfig
+from modeling import IterGPTConfig
+from modeling.configuration_itergpt import ACTIVATIONS, INITS, NORMS, POSITION_EMBEDDINGS, POSITION_INITS, RESIDUALS
+
+__all__ = ["TrainConfig", "DataConfig", "OptimConfig", "ModelConfig", "ConfigError", "validate",
+           "model_config", "describe", "register", "to_dict", "from_dict", "compose", "INFRASTRUCTURE_KEYS"]
+
+
+class ConfigError(ValueError):
+    """A config value out of its documented range (the message names the key, value and range)."""
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None, le=None, lt=None,
+        choices: tuple | None = None, factory=None):
+    """A field with its help text and valid range, both read by :func:`validate` and :func:`describe`."""
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# model: generated from IterGPTConfig (its fields, types, defaults and docstring)
+# ---------------------------------------------------------------------------------------------
+# The architecture keys a run may set; vocabulary and special ids come from the tasks.
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "n_inner", "n_positions", "activation", "norm", "norm_eps",
+              "bias", "norm_bias", "residual", "position_embedding", "position_init", "position_init_scale",
+              "init", "position_init_std", "embd_pdrop", "attn_pdrop", "resid_pdrop",
+              "tie_word_embeddings", "initializer_range")
+
+
+# Ranges shown by --help and checked first; IterGPTConfig's own checks stay the authority.
+MODEL_RANGES = {
+    "n_layer": {"ge": 1}, "n_head": {"ge": 1}, "n_embd": {"ge": 1}, "n_inner": {"ge": 1},
+    "n_positions": {"ge": 1}, "norm_eps": {"gt": 0.0}, "position_init_scale": {"gt": 0.0},
+    "position_init_std": {"gt": 0.0}, "initializer_range": {"ge": 0.0},
+    "embd_pdrop": {"ge": 0.0, "lt": 1.0}, "attn_pdrop": {"ge": 0.0, "lt": 1.0}, "resid_pdrop": {"ge": 0.0, "lt": 1.0},
+    "activation": {"choices": ACTIVATIONS}, "norm": {"choices": NORMS}, "residual": {"choices": RESIDUALS},
+    "position_embedding": {"choices": POSITION_EMBEDDINGS}, "position_init": {"choices": POSITION_INITS},
+    "init": {"choices": INITS},
+}
+
+
+def _docstring_help(cls) -> dict[str, str]:
+    """``name -> first sentence`` from the ``Args:`` section of a transformers config docstring."""
+    out = {}
+    for m in re.finditer(r"^\s{8}(\w+) \(`[^`]*`[^)]*\):\s*(.+?)(?=\n\s{8}\w+ \(`|\n\n)", cls.__doc__ or "",
+                         re.S | re.M):
+        out[m.group(1)] = " ".join(m.group(2).split())
+    return out
+
+
+def _model_dataclass():
+    own = {}
+    for klass in reversed(IterGPTConfig.__mro__):  # only our fields' annotations (strings)
+        own.update(getattr(klass, "__annotations__", {}))
+    hints = {name: own[name] for name in MODEL_KEYS}
+    docs = _docstring_help(IterGPTConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(IterGPTConfig)}
+    specs = [(name, hints[name], opt(defaults[name], docs.get(name, ""), **MODEL_RANGES.get(name, {})))
+             for name in MODEL_KEYS]
+    cls = dataclasses.make_dataclass("ModelConfig", specs)
+    cls.__module__ = __name__  # picklable as training.config.ModelConfig (sweep workers)
+    cls.__doc__ = "Architecture: the fields of ``modeling.IterGPTConfig`` (defaults: the paper's model)."
+    return cls
+
+
+ModelConfig = _model_dataclass()
+
+
+# ---------------------------------------------------------------------------------------------
+# data and optimisation
+# ---------------------------------------------------------------------------------------------
+_SPLIT = IterationTaskConfig  # the builder owns the split rule and its defaults
+
+
+@dataclass
+class DataConfig:
+    """Which task, and how training sequences are drawn."""
+
+    task: str = opt("parity", "copy | parity | polynomial | mix (copy rows mixed with mix_with)",
+                    choices=("copy", "parity", "polynomial", "mix"))
+    cot: bool = opt(True, "write every state s_1..s_L after <eoi> (chain of thought), or only s_L")
+    min_length: int = opt(_SPLIT.min_length, "shortest input length L trained and tested", ge=1)
+    max_length: int = opt(_SPLIT.max_length, "longest input length L trained and tested", ge=1)
+    modulus: int = opt(_SPLIT.modulus, "p of polynomial iteration; inputs are 1..p-1", ge=2,
+                       le=tasks.NUM_VALUE_TOKENS)
+    polynomial: List[List[int]] = opt(help="P(s, x) mod p as [power_of_s, power_of_x, coefficient] triples",
+                                      factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
+    mix_ratio: float = opt(0.5, "mix only: fraction of copy rows", gt=0.0, lt=1.0)
+    mix_with: str = opt("parity", "mix only: the task mixed with copy", choices=("parity", "polynomial"))
+    source: str = opt("fresh", "fresh: new random sequences every step (never a test one); fixed: the "
+                      "builder's train split, reshuffled every epoch (the paper's setting)",
+                      choices=("fresh", "fixed"))
+    examples_per_length: int = opt(_SPLIT.examples_per_length, "distinct sequences per length before the "
+                                   "train/test split", ge=2)
+    test_fraction: float = opt(_SPLIT.test_fraction, "share of each length held out for test (0.25, not "
+                               "the paper's 0.5: see datasets_builders.iteration_tasks)", gt=0.0, lt=1.0)
+    packing: bool = opt(True, "pack several sequences per row (same loss as padding, fewer tokens)")
+    dataset: Optional[str] = opt(None, "a dataset folder in Hub layout instead of the builder")
+    seed: int = opt(_SPLIT.seed, "seed of the builder's train/test split", ge=0)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up then constant, cosine or linear decay."""
+
+    lr: float = opt(3e-3, "peak learning rate", gt=0.0)
+    weight_decay: float = opt(0.01, "AdamW weight decay", ge=0.0)
+    beta1: float = opt(0.9, "Adam beta1", ge=0.0, lt=1.0)
+    beta2: float = opt(0.99, "Adam beta2", ge=0.0, lt=1.0)
+    warmup_steps: int = opt(200, "linear warm-up steps", ge=0)
+    schedule: str = opt("cosine", "decay after warm-up", choices=("constant", "cosine", "linear"))
+    min_lr_ratio: float = opt(0.1, "floor of the decay, as a fraction of lr", ge=0.0, le=1.0)
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (a huge value: no clipping)", gt=0.0)
+    batch_size: int = opt(64, "global batch size (split over processes)", ge=1)
+    grad_accum: int = opt(1, "micro-batches per optimizer step (batch_size is per step, in total)", ge=1)
+    max_steps: int = opt(6000, "optimizer steps", ge=1)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Infrastructure keys (output_dir, resume, ...) do not change what is learned."""
+
+    recipe: str = opt("parity", "the recipe this config started from (configs/recipe/<name>.yaml)")
+    model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = opt(0, "model init, dropout and the order of training data", ge=0)
+    init_from: Optional[str] = opt(None, "start from this model folder (fine-tuning); its architecture wins")
+    trainable: List[str] = opt(help="glob patterns of trainable parameters ([]: all)", factory=list)
+    eval_every: int = opt(250, "evaluate every N steps", ge=1)
+    eval_per_length: int = opt(256, "sequences per length in each evaluation", ge=1)
+    eval_heads: bool = opt(True, "score every (layer, head) at each evaluation")
+    target_accuracy: Optional[float] = opt(None, "stop once every test length reaches it", gt=0.0, le=1.0)
+    max_minutes: Optional[float] = opt(None, "stop after this much training time", gt=0.0)
+    save_every: int = opt(1000, "save a resumable checkpoint every N steps (0: never)", ge=0)
+    keep_checkpoints: int = opt(2, "checkpoints kept (older ones are deleted)", ge=1)
+    snapshot_steps: List[int] = opt(help="save a from_pretrained folder at these steps", factory=list)
+    # --- infrastructure ---
+    output_dir: Optional[str] = opt(None, "run folder (default runs/<recipe>; in a sweep: the job's folder)")
+    resume: Optional[str] = opt(None, "latest | step_<N>: continue the run in output_dir exactly; auto: "
+                                "continue it if there is one, else start (re-running a sweep)")
+    overwrite: bool = opt(False, "replace the run in output_dir (only a run folder of this project)")
+    mixed_precision: Optional[str] = opt(None, "no | bf16 | fp16; null: what accelerate launch / accelerate "
+                                         "config says", choices=(None, "no", "bf16", "fp16"))
+    report_to: str = opt("tensorboard", "accelerate tracker(s), comma-separated, or none (metrics.jsonl "
+                         "is always written)")
+    threads: Optional[int] = opt(None, "torch threads (null: all cores for one run, 1 per sweep job)", ge=1)
+    progress: bool = opt(True, "show a progress bar")
+
+
+INFRASTRUCTURE_KEYS = ("output_dir", "resume", "overwrite", "mixed_precision", "report_to", "threads",
+                       "progress", "max_minutes")
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def _check_field(key: str, value, meta: dict) -> None:
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{key}={value!r} is invalid: choose one of "
+                          f"{', '.join('null' if c is None else str(c) for c in meta['choices'])}")
+    if value is None or isinstance(value, (str, bool, list)):
+        return
+    for bound, ok, words in (("ge", value.__ge__, ">="), ("gt", value.__gt__, ">"),
+                             ("le", value.__le__, "<="), ("lt", value.__lt__, "<")):
+        if meta.get(bound) is not None and not ok(meta[bound]):
+            raise ConfigError(f"{key}={value!r} is out of range: it must be {words} {meta[bound]}")
+
+
+def _check_section(obj, prefix: str = "") -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_section(value, f"{f.name}.")
+        else:
+            _check_field(prefix + f.name, value, f.metadata)
+
+
+def model_config(cfg: TrainConfig) -> IterGPTConfig:
+    """The ``IterGPTConfig`` of a run (its own checks apply: they name the field)."""
+    try:
+        return IterGPTConfig(vocab_size=tasks.VOCAB_SIZE, **to_dict(cfg)["model"])
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model: {err}") from None
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Every range, then the checks that involve several keys. Raises :class:`ConfigError`."""
+    _check_section(cfg)
+    d, o = cfg.data, cfg.optim
+    if d.min_length > d.max_length:
+        raise ConfigError(f"data.min_length={d.min_length} > data.max_length={d.max_length}")
+    if d.task == "mix" and d.mix_with != "parity" and (d.source == "fixed" or d.dataset):
+        raise ConfigError("data.mix_with other than 'parity' needs data.source=fresh (the datasets' "
+                          "mix config is copy + parity)")
+    need = tasks.row_length(d.max_length, d.cot)
+    if need > cfg.model.n_positions:
+        raise ConfigError(f"data.max_length={d.max_length} needs {need} positions but "
+                          f"model.n_positions={cfg.model.n_positions}: raise model.n_positions or lower "
+                          "data.max_length")
+    if o.batch_size % o.grad_accum:
+        raise ConfigError(f"optim.batch_size={o.batch_size} is not divisible by optim.grad_accum="
+                          f"{o.grad_accum}")
+    bad = [s for s in cfg.snapshot_steps if s < 1]
+    if bad:
+        raise ConfigError(f"snapshot_steps={bad}: steps must be >= 1")
+    if cfg.resume is not None and cfg.resume not in ("latest", "auto") and not re.fullmatch(r"step_\d+", cfg.resume):
+        raise ConfigError(f"resume={cfg.resume!r} is invalid: use latest, auto or step_<N>")
+    if cfg.resume is not None and cfg.overwrite:
+        raise ConfigError("resume and overwrite=true contradict each other: choose one")
+    if d.task == "polynomial" or (d.task == "mix" and d.mix_with == "polynomial"):
+        tasks.make_task("polynomial", d.modulus, d.polynomial)  # its own clear ValueError
+    if cfg.init_from is None:
+        model_config(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# conversions, help, Hydra registration
+# ---------------------------------------------------------------------------------------------
+def to_dict(cfg) -> dict:
+    """Plain nested dict of a TrainConfig (or an OmegaConf node of one)."""
+    from omegaconf import OmegaConf
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def from_dict(values: dict, where: str = "config") -> TrainConfig:
+    """A validated-by-type TrainConfig from plain dicts (e.g. a run's saved ``train_config.yaml``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), values or {})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{where}: {_omegaconf_message(err)}") from None
+
+
+def _omegaconf_message(err) -> str:
+    first = str(err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {first}" if key and key not in first else first
+
+
+def describe() -> str:
+    """Every key with its type, default, valid range and help, for ``python train.py --help``."""
+    lines = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            m = f.metadata
+            rng = [f"{w}{m[b]}" for b, w in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                   if m.get(b) is not None]
+            if m.get("choices"):
+                rng = ["|".join("null" if c is None else str(c) for c in m["choices"])]
+            lines.append(f"  {prefix}{f.name} = {default!r}" + (f"  [{', '.join(rng)}]" if rng else "")
+                         + (f"\n      {m['help']}" if m.get("help") else ""))
+
+    walk(TrainConfig, "")
+    for name, cls in SECTIONS.items():
+        walk(cls, f"{name}.")
+    return "\n".join(lines)
+
+
+def register() -> None:
+    """Register the schema with Hydra's ConfigStore (``defaults: [train_schema, ...]``)."""
+    from hydra.core.config_store import ConfigStore
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose(overrides: list[str] | tuple = ()) -> TrainConfig:
+    """The TrainConfig that ``python train.py <overrides>`` would run (Hydra's compose API), for
+    tools and tests; not validated yet (see :func:`validate`)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="compose"):
+            cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+            values = OmegaConf.to_container(cfg, resolve=False)
+            values.pop("hydra")
+            values["recipe"] = cfg.hydra.runtime.choices.recipe
+    except (OmegaConfBaseException, HydraException) as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
+    return from_dict(values)

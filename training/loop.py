@@ -1,0 +1,417 @@
+"""The training run: set-up (everything validated before the run folder is touched), the loop, the end.
+
+Order (as accelerate's examples): Accelerator -> seed -> data -> model -> optimizer -> prepare ->
+loop -> evaluate on the main process -> save. Batches are a pure function of (seed, step), checkpoints
+hold the optimizer, scheduler and RNG states, so ``resume=latest`` continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from datasets_builders import tasks
+from modeling import IterGPTConfig, IterGPTForCausalLM
+
+from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, from_dict, model_config, to_dict, validate
+from .data import TaskData
+from .report import one_line, print_report, run_eval, summary
+from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, no_space_message,
+                         read_metrics, write_manifest)
+
+__all__ = ["train", "resolve", "build_model", "set_trainable", "lr_lambda", "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message names the last good checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up: the config a run really trains, and its parts
+# ---------------------------------------------------------------------------------------------
+def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
+    """Validate ``cfg`` and fill what it leaves open: the output folder, and the architecture of an
+    ``init_from`` model (recorded in the run folder, so a resume rebuilds the model really trained)."""
+    validate(cfg)
+    out = cfg.output_dir or sweep_dir or str(Path("runs") / cfg.recipe)
+    cfg = dataclasses.replace(cfg, output_dir=out)
+    if cfg.init_from:
+        init = _init_config(cfg.init_from)
+        model = dataclasses.replace(cfg.model, **{k: getattr(init, k) for k in to_dict(cfg)["model"]})
+        cfg = dataclasses.replace(cfg, model=model)
+        validate(cfg)
+    return cfg
+
+
+def _init_config(path: str) -> IterGPTConfig:
+    if not Path(path).is_dir():
+        raise ConfigError(f"init_from={path!r} is not a model folder (save_pretrained output, e.g. "
+                          "runs/<name>/final)")
+    try:
+        config = IterGPTConfig.from_pretrained(path)
+    except Exception as err:  # a missing or garbage config.json
+        raise ConfigError(f"init_from={path!r}: its config.json cannot be read ({err})") from None
+    if config.vocab_size != tasks.VOCAB_SIZE:
+        raise ConfigError(f"init_from={path!r}: vocab_size={config.vocab_size} but the tasks' vocabulary has "
+                          f"{tasks.VOCAB_SIZE} tokens")
+    return config
+
+
+def build_model(cfg: TrainConfig, resuming: bool) -> IterGPTForCausalLM:
+    """The model: from ``init_from`` (fine-tuning), else a fresh one; on resume only the architecture
+    (the checkpoint brings the weights)."""
+    if cfg.init_from and not resuming:
+        try:
+            return IterGPTForCausalLM.from_pretrained(cfg.init_from)
+        except Exception as err:
+            raise ConfigError(f"init_from={cfg.init_from!r} cannot be loaded: {err}") from None
+    return IterGPTForCausalLM(model_config(cfg))
+
+
+def set_trainable(model, patterns: list[str]) -> int:
+    """Freeze every parameter whose name matches none of ``patterns``; returns the trainable count."""
+    from fnmatch import fnmatch
+    if patterns:
+        names = [n for n, _ in model.named_parameters()]
+        for pat in patterns:
+            if not any(fnmatch(n, pat) for n in names):
+                raise ConfigError(f"trainable pattern {pat!r} matches no parameter; names look like "
+                                  f"{', '.join(names[:4])}, ...")
+        for name, p in model.named_parameters():
+            p.requires_grad_(any(fnmatch(name, pat) for pat in patterns))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lr_lambda(o):
+    def f(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        progress = min((step - o.warmup_steps) / max(o.max_steps - o.warmup_steps, 1), 1.0)
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if o.schedule == "cosine" else 1 - progress
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * decay
+    return f
+
+
+def _learning(values: dict) -> dict:
+    """The keys that change what is learned (infrastructure keys left out), flat."""
+    flat = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        elif k not in INFRASTRUCTURE_KEYS:
+            flat[k] = v
+    return flat
+
+
+def check_resume(cfg: TrainConfig, folder: RunFolder) -> None:
+    """A resumed run must be the run in the folder: same learning config (infrastructure may differ)."""
+    saved = from_dict(yaml.safe_load(folder.config_path.read_text()), where=str(folder.config_path))
+    old, new = _learning(to_dict(saved)), _learning(to_dict(cfg))
+    diff = [k for k in sorted(old) if old[k] != new.get(k)]
+    if diff:
+        hint = f" (this run used recipe={saved.recipe})" if saved.recipe != cfg.recipe else ""
+        raise RunFolderError(f"cannot resume {folder.path}: its config differs in "
+                             f"{', '.join(f'{k}={old[k]!r} (now {new.get(k)!r})' for k in diff[:6])}"
+                             f"{hint}; resume with the same recipe and overrides")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    cfg: TrainConfig
+    folder: RunFolder
+    accelerator: object
+    data: TaskData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    step: int = 0
+    elapsed: float = 0.0
+    records: list = field(default_factory=list)
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+    last_eval: int = -1  # step of the last evaluation (every process knows it)
+    stop_reason: str = "max_steps"
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def raw(self):
+        return self.accelerator.unwrap_model(self.model)
+
+
+def _accelerator(cfg: TrainConfig, out: Path):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+    trackers = [t.strip() for t in cfg.report_to.split(",") if t.strip() and t.strip() != "none"]
+    try:
+        return Accelerator(mixed_precision=cfg.mixed_precision, log_with=trackers or None,
+                           project_config=ProjectConfiguration(project_dir=str(out),
+                                                               logging_dir=str(out / "logs")))
+    except (ValueError, ImportError) as err:
+        raise ConfigError(f"report_to={cfg.report_to!r} / mixed_precision={cfg.mixed_precision!r}: {err}") from None
+
+
+def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
+    """Check the folder, build everything in memory (data, model, optimizer), and only then claim the
+    folder: a bad value never costs an existing run."""
+    from accelerate.utils import set_seed
+    folder = RunFolder(cfg.output_dir)
+    folder.check(cfg.resume, cfg.overwrite)
+    resuming = cfg.resume is not None and folder.config_path.exists()
+    if resuming:
+        check_resume(cfg, folder)
+    checkpoint = folder.resumable_checkpoint(cfg.resume) if resuming else None
+    accelerator = _accelerator(cfg, folder.path)
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ConfigError("mixed_precision=fp16 needs a GPU (on a CPU it silently does nothing); use bf16")
+    set_seed(cfg.seed)
+    data = TaskData(cfg)
+    model = build_model(cfg, resuming=checkpoint is not None)
+    set_trainable(model, cfg.trainable)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o.lr,
+                                  betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    run = Run(cfg, folder, accelerator, data, model, optimizer, scheduler)
+    accelerator.wait_for_everyone()  # every process has read the folder before the main one writes
+    if run.main:
+        folder.claim(replace=cfg.overwrite and not resuming)
+        if not resuming:
+            atomic_write_text(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    accelerator.wait_for_everyone()
+    return run, checkpoint
+
+
+def _restore(run: Run, checkpoint: tuple[int, Path]) -> None:
+    import json
+    step, path = checkpoint
+    run.accelerator.load_state(str(path))
+    state = json.loads((path / "trainer_state.json").read_text())
+    run.step, run.elapsed = step, state.get("time_s", 0.0)
+    run.loss_sum, run.loss_steps = state.get("loss_sum", 0.0), state.get("loss_steps", 0)
+    if run.main:
+        run.records = run.folder.truncate_metrics(step)
+    run.accelerator.print(f"resumed from {path} (step {step})")
+
+
+def _save_checkpoint(run: Run) -> None:
+    import json
+    acc, folder = run.accelerator, run.folder
+    acc.wait_for_everyone()
+    if run.main:
+        folder.ckpt_dir.mkdir(exist_ok=True)
+
+        def write(tmp: Path) -> None:
+            acc.save_state(str(tmp), safe_serialization=True)
+            (tmp / "trainer_state.json").write_text(json.dumps(
+                {"step": run.step, "time_s": run.elapsed, "loss_sum": run.loss_sum,
+                 "loss_steps": run.loss_steps}))
+            write_manifest(tmp)
+        atomic_dir(folder.ckpt_dir / f"step_{run.step}", write)
+        folder.prune_checkpoints(run.cfg.keep_checkpoints)
+    acc.wait_for_everyone()
+
+
+def _save_model(run: Run, path: Path, info: dict) -> None:
+    import json
+    from datasets_builders.tokenizer import build_tokenizer
+
+    def write(tmp: Path) -> None:
+        run.raw.save_pretrained(tmp, safe_serialization=True)
+        build_tokenizer().save_pretrained(tmp)
+        (tmp / "training_info.json").write_text(json.dumps(info, indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_dir(path, write)
+
+
+def _train_step(run: Run) -> None:
+    """One optimizer step over ``grad_accum`` micro-batches; the loss is the mean over every target
+    token of the step, as one big batch would give."""
+    acc, o = run.accelerator, run.cfg.optim
+    micro = [{k: v.to(acc.device) for k, v in b.items()}
+             for b in run.data.batches(run.step, acc.process_index, acc.num_processes)]
+    n_targets = sum(int((b["labels"] != -100).sum()) for b in micro)
+    total = 0.0
+    for i, batch in enumerate(micro):
+        weight = int((batch["labels"] != -100).sum()) / max(n_targets, 1)
+        sync = acc.no_sync(run.model) if i < len(micro) - 1 else _nullcontext()
+        with sync, acc.autocast():
+            loss = run.model(**batch, use_cache=False).loss * weight
+        acc.backward(loss)
+        total += loss.detach().float().item()
+    grad_norm = acc.clip_grad_norm_(run.model.parameters(), o.grad_clip)
+    if not torch.isfinite(grad_norm):  # same value on every process (gradients are all-reduced)
+        from .run_folder import checkpoint_steps
+        good = checkpoint_steps(run.folder.ckpt_dir)
+        raise TrainingError(f"non-finite loss/gradient at step {run.step} (loss {total:.4g}); training "
+                            f"stopped without saving. Last good checkpoint: "
+                            f"{run.folder.ckpt_dir / f'step_{good[-1]}' if good else 'none'}. Lower "
+                            "optim.lr or check the data.")
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.loss_sum += total
+    run.loss_steps += 1
+    run.step += 1
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _evaluate(run: Run, eval_sets: dict) -> None:
+    """A metrics record: mean training loss since the last one, then (main process) the evaluation."""
+    acc = run.accelerator
+    loss = torch.tensor(run.loss_sum / max(run.loss_steps, 1), device=acc.device)
+    record = {"step": run.step, "time_s": round(run.elapsed, 2),
+              "loss": acc.reduce(loss, reduction="mean").item(), "lr": run.scheduler.get_last_lr()[0]}
+    run.loss_sum, run.loss_steps, run.last_eval = 0.0, 0, run.step
+    if run.main:
+        record.update(run_eval(run.raw, run.data, eval_sets, run.cfg))
+        run.folder.append_metrics(record)
+        run.records.append(record)
+    if acc.log_with:
+        acc.log({k: v for k, v in _flat_numbers(record).items()}, step=run.step)
+    target = run.cfg.target_accuracy
+    reached = torch.tensor(float(run.main and target is not None and record["test"]["accuracy_min"] >= target),
+                           device=acc.device)
+    if acc.reduce(reached, reduction="sum").item() > 0:
+        run.stop_reason = f"target accuracy {target} reached"
+
+
+def _flat_numbers(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_numbers(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _out_of_time(run: Run, clock: float) -> bool:
+    if run.cfg.max_minutes is None:
+        return False
+    flag = torch.tensor(float(run.main and run.elapsed + time.perf_counter() - clock > 60 * run.cfg.max_minutes),
+                        device=run.accelerator.device)
+    return run.accelerator.reduce(flag, reduction="sum").item() > 0
+
+
+def _loop(run: Run) -> None:
+    from tqdm.auto import tqdm
+    cfg = run.cfg
+    eval_sets = run.data.eval_sets(cfg.eval_per_length)
+    bar = tqdm(total=cfg.optim.max_steps, initial=run.step, desc=cfg.recipe, dynamic_ncols=True,
+               disable=not run.main or not cfg.progress)
+    run.model.train()
+    clock, first = time.perf_counter(), run.step
+    while run.step < cfg.optim.max_steps and run.stop_reason == "max_steps":
+        _train_step(run)
+        bar.update(1)
+        if run.step % cfg.eval_every == 0 or run.step == cfg.optim.max_steps:
+            run.elapsed += time.perf_counter() - clock
+            _evaluate(run, eval_sets)
+            clock = time.perf_counter()
+            if run.main:
+                t = run.records[-1]["test"]
+                bar.set_postfix(loss=f"{run.records[-1]['loss']:.3f}", test_acc=f"{t['accuracy_mean']:.3f}",
+                                min_len_acc=f"{t['accuracy_min']:.3f}")
+        if run.stop_reason == "max_steps" and _out_of_time(run, clock):
+            run.stop_reason = f"time limit {cfg.max_minutes} min"
+        if run.step in cfg.snapshot_steps and run.main:
+            _save_model(run, run.folder.snap_dir / f"step_{run.step}", {"step": run.step})
+        if cfg.save_every and run.step % cfg.save_every == 0:
+            now = time.perf_counter()
+            run.elapsed, clock = run.elapsed + now - clock, now  # the checkpoint records the time so far
+            _save_checkpoint(run)
+            clock = time.perf_counter()
+    run.elapsed += time.perf_counter() - clock
+    bar.close()
+    if run.step != first and run.last_eval != run.step:
+        _evaluate(run, eval_sets)  # stopped (time limit) between two evaluations
+
+
+def _finish(run: Run, quiet: bool) -> dict:
+    """Write ``final/`` and ``summary.json`` (main process) and print the report."""
+    acc, cfg = run.accelerator, run.cfg
+    extra = {"mixed_precision": acc.mixed_precision, "num_processes": acc.num_processes,
+             "threads": torch.get_num_threads(), "device": acc.device.type}
+    s = summary(run.records, cfg, run.stop_reason, extra)
+    info = {"step": run.step, "stop_reason": run.stop_reason, "time_s": round(run.elapsed, 2),
+            "train_config": to_dict(cfg), "init_from": cfg.init_from, "test": run.records[-1]["test"], **extra}
+    _save_model(run, run.folder.final_dir, info)
+    import json
+    atomic_write_text(run.folder.path / "summary.json", json.dumps(s, indent=1) + "\n")
+    if quiet:
+        print(one_line(s, str(run.folder.path)))
+    else:
+        print_report(s, run.records)
+    return s
+
+
+def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
+    """Train one run; returns its summary record (``summary.json``)."""
+    import json
+    cfg = resolve(cfg, sweep_dir)
+    folder = RunFolder(cfg.output_dir)
+    if cfg.resume is not None and folder.is_finished():
+        print(f"{folder.path} holds a finished run (step {json.loads((folder.path / 'summary.json').read_text())['steps']}); "
+              "nothing to resume. Use overwrite=true to train it again.")
+        return json.loads((folder.path / "summary.json").read_text())
+    run, checkpoint = _setup(cfg)
+    try:
+        if checkpoint is not None:
+            _restore(run, checkpoint)
+        if run.accelerator.log_with:
+            run.accelerator.init_trackers("train", config=_flat_config(cfg))
+        n_trainable = sum(p.numel() for p in run.raw.parameters() if p.requires_grad)
+        run.accelerator.print(
+            f"model: {sum(p.numel() for p in run.raw.parameters()):,} parameters ({n_trainable:,} trainable); "
+            f"{run.accelerator.num_processes} process(es) on {run.accelerator.device}, precision "
+            f"{run.accelerator.mixed_precision}; task {cfg.data.task}, lengths {cfg.data.min_length}-"
+            f"{cfg.data.max_length}, cot={cfg.data.cot}; run folder {cfg.output_dir}")
+        _loop(run)
+        run.accelerator.wait_for_everyone()
+        result = _finish(run, quiet=sweep_dir is not None) if run.main else {}
+    except OSError as err:
+        raise RunFolderError(no_space_message(err, getattr(err, "filename", None) or cfg.output_dir)) from None
+    finally:
+        run.folder.release()
+    run.accelerator.end_training()
+    if run.accelerator.num_processes > 1 and run.accelerator.device.type == "cpu":
+        # Everything is written. Freeing the DDP model now can deadlock a gloo rank for good (seen
+        # in CI: ~ProcessGroupGloo joins a worker thread that waits for the GIL to free a tensor of
+        # the last all-reduce), leaving the launcher waiting; end the worker process here instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return result
+
+
+def _flat_config(cfg: TrainConfig) -> dict:
+    flat = {}
+    for k, v in to_dict(cfg).items():
+        for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)]):
+            value = vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv)
+            flat[f"{k}.{kk}" if kk else k] = value
+    return flat

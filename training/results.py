@@ -1,0 +1,170 @@
+"""Sweep results as one tidy table: one row per run, a column for every config key that varies, the
+keys every finding is read by, and the run's measured outcome (``summary.json``).
+
+Written at the end of every ``python train.py --multirun ...`` by :class:`ResultsCallback`, and on
+demand (a partly finished or re-run sweep, or runs gathered by hand)::
+
+    python -m training.results runs/sweeps/parity            # -> runs/sweeps/parity/results.csv + .parquet
+    python -m training.results runs/experiments/f4 --out results/f4_scaling.csv --experiment f4_scaling
+
+A run folder without ``summary.json`` (still training, killed, failed) gets ``status`` ``unfinished``
+and its last evaluation's numbers, so a partial sweep can already be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .report import REPORT_TARGET, summary
+from .run_folder import RunFolderError, atomic_write_text, read_metrics
+
+__all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
+
+# Always columns (the keys the paper's findings are read by), whether they vary or not.
+ID_KEYS = ("data.task", "data.cot", "model.n_layer", "model.n_embd", "model.position_embedding",
+           "data.max_length", "seed")
+SKIP_KEYS = {"output_dir", "resume", "overwrite", "progress", "report_to", "threads"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def _run_row(folder: Path) -> dict | None:
+    """``{"run", "status", "config": {dotted key: value}, "outcome": {...}}`` of one run folder."""
+    from .config import from_dict
+    config_path = folder / "train_config.yaml"
+    values = yaml.safe_load(config_path.read_text())
+    cfg = from_dict(values, where=str(config_path))
+    config = {k: v for k, v in _flat(values).items() if k not in SKIP_KEYS}
+    if (folder / "summary.json").exists():
+        return {"status": "finished", "config": config,
+                "outcome": json.loads((folder / "summary.json").read_text())}
+    records = read_metrics(folder / "metrics.jsonl")
+    outcome = summary(records, cfg, "unfinished") if any("test" in r for r in records) else {}
+    return {"status": "unfinished", "config": config, "outcome": outcome}
+
+
+def collect(sweep_dir: str | Path) -> list[dict]:
+    """Every run folder under ``sweep_dir`` (any depth), in path order."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise RunFolderError(f"{root} is not a folder")
+    rows = []
+    for config_path in sorted(root.rglob("train_config.yaml")):
+        if {"checkpoints", "snapshots", "final"} & set(config_path.relative_to(root).parts):
+            continue
+        row = _run_row(config_path.parent)
+        row["run"] = config_path.parent.relative_to(root).as_posix()
+        rows.append(row)
+    return rows
+
+
+def _short(columns: list[str]) -> dict[str, str]:
+    """``model.n_embd`` -> ``n_embd`` where the last part is unique among the columns."""
+    last = [c.rsplit(".", 1)[-1] if c.startswith(("model.", "data.", "optim.")) else c for c in columns]
+    return {c: (s if last.count(s) == 1 else c) for c, s in zip(columns, last)}
+
+
+def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], list[dict]]:
+    """Columns and flat rows: identity keys, the config keys that vary, then every outcome."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["config"]))
+    varying = [k for k in keys if k not in ID_KEYS
+               and len({json.dumps(r["config"].get(k), sort_keys=True) for r in rows}) > 1]
+    outcome = list(dict.fromkeys(k for r in rows for k in r["outcome"]))
+    config_columns = list(ID_KEYS) + varying
+    names = _short(config_columns)
+    columns = (["experiment"] if experiment else []) + ["run", "status"] + [names[c] for c in config_columns]
+    columns += [k for k in outcome if k not in columns]
+    flat = []
+    for r in rows:
+        row = {"experiment": experiment} if experiment else {}
+        row.update({"run": r["run"], "status": r["status"]})
+        row.update({names[c]: r["config"].get(c) for c in config_columns})
+        row.update({k: v for k, v in r["outcome"].items() if k not in row})
+        flat.append(row)
+    return columns, flat
+
+
+def write_results(sweep_dir: str | Path, out: str | Path | None = None, experiment: str | None = None) -> Path:
+    """Collect ``sweep_dir`` and write ``results.csv`` (+ ``.parquet``) atomically; returns the csv."""
+    rows = collect(sweep_dir)
+    if not rows:
+        raise RunFolderError(f"no run folder (train_config.yaml) under {sweep_dir}")
+    columns, data = table(rows, experiment)
+    out = Path(out) if out else Path(sweep_dir) / "results.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()} for r in data])
+    atomic_write_text(out, buf.getvalue())
+    _write_parquet(out.with_suffix(".parquet"), columns, data)
+    return out
+
+
+def _write_parquet(path: Path, columns: list[str], data: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    cols = {}
+    for c in columns:
+        values = [r.get(c) for r in data]
+        if any(isinstance(v, (list, dict)) for v in values) or len({type(v) for v in values if v is not None}) > 1:
+            values = [None if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in values]
+        cols[c] = values
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(cols), tmp)
+    tmp.replace(path)
+
+
+def print_table(csv_path: Path, rows: int = 12) -> None:
+    lines = csv_path.read_text().splitlines()
+    print(f"{len(lines) - 1} run(s) -> {csv_path} (+ .parquet)")
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # hydra is a dependency; this keeps `python -m training.results` importable without it
+    Callback = object  # type: ignore[misc,assignment]
+
+
+class ResultsCallback(Callback):
+    """Hydra callback: when a multirun ends, write its sweep folder's ``results.csv``."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        try:
+            path = write_results(config.hydra.sweep.dir)
+            print_table(path)
+        except RunFolderError as err:
+            print(f"results: {err}", file=sys.stderr)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m training.results", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", help="a sweep folder (or any folder holding run folders)")
+    p.add_argument("--out", default=None, help="csv path (default: <sweep_dir>/results.csv); parquet beside it")
+    p.add_argument("--experiment", default=None, help="an experiment name for the first column")
+    args = p.parse_args(argv)
+    try:
+        print_table(write_results(args.sweep_dir, args.out, args.experiment))
+    except (RunFolderError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The run folder: what a run writes, how it is locked, replaced, resumed and never half-written.
+
+Layout::
+
+    <output_dir>/
+      .iteration-head-run     marker: this folder was created by train.py (nothing else is ever deleted)
+      .lock                   held (flock) by the process that trains in it
+      train_config.yaml       the resolved config, with the architecture actually trained
+      metrics.jsonl           one JSON record per evaluation
+      summary.json            the run's outcome in one record (written at the end)
+      logs/                   tracker logs (TensorBoard, ...)
+      checkpoints/step_<N>/   accelerate save_state + trainer_state.json + manifest.json (sha256)
+      snapshots/step_<N>/     save_pretrained folders (learning dynamics)
+      final/                  the trained model (from_pretrained), training_info.json
+      *.png                   figures of the report
+
+Every file is written to a temporary name and renamed into place; a folder is written beside its
+final name and renamed. ``overwrite`` deletes only the entries listed above, and only in a folder that
+carries the marker (or an older run folder of this project), after the new run has been validated.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+__all__ = ["RunFolder", "RunFolderError", "atomic_dir", "atomic_write_text", "read_metrics",
+           "checkpoint_steps", "verify_manifest", "write_manifest", "no_space_message"]
+
+MARKER = ".iteration-head-run"
+OWN_ENTRIES = {MARKER, ".lock", "train_config.yaml", "metrics.jsonl", "summary.json", "logs",
+               "checkpoints", "snapshots", "final"}
+OWN_SUFFIXES = (".png",)
+
+
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used as asked (the message says why and what to do)."""
+
+
+def no_space_message(err: OSError, path) -> str:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"no space left writing {path} ({err.strerror}); free some space and resume"
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {path} ({err.strerror}): choose a writable output_dir"
+    return f"cannot write {path}: {err.strerror or err}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_dir(final: Path, write) -> None:
+    """Write a folder beside ``final`` then rename it in place: a kill never leaves half a folder,
+    and a failed write (disk full) removes what it wrote."""
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        _remove(old)
+    else:
+        tmp.rename(final)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: the sha256 of every file of ``folder``, so damage is detected on load."""
+    files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != "manifest.json"}
+    (folder / "manifest.json").write_text(json.dumps(files, indent=1))
+
+
+def verify_manifest(folder: Path) -> str | None:
+    """``None`` if every file of the manifest is present and intact, else what is wrong."""
+    try:
+        files = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "manifest.json is missing or unreadable"
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} is damaged (sha256 differs from the manifest)"
+    return None
+
+
+def checkpoint_steps(folder: Path) -> list[int]:
+    """Steps of the complete checkpoints (renamed into place) of ``folder``, ascending."""
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name[5:]) for p in folder.glob("step_*")
+                  if p.name[5:].isdigit() and (p / "trainer_state.json").exists())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a ``metrics.jsonl``. A half-written last line (a kill mid-write) is dropped with
+    a warning; a damaged line elsewhere is an error naming the file and the line."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            if i == len(lines):
+                warnings.warn(f"{path}: line {i} is incomplete (a run killed while writing it); ignored")
+                continue
+            raise RunFolderError(f"{path}: line {i} is not JSON; the file is damaged (repair or delete "
+                                 "that line)") from None
+    return out
+
+
+class RunFolder:
+    """One run's folder. Check first (:meth:`check`), then :meth:`claim` (lock, replace, mark)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "checkpoints"
+        self.snap_dir = self.path / "snapshots"
+        self.final_dir = self.path / "final"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.config_path = self.path / "train_config.yaml"
+        self._lock_fd: int | None = None
+
+    # --- what is there ------------------------------------------------------------------------
+    def entries(self) -> list[Path]:
+        return sorted(self.path.iterdir()) if self.path.is_dir() else []
+
+    def is_run_folder(self) -> bool:
+        """Created by train.py: the marker, or (older runs) a train_config.yaml next to metrics."""
+        return (self.path / MARKER).exists() or (
+            self.config_path.exists() and (self.metrics_path.exists() or self.ckpt_dir.exists()))
+
+    def foreign_entries(self) -> list[str]:
+        return [p.name for p in self.entries() if not self._own(p.name)]
+
+    @staticmethod
+    def _own(name: str) -> bool:
+        return (name in OWN_ENTRIES or name.endswith(OWN_SUFFIXES) or name.startswith(".")
+                and (".tmp-" in name or ".old-" in name))
+
+    def is_finished(self) -> bool:
+        return (self.final_dir / "training_info.json").exists() and (self.path / "summary.json").exists()
+
+    # --- policy ---------------------------------------------------------------------------------
+    def check(self, resume: str | None, overwrite: bool) -> None:
+        """Refuse, before anything is written, every use of the folder that could lose data."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunFolderError(f"output_dir={str(p)!r} is a file, not a folder: choose another output_dir")
+        entries = self.entries()
+        if resume is not None:
+            if entries and not self.is_run_folder():
+                raise RunFolderError(f"cannot resume {p}: it is not a run folder of train.py")
+            if not entries and resume != "auto":
+                raise RunFolderError(f"cannot resume {p}: there is no run there (resume=auto starts one)")
+            return
+        if not entries:
+            return
+        if not self.is_run_folder():
+            raise RunFolderError(f"output_dir={str(p)!r} is not empty and is not a run folder of train.py "
+                                 f"(it holds {', '.join(e.name for e in entries[:5])}"
+                                 f"{', ...' if len(entries) > 5 else ''}); nothing was deleted: choose "
+                                 "a new or empty output_dir")
+        if not overwrite:
+            what = "a finished run" if self.final_dir.exists() else "an unfinished run"
+            raise RunFolderError(f"output_dir {p} holds {what}; add resume=latest to continue it or "
+                                 "overwrite=true to replace it")
+        foreign = self.foreign_entries()
+        if foreign:
+            raise RunFolderError(f"cannot overwrite {p}: it also holds files train.py did not write "
+                                 f"({', '.join(foreign)}); nothing was deleted: move them away first")
+
+    def claim(self, replace: bool) -> None:
+        """Create the folder, take its lock (refusing a live owner), delete the old run's entries when
+        ``replace``, and mark the folder. Call only once the new run is known to be able to start."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            if replace:
+                for entry in self.entries():
+                    if entry.name != ".lock" and self._own(entry.name):
+                        _remove(entry)
+            marker = self.path / MARKER
+            if not marker.exists():
+                atomic_write_text(marker, json.dumps({"created_by": "iteration-head train.py"}) + "\n")
+        except OSError as err:
+            self.release()
+            raise RunFolderError(no_space_message(err, self.path)) from None
+
+    def _lock(self) -> None:
+        """An OS lock (``flock``): atomic, and released by the kernel when the process dies."""
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderError(f"output_dir {self.path} is in use by process {owner}; wait for it or "
+                                 "choose another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- metrics --------------------------------------------------------------------------------
+    def append_metrics(self, record: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def truncate_metrics(self, step: int) -> list[dict]:
+        """Keep the records up to ``step`` (what an interrupted run logged after its checkpoint goes),
+        rewritten atomically."""
+        kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        return kept
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def resumable_checkpoint(self, resume: str) -> tuple[int, Path] | None:
+        """The checkpoint to resume from: ``step_<N>`` as asked, or the latest intact one (a damaged
+        latest checkpoint is skipped, saying so). ``None`` when there is none and resume is ``auto``."""
+        steps = checkpoint_steps(self.ckpt_dir)
+        if resume.startswith("step_"):
+            step = int(resume[5:])
+            if step not in steps:
+                raise RunFolderError(f"resume={resume}: no complete checkpoint {self.ckpt_dir / resume}; "
+                                     f"available: {['step_%d' % s for s in steps] or 'none'}")
+            problem = verify_manifest(self.ckpt_dir / resume)
+            if problem:
+                raise RunFolderError(f"checkpoint {self.ckpt_dir / resume} is damaged: {problem}")
+            return step, self.ckpt_dir / resume
+        for step in reversed(steps):
+            folder = self.ckpt_dir / f"step_{step}"
+            problem = verify_manifest(folder)
+            if problem is None:
+                return step, folder
+            warnings.warn(f"checkpoint {folder} is damaged ({problem}); trying the previous one")
+        if resume == "auto":
+            return None
+        raise RunFolderError(f"resume={resume}: no intact checkpoint in {self.ckpt_dir}; start again with "
+                             "overwrite=true")
+
+    def prune_checkpoints(self, keep: int) -> None:
+        for old in checkpoint_steps(self.ckpt_dir)[:-keep]:
+            _remove(self.ckpt_dir / f"step_{old}")
