@@ -4,7 +4,7 @@ keys every finding is read by, and the run's measured outcome (``summary.json``)
 Written at the end of every ``python train.py --multirun ...`` by :class:`ResultsCallback`, and on
 demand (a partly finished or re-run sweep, or runs gathered by hand)::
 
-    python -m training.results runs/sweeps/parity            # -> runs/sweeps/parity/results.csv + .parquet
+    python -m training.results runs/sweeps/<date>            # -> runs/sweeps/<date>/results.csv + .parquet
     python -m training.results runs/experiments/f4 --out results/f4_scaling.csv --experiment f4_scaling
 
 A run folder without ``summary.json`` (still training, killed, failed) gets ``status`` ``unfinished``
