@@ -23,7 +23,6 @@ Re-render the card of an assembled folder (the release does this itself)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import struct
@@ -40,6 +39,7 @@ from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
 
 from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from .verify import sha256_file
 
 __all__ = [
     "ACCURACY_DIGITS",
@@ -85,14 +85,6 @@ def _table(header: list[str], rows: list[list], align: str | None = None) -> str
 # ---------------------------------------------------------------------------------------------
 # Measured files
 # ---------------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def safetensors_parameters(path: str | os.PathLike) -> int:
     """Number of parameters stored in a ``.safetensors`` file (read from its JSON header)."""
     with open(path, "rb") as f:
