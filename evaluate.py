@@ -238,12 +238,20 @@ def _split_names(dataset: str, config: str) -> list[str]:
         return []
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: 0, or 1 after one line ``error: ...`` on stderr."""
     try:
-        main()
+        main(argv)
     except ValueError as err:  # bad inputs (model, lengths, vocab, dataset format): one clear line
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:  # the results file: a folder that is a file, read-only, or full
         from datasets_builders.files import describe_os_error
 
-        sys.exit("error: " + describe_os_error(err, "cannot write the results (--out)"))
+        print("error: " + describe_os_error(err, "cannot write the results (--out)"), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
