@@ -21,18 +21,27 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
 1. **train** -- ``python train.py --recipe <recipe> --output_dir <runs-dir>/<key>`` with
    ``snapshot_steps`` at every evaluation step (the fine-tuned model gets ``--init_from`` the
    polynomial run's ``final/``); skipped with ``--take-existing``.
-2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, code, tokenizer,
-   generation config, ``training_info.json``), ``train_config.yaml``, and ``analysis.py`` +
-   ``tasks.py`` so the analysis runs next to the checkpoint.
+2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, tokenizer,
+   generation config, ``training_info.json``), ``train_config.yaml``, and the shipped code generated
+   from the source (``configuration_itergpt.py``, ``modeling_itergpt.py``, ``analysis.py``,
+   ``tasks.py``) so the model loads with ``trust_remote_code`` and the analysis runs next to it.
 3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
    (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
    (``train.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
 4. **evaluate** -- ``modeling.evaluation`` (under ``evaluate.py``) on those rows -> ``eval_results.json``.
 5. **analyse** -- ``modeling.analysis.analyze`` -> ``analysis.json``, ``analysis.md``, attention
    map and emergence plot (PNG, metadata stripped); without chain of thought only the training curve.
-6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy, copied to
-   ``hub/revisions/<repo>/step<N>/`` (published as branches ``step<N>``; ``main`` is the final).
-7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above.
+6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy: their config,
+   weights and training info in ``hub/revisions/<repo>/step<N>/`` (published as branches
+   ``step<N>``, completed at upload with the code and main's tokenizer; ``main`` is the final).
+7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above, then
+   ``manifest.json`` (sha256 of every file; ``python -m model_cards.verify``) in every folder.
+
+Every run is checked against its model, and the dataset's split agreed with the runs *and* with
+the models already released in ``--out`` that this release leaves alone, before anything is
+written. Then the release is built in a copy of ``--out`` beside it (``.<out>.staging-<pid>``),
+checked, and swapped in with one atomic rename: an error, Ctrl-C, kill or full disk leaves the
+previous release as it was. ``--out`` must be new, empty or a previous release.
 
 The dataset ``hub/iteration-head-tasks`` is exported first (``datasets_builders.export``) with the
 split parameters of the runs, so that its test split *is* the models' held-out split; its card gets
