@@ -24,7 +24,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["check_writable", "describe_os_error", "remove_stale", "staging_folder", "swap_in",
+__all__ = ["check_writable", "copy_tree", "describe_os_error", "remove_stale", "staging_folder", "swap_in",
            "write_text_atomic"]
 
 _RENAME_EXCHANGE = 2
@@ -41,11 +41,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with _ignored():
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_writable(folder: str | os.PathLike) -> None:
@@ -70,6 +77,16 @@ def describe_os_error(err: OSError, what: str) -> str:
     if err.errno == errno.ENOTDIR:
         return f"{what}: {where}is a file, not a folder: give a folder path"
     return f"{what}: {where}{err.strerror or err}"
+
+
+def copy_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy every file of ``source`` into ``target`` (merged); the first failure is raised as the
+    ``OSError`` it is (``shutil.copytree`` folds them into one ``shutil.Error`` without errno)."""
+    for root, _, names in os.walk(source):
+        into = os.path.join(target, os.path.relpath(root, source))
+        os.makedirs(into, exist_ok=True)
+        for name in names:
+            shutil.copy2(os.path.join(root, name), os.path.join(into, name))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -71,7 +71,7 @@ import numpy as np
 import yaml
 from huggingface_hub import HfApi
 
-from datasets_builders.files import check_writable, describe_os_error, staging_folder, swap_in
+from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
 
 from . import verify
 from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
@@ -802,7 +802,7 @@ def run(args) -> None:
     # an error, Ctrl-C or kill leaves the previous release as it was.
     with staging_folder(out) as stage:
         if out.is_dir():
-            shutil.copytree(out, stage, dirs_exist_ok=True)
+            copy_tree(out, stage)
         log(f"dataset: export {DATASET_NAME} ({', '.join(f'{k}={v}' for k, v in parameters.items()) or 'builder defaults'})")
         dataset_dir = export_dataset(stage, args.namespace, parameters)
         for i, spec in enumerate(specs, 1):

@@ -35,10 +35,12 @@ from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from datasets_builders import tasks
+from datasets_builders.files import write_text_atomic
 from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
 
 from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from . import verify
 from .verify import sha256_file
 
 __all__ = [
@@ -511,7 +513,7 @@ def _emergence_description(analysis: dict) -> str:
 def write_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec | None = None,
                      hub_dir: str | os.PathLike | None = None) -> Path:
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(folder, namespace, spec, hub_dir), encoding="utf-8", newline="\n")
+    write_text_atomic(path, render_model_card(folder, namespace, spec, hub_dir))
     return path
 
 
@@ -553,7 +555,7 @@ def add_models_to_dataset_card(dataset_dir: str | os.PathLike, hub_dir: str | os
         text = text.rstrip("\n") + "\n\n" + section
     else:
         text = text[:anchor].rstrip("\n") + "\n\n" + section + "\n" + text[anchor:].lstrip("\n")
-    path.write_text(text, encoding="utf-8", newline="\n")
+    write_text_atomic(path, text)
     return path
 
 
@@ -563,7 +565,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--namespace", required=True, help="Hub user or organisation of the repositories")
     args = p.parse_args(argv)
     for folder in args.folders:
+        # A released folder: nothing but its card may have changed, and its manifest is re-recorded.
+        released = (Path(folder) / verify.MANIFEST).is_file()
+        found = [p for p in verify.problems(folder) if not p.startswith(str(Path(folder) / "README.md"))] if released else []
+        if found:
+            raise SystemExit("error: will not re-render a folder changed since the release: " + "; ".join(found))
         print(f"wrote {write_model_card(folder, args.namespace)}")
+        if released:
+            verify.write_manifest(folder)
 
 
 if __name__ == "__main__":

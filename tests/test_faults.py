@@ -326,7 +326,7 @@ def kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 300) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_export_killed_while_writing_keeps_the_old_export(exported, sig):
     before = digest(exported)
     cmd = [sys.executable, "-m", "datasets_builders.export", "--out", str(exported), "--overwrite",
@@ -434,7 +434,7 @@ def release_process(out: Path, runs: Path, **popen) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_release_interrupted_mid_write_keeps_the_old_release(released, fake_release, sig):
     """Killed (or Ctrl-C) while the second model folder is being written: the old hub/ is intact;
     SIGINT cleans its staging copy at once, SIGKILL's is removed by the next run."""
@@ -458,3 +458,15 @@ def test_release_on_a_full_disk_keeps_the_old_release(released, fake_release):
     assert err.strip().splitlines()[-1].startswith("release: error: cannot write the release"), err
     assert "no space left on device" in err and "previous release is unchanged" in err
     assert digest(released) == before and leftovers(released.parent) == []
+
+
+def test_rerendering_a_card_keeps_the_folder_verifiable(released):
+    from model_cards import render
+
+    folder = released / "iteration-head-parity"
+    card = (folder / "README.md").read_text()
+    render.main([str(folder), "--namespace", NS])
+    assert (folder / "README.md").read_text() == card and verify.problems(folder) == []
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="will not re-render a folder changed since the release"):
+        render.main([str(folder), "--namespace", NS])
