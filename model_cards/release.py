@@ -227,10 +227,8 @@ def export_dataset(out: Path, namespace: str, parameters: dict) -> Path:
     from datasets_builders.export import ALL_CONFIGS, export
 
     folder = out / DATASET_NAME
-    if folder.exists():
-        shutil.rmtree(folder)
     datasets.disable_progress_bars()
-    export(str(folder), ALL_CONFIGS, repo_id=repo_id(namespace, DATASET_NAME), **parameters)
+    export(str(folder), ALL_CONFIGS, overwrite=True, repo_id=repo_id(namespace, DATASET_NAME), **parameters)
     return folder
 
 

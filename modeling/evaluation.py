@@ -12,6 +12,8 @@ The reusable half of ``evaluate.py`` (which is only a command line around this m
 - :func:`sample_rows` / :func:`load_dataset_rows` -- the evaluation rows: sampled with
   ``datasets_builders.tasks`` (seeded per length) or read, and validated, from a dataset in Hub
   layout (``load_dataset(folder_or_repo, "parity")``, or ``"parity_nocot"`` without chain of thought);
+- :func:`sequence_accuracy` -- exact-match, token and per-position accuracy of generated answers
+  (the numbers of the ``metrics/sequence_accuracy`` module, without importing ``evaluate``);
 - :func:`build_results` / :func:`to_model_index` / :func:`format_table` -- the ``eval_results.json``
   document, its Hub ``model-index`` entries (ready for a model card's YAML) and a readable table.
 
