@@ -911,4 +911,6 @@ def cli(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    status = cli()
+    if status:  # run_path-friendly: a success returns normally
+        sys.exit(status)

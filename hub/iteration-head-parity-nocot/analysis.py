@@ -76,6 +76,7 @@ __all__ = [
     "training_curve",
     "plot_training",
     "analyze",
+    "cli",
     "main",
 ]
 
@@ -895,11 +896,21 @@ def main(argv=None) -> dict:
     return report
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """The command line: 0, or 1 after one line ``error: ...`` on stderr."""
     try:
-        main()
-    except OSError as err:  # the output folder: missing, a file, read-only, full
-        sys.exit(f"error: cannot write the report to {err.filename or 'the output folder'}: "
-                 f"{err.strerror or err}: choose another --out or free space")
+        main(argv)
+    except OSError as err:  # the output folder: a file, read-only, full
+        print(f"error: cannot write the report to {err.filename or 'the output folder'}: "
+              f"{err.strerror or err}: choose another --out or free space", file=sys.stderr)
+        return 1
     except ValueError as err:  # bad arguments, a model that cannot be loaded
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    status = cli()
+    if status:  # run_path-friendly: a success returns normally
+        sys.exit(status)
