@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.n_per_length is not None and args.n_per_length < 1):
         parser.error("--batch-size and --n-per-length must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads} is invalid: give a number of threads >= 1")
     if os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} is a folder: give a file name, e.g. {args.out}/eval_results.json")
 
@@ -107,13 +109,13 @@ def main(argv: list[str] | None = None) -> dict:
     from datasets_builders import tasks
     from datasets_builders.files import check_writable, write_text_atomic
     from modeling import evaluation as ev
-    from modeling.analysis import load_model
+    from modeling.analysis import check_device, load_model
 
     check_writable(os.path.dirname(os.path.abspath(args.out)))  # before minutes of evaluation
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device)
     model = load_model(args.model, device, args.trust_remote_code)
     ev.check_model(model)
     _check_tokenizer(AutoTokenizer, args.model, tasks)

@@ -122,6 +122,7 @@ def damaged(tmp_path: Path, model: Path, what: str) -> str:
     ("no_cot", "--no-cot: .* was trained with chain of thought: drop --no-cot"),
     ("out_is_folder", "--out .* is a folder: give a file name"),
     ("out_under_a_file", "cannot write the results .*is a file, not a folder"),
+    ("device", "--device cuda:7: no CUDA GPU is available here|--device 'tpu9' is not a torch device"),
 ])
 def test_evaluate_errors_are_one_line(case, expected, model, tmp_path, capsys):
     path, extra = str(model), []
@@ -137,7 +138,8 @@ def test_evaluate_errors_are_one_line(case, expected, model, tmp_path, capsys):
     elif case == "out_under_a_file":
         (tmp_path / "a_file").write_text("x")
         out = tmp_path / "a_file" / "r.json"
-    extra = {"modulus": ["--modulus", "7"], "task": ["--task", "parity"], "no_cot": ["--no-cot"]}.get(case, [])
+    extra = {"modulus": ["--modulus", "7"], "task": ["--task", "parity"], "no_cot": ["--no-cot"],
+             "device": ["--device", "tpu9" if torch.cuda.is_available() else "cuda:7"]}.get(case, [])
     line = error_line(capsys, load_cli().cli, ["--model", path, "--lengths", "1-2", "--n-per-length", "4",
                                                "--out", str(out), *extra])
     assert re.search(expected, line), line

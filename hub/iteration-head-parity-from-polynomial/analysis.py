@@ -56,6 +56,7 @@ __all__ = [
     "CheckpointError",
     "check_checkpoint_files",
     "load_model",
+    "check_device",
     "teacher_forced_correct",
     "head_scores",
     "evaluate_lengths",
@@ -758,6 +759,19 @@ def check_checkpoint_files(path: str) -> None:
                               "it from the Hub: check the path, or unset HF_HUB_OFFLINE with network access")
 
 
+def check_device(device: str | None) -> str:
+    """``device``, or cuda when available and cpu otherwise; ``ValueError`` for one torch cannot use."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device: give cpu, cuda or cuda:0") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here: drop --device or pass --device cpu")
+    return device
+
+
 def load_model(path: str, device: str | None = None, trust_remote_code: bool = False):
     """A checkpoint folder or Hub id, through ``AutoModelForCausalLM``.
 
@@ -880,7 +894,7 @@ def main(argv=None) -> dict:
     task = tasks.make_task(args.task, modulus)
     if args.run and not os.path.isdir(args.run):
         raise ValueError(f"--run {args.run!r} is not a folder: give the training run folder (with metrics.jsonl)")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device)
     model = load_model(args.model, device, args.trust_remote_code)
     before = _check_out(args.out)
     try:
