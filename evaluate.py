@@ -28,34 +28,20 @@ The results are Hub ``model-index`` entries plus a per-length section; see
 ``modeling.evaluation.to_model_index`` to put them in a model card. The logic lives in
 ``modeling/evaluation.py``; this file is the command line.
 
-This file's name clashes with the ``evaluate`` library: a process whose ``sys.path[0]`` is the
-repository root would import this file for ``import evaluate``. The first lines below move the root
-to the end of ``sys.path`` (the library wins, ``import modeling`` still works) and, if this file is
-ever imported under the name ``evaluate``, hand the import over to the library.
+This file's name shadows the ``evaluate`` library when the repository root comes first on
+``sys.path`` (``python evaluate.py`` puts it there). So nothing this command runs imports that
+library: sequence accuracy is ``modeling.evaluation.sequence_accuracy`` (equal to the
+``metrics/sequence_accuracy`` module of ``evaluate.load``; tested).
+
+Models load with the installed ``modeling`` package, never with code shipped in the model folder,
+unless ``--trust_remote_code`` says so (only for a source you trust). Every bad argument ends in one
+line ``error: ...`` and exit status 1; the results file is written atomically.
 """
-
-import os
-import sys
-
-_ROOT = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT] + [_ROOT]
-
-if __name__ == "evaluate":  # imported in place of the library: load the library instead
-    import importlib.machinery
-    import importlib.util
-
-    _spec = importlib.machinery.PathFinder.find_spec(
-        "evaluate", [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT])
-    if _spec is None:
-        raise ImportError("the `evaluate` library is not installed (this repository's evaluate.py is a "
-                          "script, not the library): pip install evaluate")
-    _library = importlib.util.module_from_spec(_spec)
-    sys.modules["evaluate"] = _library  # the import statement returns what sys.modules holds
-    _spec.loader.exec_module(_library)
-    # The rest of this file still runs in the discarded module: definitions only, no side effects.
 
 import argparse
 import json
+import os
+import sys
 import time
 
 
@@ -65,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "per input length; writes Hub model-index entries to a JSON file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True,
-                   help="model folder or Hub id (loaded with trust_remote_code=True)")
+    p.add_argument("--model", required=True, help="model folder or Hub id")
+    p.add_argument("--trust_remote_code", action="store_true",
+                   help="run the Python code shipped with the model (only for a source you trust); IterGPT "
+                        "checkpoints load without it when this project is installed")
     p.add_argument("--task", default=None, choices=("copy", "parity", "polynomial"),
                    help="task to evaluate; default: the task stated by the checkpoint's config or run file")
     p.add_argument("--dataset", default=None,
@@ -92,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model answers s_L directly (no chain of thought); default: the "
                         "checkpoint's config or run file, else chain of thought")
     p.add_argument("--modulus", type=int, default=None,
-                   help="modulus p of the polynomial task; default: the checkpoint's run file, else 11")
+                   help="modulus p of the polynomial task; default: the checkpoint's run file, else 11 "
+                        "(a value that contradicts the run file is an error)")
     p.add_argument("--no-cache", action="store_true", help="generate without the KV cache (slower)")
     p.add_argument("--heads", action="store_true",
                    help="also store the iteration-head scores of every (layer, head) per length")
@@ -109,38 +98,83 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or (args.n_per_length is not None and args.n_per_length < 1):
         parser.error("--batch-size and --n-per-length must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads} is invalid: give a number of threads >= 1")
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a folder: give a file name, e.g. {args.out}/eval_results.json")
 
     import torch  # heavy imports after argument parsing keep --help instant
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    import modeling  # noqa: F401 - registers the Auto classes
     from datasets_builders import tasks
+    from datasets_builders.files import check_writable, write_text_atomic
     from modeling import evaluation as ev
+    from modeling.analysis import check_device, load_model
 
+    check_writable(os.path.dirname(os.path.abspath(args.out)))  # before minutes of evaluation
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
-    model.to(device).eval()
+    device = check_device(args.device)
+    model = load_model(args.model, device, args.trust_remote_code)
     ev.check_model(model)
     _check_tokenizer(AutoTokenizer, args.model, tasks)
+    plan = _plan(args, model, ev, tasks)
 
-    settings = ev.find_run_settings(model, args.model)
-    task_name = args.task or settings.get("task")
+    started = time.perf_counter()
+    per_length = ev.evaluate_model(model, plan["rows"], cot=plan["cot"], batch_size=args.batch_size,
+                                   use_cache=not args.no_cache, with_heads=args.heads)
+    results = ev.build_results(
+        per_length, model_name=args.model, task=plan["task_name"], cot=plan["cot"], dataset=plan["dataset"],
+        n_positions=plan["n_positions"], train_max_length=plan["train_max"], sources=plan["sources"],
+        extra={"seed": args.seed, "device": str(device), "use_cache": not args.no_cache,
+               "seconds": round(time.perf_counter() - started, 3)},
+    )
+    print(ev.format_table(results))
+    write_text_atomic(args.out, json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return results
+
+
+def _settings(args, model, ev, tasks) -> dict:
+    """Task, chain of thought, modulus and training length: the flags, else what the checkpoint
+    says; a flag that contradicts the checkpoint's run is an error (the model learned one task)."""
+    saved = ev.find_run_settings(model, args.model)
+    task_name = args.task or saved.get("task")
     if task_name is None:
-        raise ValueError("the checkpoint does not say which task it learned: pass --task")
-    task = tasks.make_task(task_name, modulus=args.modulus or settings.get("modulus", tasks.DEFAULT_MODULUS),
-                           polynomial=settings.get("polynomial", tasks.DEFAULT_POLYNOMIAL))
-    cot = False if args.no_cot else settings.get("cot", True)
-    train_max = args.train_max_length or settings.get("train_max_length")
+        raise ValueError(f"the checkpoint {args.model!r} does not say which task it learned: pass --task")
+    allowed = saved.get("tasks", (saved["task"],) if "task" in saved else (task_name,))
+    if task_name not in allowed:
+        raise ValueError(f"--task {task_name}: the checkpoint {args.model!r} was trained on "
+                         f"{' and '.join(allowed)}: drop --task or pass --task {allowed[-1]}")
+    if args.no_cot and saved.get("cot") is True:
+        raise ValueError(f"--no-cot: the checkpoint {args.model!r} was trained with chain of thought: drop --no-cot")
+    for flag, key, value in (("--modulus", "modulus", args.modulus),
+                             ("--train-max-length", "train_max_length", args.train_max_length)):
+        if key == "modulus" and task_name != "polynomial":
+            if value is not None:
+                raise ValueError(f"--modulus {value}: the {task_name} task has no modulus: drop --modulus")
+            continue
+        if value is not None and saved.get(key) is not None and value != saved[key]:
+            raise ValueError(f"{flag} {value}: the checkpoint {args.model!r} was trained with {key}={saved[key]}: "
+                             f"drop {flag} or pass {flag} {saved[key]}")
+    task = tasks.make_task(task_name, modulus=args.modulus or saved.get("modulus", tasks.DEFAULT_MODULUS),
+                           polynomial=saved.get("polynomial", tasks.DEFAULT_POLYNOMIAL))
+    train_max = args.train_max_length or saved.get("train_max_length")
     if train_max is None and args.extrapolate:
         train_max = 16
         print("note: the checkpoint does not state its training lengths; assuming 1-16 "
               "(set --train-max-length)", file=sys.stderr)
+    return {"task_name": task_name, "task": task, "cot": False if args.no_cot else saved.get("cot", True),
+            "train_max": train_max}
+
+
+def _plan(args, model, ev, tasks) -> dict:
+    """The rows to evaluate per length, where they come from, and the settings they follow."""
+    plan = _settings(args, model, ev, tasks)
+    task_name, task, cot, train_max = plan["task_name"], plan["task"], plan["cot"], plan["train_max"]
     n_positions = ev.n_positions_of(model)
     limit = ev.max_length_in_context(n_positions, cot)
-
     lengths = ev.parse_lengths(args.lengths) if args.lengths else None
     if lengths is None and args.dataset is None:
         lengths = list(range(1, min(train_max or 16, limit) + 1))
@@ -151,7 +185,6 @@ def main(argv: list[str] | None = None) -> dict:
         beyond = [L for L in range(train_max + 1, limit + 1) if lengths is None or L not in lengths]
         if not beyond:
             print(f"note: no length beyond {train_max} fits in n_positions={n_positions}", file=sys.stderr)
-
     n_sampled = args.n_per_length or 1000
     sources: dict[int, str] = {}
     if args.dataset:
@@ -183,24 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = {"name": "Iteration tasks (the run's held-out test split)" if held_out else
                    f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
                    "config": ev.dataset_config_name(task_name, cot), "split": "test" if held_out else "sampled"}
-
-    started = time.perf_counter()
-    per_length = ev.evaluate_model(model, rows, cot=cot, batch_size=args.batch_size,
-                                   use_cache=not args.no_cache, with_heads=args.heads,
-                                   metric=ev.load_sequence_accuracy())
-    results = ev.build_results(
-        per_length, model_name=args.model, task=task_name, cot=cot, dataset=dataset,
-        n_positions=n_positions, train_max_length=train_max, sources=sources,
-        extra={"seed": args.seed, "device": str(device), "use_cache": not args.no_cache,
-               "seconds": round(time.perf_counter() - started, 3)},
-    )
-    print(ev.format_table(results))
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.out}")
-    return results
+    return {**plan, "rows": rows, "sources": sources, "dataset": dataset, "n_positions": n_positions}
 
 
 def _check_tokenizer(auto_tokenizer, source: str, tasks) -> None:
@@ -224,8 +240,20 @@ def _split_names(dataset: str, config: str) -> list[str]:
         return []
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: 0, or 1 after one line ``error: ...`` on stderr."""
     try:
-        main()
-    except ValueError as err:  # bad inputs (lengths, vocab, dataset format): one clear line
-        raise SystemExit(f"error: {err}") from None
+        main(argv)
+    except ValueError as err:  # bad inputs (model, lengths, vocab, dataset format): one clear line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the results file: a folder that is a file, read-only, or full
+        from datasets_builders.files import describe_os_error
+
+        print("error: " + describe_os_error(err, "cannot write the results (--out)"), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -6,7 +6,7 @@
 Measures, in one run and on the same rows: teacher-forced accuracy (one forward pass per batch,
 ``modeling.analysis.evaluate_lengths``), generated accuracy with the KV cache (``generate``, one
 new token per step) and without it (every step re-reads the whole prefix), plus the cost of
-scoring the generations with the ``sequence_accuracy`` evaluate metric. Random weights are fine
+scoring the generations with ``modeling.evaluation.sequence_accuracy``. Random weights are fine
 for timing: a batch generates until its answer length or until every row has written ``<eos>``
 (rare with random weights; the header says how many tokens were generated). Prints the best of
 ``--repeats`` runs per mode and the ratios, all measured in the same run.
@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> None:
             for L in range(1, args.max_length + 1)}
     n = sum(len(r) for r in rows.values())
     answer_tokens = sum(r.shape[0] * (r.shape[1] - tasks.eoi_position(L) - 1) for L, r in rows.items())
-    metric = ev.load_sequence_accuracy()
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -77,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     t_tf, _ = best(lambda: analysis.evaluate_lengths(model, rows, batch_size=args.batch_size, with_heads=False))
     t_cache, gen = best(lambda: generate(True))
     t_plain, gen_plain = best(lambda: generate(False))
-    t_metric, _ = best(lambda: [metric.compute(predictions=g.predictions, references=g.references,
-                                               per_position=True) for g in gen])
+    t_metric, _ = best(lambda: [ev.sequence_accuracy(g.predictions, g.references, per_position=True)
+                                for g in gen])
     same = all(a.predictions == b.predictions for a, b in zip(gen, gen_plain))
     generated = sum(len(p) for g in gen for p in g.predictions)
 
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{answer_tokens} answer tokens, {generated} generated before <eos>/stop")
     print(f"{'mode':<34} {'seconds':>8} {'rows/s':>9} {'vs cached generate':>19}")
     for name, t in (("teacher-forced (1 forward / batch)", t_tf), ("generated, KV cache", t_cache),
-                    ("generated, no KV cache", t_plain), ("sequence_accuracy metric only", t_metric)):
+                    ("generated, no KV cache", t_plain), ("sequence_accuracy scoring only", t_metric)):
         print(f"{name:<34} {t:>8.2f} {n / t:>9.0f} {t / t_cache:>18.2f}x")
     print(f"no-cache / cache time ratio: {t_plain / t_cache:.2f}; same predictions with and without cache: {same}")
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import datasets
 import huggingface_hub
@@ -35,60 +35,76 @@ from huggingface_hub import DatasetCardData
 
 from .iteration_tasks import (CITATION, NAMED_CONFIGS, TASK_DESCRIPTIONS, IterationTaskConfig, IterationTasks,
                               length_counts)
+from .files import describe_os_error, staging_folder, swap_in, write_text_atomic
 from .tokenizer import build_tokenizer
 
 __all__ = ["ALL_CONFIGS", "export", "push", "check_push_possible", "main"]
 
 ALL_CONFIGS = tuple(c.name for c in NAMED_CONFIGS)
 DEFAULT_REPO_ID = "<org>/iteration-head-tasks"
-_OWNED = ("README.md", "data", "tokenizer")  # what an export writes, and --overwrite removes
+_OWNED = ("README.md", "data", "tokenizer")  # what an export writes, and --overwrite replaces
+_CARD_MARK = "# Iteration Head: iterative tasks"  # the heading of every card the exporter writes
 
 
 def parquet_path(config_name: str, split: str) -> str:
     return f"data/{config_name}/{split}-00000-of-00001.parquet"
 
 
+def check_replaceable(out: str, overwrite: bool) -> None:
+    """``out`` may be written: missing, empty, or (with ``overwrite``) a previous export, recognised by
+    holding only what an export writes and this project's card. Anything else is refused, naming it:
+    ``--overwrite`` never deletes what the exporter did not create."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"{out} is a file: give a folder for the export")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} is not empty: pass overwrite=True (--overwrite) to replace the export in it")
+    foreign = sorted(set(os.listdir(out)) - set(_OWNED))
+    card = os.path.join(out, "README.md")
+    ours = os.path.isfile(card) and _CARD_MARK in Path(card).read_text(encoding="utf-8", errors="replace")
+    if foreign or not ours:
+        what = f"holds {', '.join(foreign[:5])}" if foreign else "has no card of this exporter (README.md)"
+        raise FileExistsError(f"{out} {what}, so it is not an export of this project: --overwrite replaces only "
+                              "a previous export; nothing was deleted. Choose another --out")
+
+
 def export(out: str, configs: list[str] | tuple[str, ...] = ALL_CONFIGS, overwrite: bool = False,
            repo_id: str | None = None, **overrides) -> dict[str, datasets.DatasetInfo]:
     """Prepare ``configs`` with the builder (``overrides``: any ``IterationTaskConfig`` field) and
     write parquet files, the tokenizer and the card under ``out``. Returns each config's info.
+
+    Every config is validated before anything is written; the export is built in a staging folder
+    beside ``out`` and swapped in at once (``datasets_builders.files``): a bad argument, a full disk
+    or a kill leaves a previous export as it was.
     """
     unknown = [c for c in configs if c not in ALL_CONFIGS]
     if unknown or not configs:
         raise ValueError(f"configs={list(configs)!r} is invalid: choose among {', '.join(ALL_CONFIGS)}")
     configs = [c for c in ALL_CONFIGS if c in configs]  # canonical order, no duplicates
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise FileExistsError(f"{out} is not empty: pass overwrite=True (--overwrite) to replace "
-                                  f"its {', '.join(_OWNED)}")
-        for name in _OWNED:
-            path = os.path.join(out, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-    os.makedirs(out, exist_ok=True)
-
+    check_replaceable(out, overwrite)
     infos, builders = {}, {}
     with tempfile.TemporaryDirectory() as cache:
-        for name in configs:
-            builder = IterationTasks(config_name=name, cache_dir=cache, **overrides)
-            builder.download_and_prepare()
-            download_size = 0
-            for split in builder.config.splits:
-                path = os.path.join(out, parquet_path(name, split))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                # The prepared Arrow table (features in its schema metadata) as zstd parquet.
-                pq.write_table(builder.as_dataset(split).data.table, path, compression="zstd")
-                download_size += os.path.getsize(path)
-            info = datasets.DatasetInfo(features=builder.info.features, splits=builder.info.splits,
-                                        download_size=download_size, dataset_size=builder.info.dataset_size,
-                                        config_name=name)
-            infos[name], builders[name] = info, builder.config
-    build_tokenizer().save_pretrained(os.path.join(out, "tokenizer"))
-    card = dataset_card(infos, builders, repo_id or DEFAULT_REPO_ID, overrides)
-    with open(os.path.join(out, "README.md"), "w", encoding="utf-8", newline="\n") as f:
-        f.write(card)
+        prepared = [IterationTasks(config_name=name, cache_dir=cache, **overrides) for name in configs]  # validates
+        with staging_folder(out) as stage:
+            for builder in prepared:
+                name = builder.config.name
+                builder.download_and_prepare()
+                download_size = 0
+                for split in builder.config.splits:
+                    path = os.path.join(stage, parquet_path(name, split))
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    # The prepared Arrow table (features in its schema metadata) as zstd parquet.
+                    pq.write_table(builder.as_dataset(split).data.table, path, compression="zstd")
+                    download_size += os.path.getsize(path)
+                infos[name] = datasets.DatasetInfo(features=builder.info.features, splits=builder.info.splits,
+                                                   download_size=download_size,
+                                                   dataset_size=builder.info.dataset_size, config_name=name)
+                builders[name] = builder.config
+            build_tokenizer().save_pretrained(os.path.join(stage, "tokenizer"))
+            write_text_atomic(os.path.join(stage, "README.md"),
+                              dataset_card(infos, builders, repo_id or DEFAULT_REPO_ID, overrides))
+            swap_in(stage, out)
     return infos
 
 
@@ -322,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         infos = export(args.out, args.configs, overwrite=args.overwrite, repo_id=args.repo_id, **overrides)
     except (ValueError, FileExistsError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # a full disk, a read-only folder: the previous export is untouched
+        raise SystemExit("error: " + describe_os_error(e, f"cannot write the export to {args.out}")) from None
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
     rows = sum(s.num_examples for i in infos.values() for s in i.splits.values())
     print(f"wrote {len(infos)} configs, {rows:,} rows, {size / 1e6:.2f} MB to {args.out}")

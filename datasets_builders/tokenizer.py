@@ -18,6 +18,9 @@ plain tokenizer loaded by ``AutoTokenizer`` runs no code of ours); ``check_text`
 ``ValueError`` that does, and ``encode`` runs it before tokenizing.
 
 Decoding keeps ``<pad>`` (``tok.decode`` shows what the model saw); ``tasks.decode`` drops it.
+An id outside the vocabulary cannot be decoded: ``decode`` raises a ``ValueError`` naming it. (The
+plain ``tok.decode`` of ``tokenizers`` skips such an id silently, and a tokenizer that loads
+without custom code cannot change that: decode model outputs with ``decode``.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from transformers import PreTrainedTokenizerFast
 
 from . import tasks
 
-__all__ = ["SPECIAL_TOKENS", "build_tokenizer", "save_tokenizer", "check_text", "encode"]
+__all__ = ["SPECIAL_TOKENS", "build_tokenizer", "save_tokenizer", "check_text", "encode", "decode"]
 
 # Named special tokens; the task tokens and <eoi> are "additional" (extra) special tokens.
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
@@ -79,3 +82,14 @@ def encode(tokenizer: PreTrainedTokenizerFast, text: str | list[str]) -> list[in
     """Token ids of ``text`` (one string or a list), with an error naming any unknown word."""
     check_text(text)
     return tokenizer(text)["input_ids"]
+
+
+def decode(tokenizer: PreTrainedTokenizerFast, ids) -> str:
+    """Text of ``ids`` (one sequence); ``ValueError`` naming the first id outside the vocabulary,
+    which ``tokenizer.decode`` would drop without a word."""
+    ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < tasks.VOCAB_SIZE]
+    if bad:
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {tasks.VOCAB_SIZE - 1}): "
+                         "it cannot be decoded; the ids do not come from this tokenizer's model")
+    return tokenizer.decode(ids)

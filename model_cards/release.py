@@ -21,18 +21,27 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
 1. **train** -- ``python train.py recipe=<recipe> output_dir=<runs-dir>/<key>`` with
    ``snapshot_steps`` at every evaluation step (the fine-tuned model gets ``--init_from`` the
    polynomial run's ``final/``); skipped with ``--take-existing``.
-2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, code, tokenizer,
-   generation config, ``training_info.json``), ``train_config.yaml``, and ``analysis.py`` +
-   ``tasks.py`` so the analysis runs next to the checkpoint.
+2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, tokenizer,
+   generation config, ``training_info.json``), ``train_config.yaml``, and the shipped code generated
+   from the source (``configuration_itergpt.py``, ``modeling_itergpt.py``, ``analysis.py``,
+   ``tasks.py``) so the model loads with ``trust_remote_code`` and the analysis runs next to it.
 3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
    (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
    (``training.data.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
 4. **evaluate** -- ``modeling.evaluation`` (under ``evaluate.py``) on those rows -> ``eval_results.json``.
 5. **analyse** -- ``modeling.analysis.analyze`` -> ``analysis.json``, ``analysis.md``, attention
    map and emergence plot (PNG, metadata stripped); without chain of thought only the training curve.
-6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy, copied to
-   ``hub/revisions/<repo>/step<N>/`` (published as branches ``step<N>``; ``main`` is the final).
-7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above.
+6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy: their config,
+   weights and training info in ``hub/revisions/<repo>/step<N>/`` (published as branches
+   ``step<N>``, completed at upload with the code and main's tokenizer; ``main`` is the final).
+7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above, then
+   ``manifest.json`` (sha256 of every file; ``python -m model_cards.verify``) in every folder.
+
+Every run is checked against its model, and the dataset's split agreed with the runs *and* with
+the models already released in ``--out`` that this release leaves alone, before anything is
+written. Then the release is built in a copy of ``--out`` beside it (``.<out>.staging-<pid>``),
+checked, and swapped in with one atomic rename: an error, Ctrl-C, kill or full disk leaves the
+previous release as it was. ``--out`` must be new, empty or a previous release.
 
 The dataset ``hub/iteration-head-tasks`` is exported first (``datasets_builders.export``) with the
 split parameters of the runs, so that its test split *is* the models' held-out split; its card gets
@@ -46,6 +55,7 @@ carry no date and PNGs no metadata: the same runs give the same bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -53,19 +63,20 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import yaml
+from huggingface_hub import HfApi
+
+from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
+
+from . import verify
+from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The repository root holds evaluate.py, which would shadow the `evaluate` library when the root is
-# first on sys.path (`python -m` puts the working directory there): keep the root, but last.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != str(REPO_ROOT)] + [str(REPO_ROOT)]
-
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from huggingface_hub import HfApi  # noqa: E402
-
-from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id  # noqa: E402
 
 # torch, transformers and datasets are imported by the stages that need them, so that a push that
 # cannot happen (no token, offline) stops within a second.
@@ -101,8 +112,12 @@ SHIPPED_CODE = {**MODEL_CODE, "analysis.py": REPO_ROOT / "modeling" / "analysis.
 REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py",
                   "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
                   "train_config.yaml", "README.md", "eval_results.json", "analysis.json", "analysis.md",
-                  "analysis.py", "tasks.py")
-REVISION_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py")
+                  "analysis.py", "tasks.py", verify.MANIFEST)
+# A revision folder keeps what differs from main; its branch gets the rest at upload (push_release):
+# the model code (from the source) and main's tokenizer and generation config. Locally a revision
+# loads with the installed package (`import modeling`), like every checkpoint of the project.
+REVISION_FILES = ("config.json", "model.safetensors", "training_info.json")
+SHARED_WITH_MAIN = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
 # Split parameters shared by the runs and the dataset (IterationTaskConfig fields).
 SPLIT_KEYS = ("min_length", "max_length", "examples_per_length", "test_fraction", "seed")
 
@@ -212,10 +227,8 @@ def export_dataset(out: Path, namespace: str, parameters: dict) -> Path:
     from datasets_builders.export import ALL_CONFIGS, export
 
     folder = out / DATASET_NAME
-    if folder.exists():
-        shutil.rmtree(folder)
     datasets.disable_progress_bars()
-    export(str(folder), ALL_CONFIGS, repo_id=repo_id(namespace, DATASET_NAME), **parameters)
+    export(str(folder), ALL_CONFIGS, overwrite=True, repo_id=repo_id(namespace, DATASET_NAME), **parameters)
     return folder
 
 
@@ -265,12 +278,10 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
 # ---------------------------------------------------------------------------------------------
 # One model folder
 # ---------------------------------------------------------------------------------------------
-def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str) -> dict:
-    """Copy the run's final model, config and the shipped scripts into ``folder`` (made empty first).
-
-    ``training_info.json`` is copied with ``init_from`` (a local path in the run) replaced by the
-    base model's Hub id. Returns the resolved training config.
-    """
+def check_run(run_dir: Path, spec: ModelSpec, namespace: str) -> dict:
+    """The run's ``training_info.json``, checked to be a finished run of ``spec`` (its task, its
+    base model); ``init_from`` (a local path in the run) is replaced by the base model's Hub id.
+    Run by the release for every model before anything is written."""
     final = run_dir / "final"
     if not (final / "model.safetensors").is_file():
         raise ReleaseError(f"{run_dir} has no finished run (final/model.safetensors is missing)")
@@ -288,16 +299,29 @@ def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str
     saved = run_dir / "train_config.yaml"
     if saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) != train_config:
         raise ReleaseError(f"{saved} differs from final/training_info.json: the run folder mixes two runs")
+    return info
+
+
+def write_shipped_code(folder: Path) -> None:
+    """The model code, ``analysis.py`` and ``tasks.py``, generated from the repository's source."""
+    for name, source in SHIPPED_CODE.items():
+        shutil.copyfile(source, folder / name)
+
+
+def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str) -> dict:
+    """Copy the run's final model, config and the shipped scripts into ``folder`` (made empty first;
+    the release builds it in a staging copy of ``out``). Returns the resolved training config."""
+    info = check_run(run_dir, spec, namespace)
+    train_config = info["train_config"]
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    for path in sorted(final.iterdir()):
+    for path in sorted((run_dir / "final").iterdir()):
         if path.is_file() and path.name != "training_info.json":
             shutil.copyfile(path, folder / path.name)
     (folder / "training_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     (folder / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False), encoding="utf-8")
-    for name, source in SHIPPED_CODE.items():
-        shutil.copyfile(source, folder / name)
+    write_shipped_code(folder)
     return train_config
 
 
@@ -320,7 +344,7 @@ def evaluate_folder(folder: Path, namespace: str, spec: ModelSpec, train_config:
     cot = d["cot"]
     model = load_model(str(folder))
     ev.check_model(model)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     if tokenizer.convert_tokens_to_ids(list(tasks.VOCAB)) != list(range(tasks.VOCAB_SIZE)):
         raise ReleaseError(f"{folder}: the tokenizer does not map the task vocabulary to ids 0..{tasks.VOCAB_SIZE - 1}")
     task = tasks.make_task(spec.task, d["modulus"], [tuple(t) for t in d["polynomial"]])
@@ -328,7 +352,7 @@ def evaluate_folder(folder: Path, namespace: str, spec: ModelSpec, train_config:
     rows = ev.validate_rows(ids, lengths, task, cot, where=f"{DATASET_NAME}/{heldout['config']} (test)")
     n_positions = ev.n_positions_of(model)
     ev.check_lengths(rows, n_positions, cot)
-    per_length = ev.evaluate_model(model, rows, cot=cot, metric=ev.load_sequence_accuracy())
+    per_length = ev.evaluate_model(model, rows, cot=cot)
     rid, dataset_repo = repo_id(namespace, spec.repo), repo_id(namespace, DATASET_NAME)
     dataset = {"name": DATASET_NAME, "type": dataset_repo, "config": heldout["config"], "split": "test"}
     results = ev.build_results(per_length, model_name=rid, task=spec.task, cot=cot, dataset=dataset,
@@ -454,18 +478,54 @@ def select_revisions(steps: list[int], final_step: int, points: list[dict], keep
 
 
 def copy_revisions(run_dir: Path, out: Path, spec: ModelSpec, steps: list[int]) -> list[int]:
+    """``out/revisions/<repo>/step<N>/``: the snapshot's :data:`REVISION_FILES` only."""
     root = out / "revisions" / spec.repo
     if root.exists():
         shutil.rmtree(root)
     for step in steps:
         source, target = run_dir / "snapshots" / f"step_{step}", root / f"step{step}"
         target.mkdir(parents=True)
-        for path in sorted(source.iterdir()):
-            if path.is_file():
-                shutil.copyfile(path, target / path.name)
-        for name, code in MODEL_CODE.items():
-            shutil.copyfile(code, target / name)
+        for name in REVISION_FILES:
+            shutil.copyfile(source / name, target / name)
     return steps
+
+
+def branch_extras(folder: Path) -> dict[str, Path]:
+    """What a revision's branch gets at upload besides its own files: ``{name: source}``."""
+    return {**MODEL_CODE, **{name: folder / name for name in SHARED_WITH_MAIN}}
+
+
+def write_manifests(out: Path, spec: ModelSpec) -> None:
+    """``manifest.json`` (sha256 of every file) in the model folder and each of its revisions."""
+    from . import render
+
+    folder = out / spec.repo
+    for step in render.revision_steps(out, spec.repo):
+        verify.write_manifest(out / "revisions" / spec.repo / f"step{step}", added_at_upload=branch_extras(folder))
+    verify.write_manifest(folder, added_at_upload={})
+
+
+def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
+    """Regenerate the shipped code of every released folder in ``out`` from the source and re-record
+    the manifests (after a change to the model code, without re-running the release). Each folder
+    must verify first: a tampered folder is not re-signed."""
+    from . import render
+
+    done = []
+    for spec in specs:
+        folder = out / spec.repo
+        if not folder.is_dir():
+            continue
+        stale = {str(folder / name) for name in SHIPPED_CODE}
+        found = [p for p in verify.problems(folder) if p.split(":")[0] not in stale]
+        for step in render.revision_steps(out, spec.repo):
+            found += verify.problems(out / "revisions" / spec.repo / f"step{step}")
+        if found:
+            raise ReleaseError("will not re-record a folder changed since the release: " + "; ".join(found))
+        write_shipped_code(folder)
+        write_manifests(out, spec)
+        done.append(folder)
+    return done
 
 
 def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dataset_dir: Path,
@@ -507,7 +567,8 @@ def hub_size(out: Path) -> int:
 
 
 def check_folders(out: Path, specs: list[ModelSpec]) -> None:
-    """Every model folder complete, every revision loadable, the dataset present, ``out`` < 30 MB."""
+    """Every model folder complete and as its manifest records it (sha256 of every file), every
+    revision complete, the dataset present, ``out`` < 30 MB."""
     from . import render
 
     problems = []
@@ -521,6 +582,9 @@ def check_folders(out: Path, specs: list[ModelSpec]) -> None:
             missing = [n for n in REVISION_FILES if not (rev / n).is_file()]
             if missing:
                 problems.append(f"{rev} lacks {', '.join(missing)}")
+        for path in [folder] + [out / "revisions" / spec.repo / f"step{s}" for s in render.revision_steps(out, spec.repo)]:
+            if (path / verify.MANIFEST).is_file():
+                problems.extend(verify.problems(path))
     if not (out / DATASET_NAME / "README.md").is_file():
         problems.append(f"{out / DATASET_NAME} holds no exported dataset")
     if problems:
@@ -574,9 +638,26 @@ def push_release(out: Path, namespace: str, specs: list[ModelSpec], private: boo
         for branch, path in branches:
             log(f"push: {rid} {branch}")
             api.create_branch(rid, branch=branch, exist_ok=True)
-            urls.append(api.upload_folder(repo_id=rid, folder_path=str(path), revision=branch, delete_patterns="*",
-                                          commit_message=f"{spec.title}: {branch}").commit_url)
+            with branch_folder(path, folder) as upload:
+                urls.append(api.upload_folder(repo_id=rid, folder_path=str(upload), revision=branch,
+                                              delete_patterns="*", commit_message=f"{spec.title}: {branch}").commit_url)
     return urls
+
+
+@contextlib.contextmanager
+def branch_folder(path: Path, main: Path):
+    """The folder to upload as a branch: ``main`` itself, or a revision completed with
+    :func:`branch_extras` (model code from the source, main's tokenizer) in a temporary folder."""
+    if path == main:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=f"{path.name}.") as tmp:
+        upload = Path(tmp) / path.name
+        shutil.copytree(path, upload)
+        for name, source in branch_extras(main).items():
+            shutil.copyfile(source, upload / name)
+        verify.verify(upload)
+        yield upload
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads of training (OMP_NUM_THREADS of train.py), evaluation and analysis; 0: "
                         "torch's default. Tiny models on a shared 2-core CPU run far faster on 1 (default)")
     p.add_argument("--push", action="store_true", help="upload to the Hub after every check passed")
+    p.add_argument("--sync-code", action="store_true",
+                   help="only regenerate the shipped code files of the released folders in --out from the "
+                        "source and re-record their manifests (each must verify first)")
     p.add_argument("--private", action="store_true", help="create private repositories")
     return p
 
@@ -625,31 +709,54 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     except ReleaseError as err:
         raise SystemExit(f"release: error: {err}") from None
+    except OSError as err:  # a full disk, a read-only folder: the previous release is untouched
+        raise SystemExit("release: error: " + describe_os_error(err, "cannot write the release")
+                         + "; the previous release is unchanged") from None
 
 
-def run(args) -> None:
-    started = time.perf_counter()
-    if args.push:
-        preflight_push()  # before hours of training; checked again right before uploading
+def check_out_folder(out: Path) -> None:
+    """``out`` must be new, empty or a previous release: the release rewrites it as a whole (a
+    copy built aside, then swapped in), so a folder with anything else in it is refused."""
+    if out.exists() and not out.is_dir():
+        raise ReleaseError(f"--out {out} is a file: give a folder (e.g. hub)")
+    if not out.is_dir():
+        return
+    known = {DATASET_NAME, "revisions"} | {s.repo for s in SUITE}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in known and not p.name.startswith("."))
+    if foreign:
+        raise ReleaseError(f"--out {out} holds {', '.join(foreign[:5])}, which no release wrote: give an empty "
+                           "folder or a previous release folder; nothing was changed")
+
+
+def released_configs(out: Path, specs: list[ModelSpec]) -> dict[str, dict]:
+    """Training configs of the models already released in ``out`` that this release leaves as they
+    are: their held-out claims point at the dataset's split, so it must keep it."""
+    keep = {}
+    for spec in SUITE:
+        info = out / spec.repo / "training_info.json"
+        if spec not in specs and info.is_file():
+            keep[f"{spec.key} (released in {out.name}, not in --models)"] = json.loads(info.read_text())["train_config"]
+    return keep
+
+
+def finish_release(out: Path, namespace: str, specs: list[ModelSpec], dataset_dir: Path) -> None:
+    """Cards, the dataset card's model list, manifests, and every check of the finished folder."""
     from . import render
 
-    if args.take_existing and args.retrain:
-        raise ReleaseError("--take-existing and --retrain exclude each other")
-    # Absolute paths: train.py runs with the repository root as working directory.
-    out, runs_dir = Path(args.out).resolve(), Path(args.runs_dir).resolve()
-    specs = [SUITE_BY_KEY[k] for k in SUITE_BY_KEY if k in args.models]
-    given = _parse_runs(args.run)
-    runs = {s.key: given.get(s.key, runs_dir / s.key).resolve() for s in SUITE}
-    # Runs to have: the released ones and those they start from (the suite lists a base model
-    # before the models fine-tuned from it).
+    for spec in specs:
+        log(f"card: {render.write_model_card(out / spec.repo, namespace, spec, out)}")
+    render.add_models_to_dataset_card(dataset_dir, out, namespace)
+    for spec in specs:
+        write_manifests(out, spec)
+    check_folders(out, specs)
+
+
+def train_runs(args, specs: list[ModelSpec], runs: dict[str, Path], given: dict[str, Path]) -> None:
+    """Stage 1: train (or take) every run the release needs, base models first."""
     bases = {s.init_from for s in specs if s.init_from}
     needed = [s for s in SUITE if s in specs or s.key in bases]
     overrides = (list(QUICK_TRAIN_ARGS) if args.quick else []) + shlex.split(args.train_args)
-    eval_n = args.eval_n or (QUICK_EVAL_N if args.quick else None)
-    analysis_n = QUICK_ANALYSIS_N if args.quick else args.analysis_n
     progress = sys.stderr.isatty()
-
-    # 1. training (or taking) the runs
     for i, spec in enumerate(needed, 1):
         run_dir, done = runs[spec.key], (runs[spec.key] / "final" / "model.safetensors").is_file()
         if args.take_existing or spec.key in given:
@@ -665,22 +772,43 @@ def run(args) -> None:
         init = runs[spec.init_from] / "final" if spec.init_from else None
         train_run(spec, run_dir, overrides, init, args.retrain, progress, args.threads)
 
-    # 2. the dataset, with the runs' split
-    configs = {s.key: json.loads((runs[s.key] / "final" / "training_info.json").read_text())["train_config"]
-               for s in specs}
-    parameters = dataset_parameters(configs)
-    log(f"dataset: export {DATASET_NAME} ({', '.join(f'{k}={v}' for k, v in parameters.items()) or 'builder defaults'})")
-    out.mkdir(parents=True, exist_ok=True)
-    dataset_dir = export_dataset(out, args.namespace, parameters)
 
-    # 3. every model: assemble, check, evaluate, analyse, revisions; then the cards
-    for i, spec in enumerate(specs, 1):
-        process_model(spec, runs[spec.key], out, args.namespace, dataset_dir, eval_n, analysis_n,
-                      threads=args.threads, progress=progress, step_label=f"[{i}/{len(specs)}] ")
-    for spec in specs:
-        log(f"card: {render.write_model_card(out / spec.repo, args.namespace, spec, out)}")
-    render.add_models_to_dataset_card(dataset_dir, out, args.namespace)
-    check_folders(out, specs)
+def run(args) -> None:
+    started = time.perf_counter()
+    if args.push:
+        preflight_push()  # before hours of training; checked again right before uploading
+    if args.take_existing and args.retrain:
+        raise ReleaseError("--take-existing and --retrain exclude each other")
+    # Absolute paths: train.py runs with the repository root as working directory.
+    out, runs_dir = Path(args.out).resolve(), Path(args.runs_dir).resolve()
+    specs = [SUITE_BY_KEY[k] for k in SUITE_BY_KEY if k in args.models]
+    check_out_folder(out)
+    if args.sync_code:
+        for folder in sync_shipped_code(out, specs):
+            log(f"code and manifest regenerated: {folder}")
+        return
+    check_writable(out.parent)
+    given = _parse_runs(args.run)
+    runs = {s.key: given.get(s.key, runs_dir / s.key).resolve() for s in SUITE}
+    train_runs(args, specs, runs, given)
+
+    # Every run checked against its model, and the dataset's split agreed, before anything is written.
+    infos = {s.key: check_run(runs[s.key], s, args.namespace) for s in specs}
+    parameters = dataset_parameters({**{k: i["train_config"] for k, i in infos.items()}, **released_configs(out, specs)})
+    eval_n = args.eval_n or (QUICK_EVAL_N if args.quick else None)
+    analysis_n = QUICK_ANALYSIS_N if args.quick else args.analysis_n
+    # The whole release is built in a copy of `out` beside it, checked, then swapped in at once:
+    # an error, Ctrl-C or kill leaves the previous release as it was.
+    with staging_folder(out) as stage:
+        if out.is_dir():
+            copy_tree(out, stage)
+        log(f"dataset: export {DATASET_NAME} ({', '.join(f'{k}={v}' for k, v in parameters.items()) or 'builder defaults'})")
+        dataset_dir = export_dataset(stage, args.namespace, parameters)
+        for i, spec in enumerate(specs, 1):
+            process_model(spec, runs[spec.key], stage, args.namespace, dataset_dir, eval_n, analysis_n,
+                          threads=args.threads, progress=sys.stderr.isatty(), step_label=f"[{i}/{len(specs)}] ")
+        finish_release(stage, args.namespace, specs, dataset_dir)
+        swap_in(stage, out)
     sizes = ", ".join(f"{p.name} {hub_size(p) / 1e6:.2f} MB" for p in sorted(out.iterdir()) if p.is_dir())
     log(f"done in {time.perf_counter() - started:.0f} s: {out} holds {hub_size(out) / 1e6:.2f} MB ({sizes})")
     if args.push:

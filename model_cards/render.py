@@ -23,7 +23,6 @@ Re-render the card of an assembled folder (the release does this itself)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import struct
@@ -36,10 +35,13 @@ from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from datasets_builders import tasks
+from datasets_builders.files import write_text_atomic
 from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
 
 from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from . import verify
+from .verify import sha256_file
 
 __all__ = [
     "ACCURACY_DIGITS",
@@ -85,14 +87,6 @@ def _table(header: list[str], rows: list[list], align: str | None = None) -> str
 # ---------------------------------------------------------------------------------------------
 # Measured files
 # ---------------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def safetensors_parameters(path: str | os.PathLike) -> int:
     """Number of parameters stored in a ``.safetensors`` file (read from its JSON header)."""
     with open(path, "rb") as f:
@@ -519,7 +513,7 @@ def _emergence_description(analysis: dict) -> str:
 def write_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec | None = None,
                      hub_dir: str | os.PathLike | None = None) -> Path:
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(folder, namespace, spec, hub_dir), encoding="utf-8", newline="\n")
+    write_text_atomic(path, render_model_card(folder, namespace, spec, hub_dir))
     return path
 
 
@@ -561,7 +555,7 @@ def add_models_to_dataset_card(dataset_dir: str | os.PathLike, hub_dir: str | os
         text = text.rstrip("\n") + "\n\n" + section
     else:
         text = text[:anchor].rstrip("\n") + "\n\n" + section + "\n" + text[anchor:].lstrip("\n")
-    path.write_text(text, encoding="utf-8", newline="\n")
+    write_text_atomic(path, text)
     return path
 
 
@@ -571,7 +565,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--namespace", required=True, help="Hub user or organisation of the repositories")
     args = p.parse_args(argv)
     for folder in args.folders:
+        # A released folder: nothing but its card may have changed, and its manifest is re-recorded.
+        released = (Path(folder) / verify.MANIFEST).is_file()
+        found = [p for p in verify.problems(folder) if not p.startswith(str(Path(folder) / "README.md"))] if released else []
+        if found:
+            raise SystemExit("error: will not re-render a folder changed since the release: " + "; ".join(found))
         print(f"wrote {write_model_card(folder, args.namespace)}")
+        if released:
+            verify.write_manifest(folder)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ The reusable half of ``evaluate.py`` (which is only a command line around this m
 - :func:`sample_rows` / :func:`load_dataset_rows` -- the evaluation rows: sampled with
   ``datasets_builders.tasks`` (seeded per length) or read, and validated, from a dataset in Hub
   layout (``load_dataset(folder_or_repo, "parity")``, or ``"parity_nocot"`` without chain of thought);
+- :func:`sequence_accuracy` -- exact-match, token and per-position accuracy of generated answers
+  (the numbers of the ``metrics/sequence_accuracy`` module, without importing ``evaluate``);
 - :func:`build_results` / :func:`to_model_index` / :func:`format_table` -- the ``eval_results.json``
   document, its Hub ``model-index`` entries (ready for a model card's YAML) and a readable table.
 
@@ -61,12 +63,12 @@ __all__ = [
     "generate_answers",
     "generated_correct",
     "load_dataset_rows",
-    "load_sequence_accuracy",
     "max_length_in_context",
     "n_positions_of",
     "parse_lengths",
     "run_test_rows",
     "sample_rows",
+    "sequence_accuracy",
     "to_model_index",
     "trim_at_eos",
     "validate_rows",
@@ -169,7 +171,7 @@ def _dicts(data: dict) -> list[dict]:
 
 def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
     """What the checkpoint says about its training: ``task``, ``cot``, ``train_max_length``,
-    ``modulus``, ``polynomial``.
+    ``modulus``, ``polynomial`` (and ``tasks``, the two tasks of a ``mix`` run).
 
     Looked up, first hit wins, in the model's config (attributes ``task``, ``cot``,
     ``train_max_length`` / ``max_train_length`` / ``n_len`` / ``train_lengths``, ``modulus``,
@@ -197,6 +199,7 @@ def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
             found["task"] = data["task"]
         elif "task" not in found and data.get("task") == "mix":  # copy rows + the task it is for
             found["task"] = data.get("mix_with", "parity")
+            found["tasks"] = ("copy", found["task"])
         if "cot" not in found and isinstance(data.get("cot"), bool):
             found["cot"] = data["cot"]
         if "modulus" not in found and _is_positive_int(data.get("modulus")):
@@ -502,29 +505,47 @@ def generated_correct(model, rows: Sequence[np.ndarray] | np.ndarray, cot: bool 
     )
 
 
-def load_sequence_accuracy():
-    """The repository's ``evaluate`` metric (``metrics/sequence_accuracy``), loaded offline."""
-    import evaluate  # noqa: PLC0415 - the library (see evaluate.py about the name clash)
+def sequence_accuracy(predictions: Sequence[Sequence[int]], references: Sequence[Sequence[int]],
+                      per_position: bool = False) -> dict:
+    """Exact-match rate of token-id sequences (same length, every token equal).
 
-    if not hasattr(evaluate, "load"):
-        raise ImportError(f"`import evaluate` found {getattr(evaluate, '__file__', evaluate)!r}, not the "
-                          "evaluate library: the repository root is first on sys.path")
-    return evaluate.load(METRIC_PATH)
+    With ``per_position``: ``token_accuracy`` (matching tokens over reference tokens; a missing
+    prediction token is wrong) and ``per_position_accuracy`` (at each position ``i``, over the
+    references longer than ``i``). The ``evaluate`` module ``metrics/sequence_accuracy`` computes
+    the same numbers (tested), for users of ``evaluate.load``; this function keeps the command line
+    free of the ``evaluate`` library, whose name ``evaluate.py`` shares.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    n = len(references)
+    exact = sum(list(p) == list(r) for p, r in zip(predictions, references))
+    out = {"sequence_accuracy": exact / n if n else 0.0}
+    if not per_position:
+        return out
+    width = max((len(r) for r in references), default=0)
+    hits, counts = [0] * width, [0] * width
+    for p, r in zip(predictions, references):
+        for i, want in enumerate(r):
+            counts[i] += 1
+            hits[i] += int(i < len(p) and p[i] == want)
+    total = sum(counts)
+    out["token_accuracy"] = sum(hits) / total if total else 0.0
+    out["per_position_accuracy"] = [h / c for h, c in zip(hits, counts)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Whole evaluation
 # ---------------------------------------------------------------------------------------------
 def evaluate_model(model, rows_by_length: dict[int, np.ndarray], cot: bool = True, batch_size: int = 512,
-                   use_cache: bool = True, with_heads: bool = False, metric=None) -> dict[int, dict]:
+                   use_cache: bool = True, with_heads: bool = False) -> dict[int, dict]:
     """Per input length: ``{L: {"n", "teacher_forced", "generated", "generated_final", ...}}``.
 
     Teacher-forced accuracy comes from :func:`modeling.analysis.evaluate_lengths`; generated
-    accuracy from :func:`generated_correct`. With an ``evaluate`` ``metric`` (see
-    :func:`load_sequence_accuracy`) the generated sequence accuracy is computed by it as well, and
-    ``generated_token_accuracy`` and ``generated_per_position`` (accuracy at each answer position)
-    are added; the two sequence accuracies must agree. ``with_heads`` adds the head scores of
-    :func:`modeling.analysis.head_scores` (chain-of-thought rows only; needs attention patterns).
+    accuracy from :func:`generated_correct`, with ``generated_token_accuracy`` and
+    ``generated_per_position`` (accuracy at each answer position) from :func:`sequence_accuracy`.
+    ``with_heads`` adds the head scores of :func:`modeling.analysis.head_scores` (chain-of-thought
+    rows only; needs attention patterns).
     """
     teacher = analysis.evaluate_lengths(model, rows_by_length, batch_size=batch_size,
                                         with_heads=with_heads and cot, cot=cot)
@@ -537,14 +558,9 @@ def evaluate_model(model, rows_by_length: dict[int, np.ndarray], cot: bool = Tru
             "generated": float(gen.sequence.mean()),
             "generated_final": float(gen.final.mean()),
         }
-        if metric is not None:
-            scores = metric.compute(predictions=gen.predictions, references=gen.references, per_position=True)
-            if not math.isclose(scores["sequence_accuracy"], entry["generated"], abs_tol=1e-12):
-                raise RuntimeError(f"length {L}: the sequence_accuracy metric gives {scores['sequence_accuracy']} "
-                                   f"but the generated rows give {entry['generated']}")
-            entry["generated"] = float(scores["sequence_accuracy"])
-            entry["generated_token_accuracy"] = float(scores["token_accuracy"])
-            entry["generated_per_position"] = [round(float(v), 6) for v in scores["per_position_accuracy"]]
+        scores = sequence_accuracy(gen.predictions, gen.references, per_position=True)
+        entry["generated_token_accuracy"] = float(scores["token_accuracy"])
+        entry["generated_per_position"] = [round(float(v), 6) for v in scores["per_position_accuracy"]]
         if L in teacher["heads"]:
             entry["heads"] = {k: np.asarray(v).round(6).tolist() for k, v in teacher["heads"][L].items()}
         out[L] = entry

@@ -93,7 +93,10 @@ def random_model():
 
 @pytest.fixture(scope="module")
 def metric():
-    return ev.load_sequence_accuracy()
+    """The ``evaluate`` module, loaded with the library (conftest makes ``import evaluate`` find it)."""
+    import evaluate
+
+    return evaluate.load(ev.METRIC_PATH)
 
 
 def load_cli():
@@ -122,23 +125,6 @@ def test_script_help_from_the_root():
         assert flag in out.stdout
 
 
-def test_import_evaluate_from_the_root_gets_the_library(tmp_path):
-    """`python -c "import evaluate"` in the root finds evaluate.py first; it must hand over.
-
-    A stand-in library (a package with a relative submodule import) keeps this fast: the real one
-    takes ~10 s to import. test_cli_end_to_end_subprocess covers the real library from the script.
-    """
-    fake = tmp_path / "site" / "evaluate"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("from .loading import load\n")
-    (fake / "loading.py").write_text("def load(path):\n    return 'stand-in library'\n")
-    code = "import evaluate, sys; print(evaluate.load('x')); print(sys.path[-1])"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={**ENV, "PYTHONPATH": str(tmp_path / "site")})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["stand-in library", ROOT]  # the library; the root moved last
-
-
 # ---------------------------------------------------------------------------------------------
 # The evaluate metric
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +139,20 @@ def test_metric_loads_offline_and_scores(metric, monkeypatch):
     assert full["sequence_accuracy"] == pytest.approx(1 / 3)  # extra tokens are wrong, missing too
     assert full["token_accuracy"] == pytest.approx(6 / 8)
     assert full["per_position_accuracy"] == pytest.approx([1.0, 2 / 3, 0.5])
+    assert ev.sequence_accuracy(preds, refs, per_position=True) == full
+
+
+def test_our_sequence_accuracy_equals_the_evaluate_module(metric):
+    """evaluate.py scores with modeling.evaluation.sequence_accuracy (no `evaluate` import in its
+    process); users of evaluate.load("metrics/sequence_accuracy") must get the same numbers."""
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        refs = [rng.integers(0, 3, rng.integers(1, 6)).tolist() for _ in range(rng.integers(1, 30))]
+        preds = [r if rng.random() < 0.4 else rng.integers(0, 3, rng.integers(0, 7)).tolist() for r in refs]
+        ours = ev.sequence_accuracy(preds, refs, per_position=True)
+        theirs = metric.compute(predictions=preds, references=refs, per_position=True)
+        assert ours == theirs, trial
+        assert ev.sequence_accuracy(preds, refs) == metric.compute(predictions=preds, references=refs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,12 +166,12 @@ def test_honest_oracle_scores_one_with_and_without_cache():
         assert all(r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0 for r in out.values())
 
 
-def test_lying_oracle_gives_exact_fractions_everywhere(metric):
+def test_lying_oracle_gives_exact_fractions_everywhere():
     """A wrong first state on rows with x_1 = 1: teacher-forced = generated = share of x_1 = 0 rows;
-    the final answer stays right (L >= 2); the evaluate metric agrees with the row-wise numbers."""
+    the final answer stays right (L >= 2); per-position accuracy shows where the lie is."""
     rows = ev.sample_rows(PARITY, [1, 4, 7], 40, seed=2)
     oracle = Oracle(OracleConfig(lie_at=0))
-    out = ev.evaluate_model(oracle, rows, metric=metric)
+    out = ev.evaluate_model(oracle, rows)
     for L, r in out.items():
         honest = float(np.mean(rows[L][:, 1] == 0))
         assert 0 < honest < 1
@@ -272,12 +272,13 @@ def test_results_and_model_index_shape():
 
 
 def test_cli_end_to_end_subprocess(tmp_path):
-    """`python evaluate.py` from the root: the library's evaluate.load gets the local metric."""
+    """`python evaluate.py` from the root, where its own name shadows the `evaluate` library: the
+    process imports no module called `evaluate` (neither the library nor itself a second time)."""
     model_dir = tmp_path / "model"
     tiny_itergpt(n_positions=16).save_pretrained(model_dir)
     out = tmp_path / "eval_results.json"
     run = subprocess.run(
-        [sys.executable, "evaluate.py", "--model", str(model_dir), "--task", "parity", "--lengths", "1-3",
+        [sys.executable, "-X", "importtime", "evaluate.py", "--model", str(model_dir), "--task", "parity", "--lengths", "1-3",
          "--n-per-length", "6", "--extrapolate", "--train-max-length", "3", "--out", str(out), "--threads", "1"],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -287,8 +288,11 @@ def test_cli_end_to_end_subprocess(tmp_path):
     assert len(results["results"]) == 2
     for entry in results["results"]:
         check_model_index_entry(entry)
-    assert "generated_token_accuracy" in results["per_length"]["1"]  # computed by the metric module
+    assert "generated_token_accuracy" in results["per_length"]["1"]
     assert "teacher-forced" in run.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")]
+    assert "modeling.evaluation" in imported
+    assert not [m for m in imported if m == "evaluate" or m.startswith("evaluate.")], "evaluate was imported"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,9 +106,7 @@ def fake_release(tmp_path_factory):
         for key in configs:
             release.process_model(SUITE_BY_KEY[key], root / "runs" / key, out, NS, dataset, analysis_n=16,
                                   modes=("zero",))
-        for key in configs:
-            render.write_model_card(out / SUITE_BY_KEY[key].repo, NS, SUITE_BY_KEY[key], out)
-        render.add_models_to_dataset_card(dataset, out, NS)
+        release.finish_release(out, NS, [SUITE_BY_KEY[key] for key in configs], dataset)
 
     run_pipeline()
     return {"root": root, "out": out, "dataset": dataset, "folder": out / "iteration-head-parity",
@@ -418,8 +416,11 @@ def test_push_uploads_main_and_step_branches(fake_release, online):
     ]
     uploads = [kw for name, _, kw in api.calls if name == "upload_folder"]
     assert uploads[0]["repo_type"] == "dataset" and uploads[0]["folder_path"] == str(out / DATASET_NAME)
-    assert uploads[2]["folder_path"] == str(out / "revisions" / "iteration-head-parity" / "step0")
     assert uploads[-1]["folder_path"] == str(out / "iteration-head-parity")  # step200 == main
+    # A revision branch: its own files plus the code and tokenizer it shares with main, complete
+    # and verified in a temporary folder (gone after the upload).
+    assert uploads[2]["folder_path"] != str(out / "revisions" / "iteration-head-parity" / "step0")
+    assert uploads[2]["folder_path"].endswith("step0") and not os.path.exists(uploads[2]["folder_path"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,13 +621,39 @@ def test_readme_quickstart_runs_as_written():
 
 @needs_hub
 def test_shipped_code_is_the_repositorys():
-    """Every released folder ships today's model code, analysis script and tasks module: a change
-    to any of them must be followed by a new release (`python -m model_cards.release ... --take-existing`)."""
-    sources = {"modeling_itergpt.py": ROOT / "modeling" / "modeling_itergpt.py",
-               "configuration_itergpt.py": ROOT / "modeling" / "configuration_itergpt.py",
-               "analysis.py": ROOT / "modeling" / "analysis.py",
-               "tasks.py": ROOT / "datasets_builders" / "tasks.py"}
+    """Every code file in hub/ is generated from its source at release time and equal to it (the one
+    test of that); revision folders hold no code (their branches get it at upload). After a change to
+    a source: `python -m model_cards.release --out hub --namespace <org> --sync-code`."""
+    shipped = sorted(HUB.rglob("*.py"))
+    assert shipped, "hub/ ships no code"
+    for path in shipped:
+        relative = path.relative_to(HUB)
+        assert relative.parts[0] != "revisions", f"{relative}: revision folders keep only what differs from main"
+        source = release.SHIPPED_CODE.get(path.name)
+        assert source is not None, f"{relative} is not generated from a source file"
+        assert path.read_bytes() == source.read_bytes(), f"{relative} is stale: run the release with --sync-code"
     for spec in SUITE:
-        for name, source in sources.items():
-            shipped = HUB / spec.repo / name
-            assert shipped.read_bytes() == source.read_bytes(), f"{shipped} is stale: re-run the release"
+        assert all((HUB / spec.repo / name).is_file() for name in release.SHIPPED_CODE), spec.repo
+
+
+@needs_hub
+def test_hub_folders_verify_and_revisions_load_without_remote_code():
+    """Every released folder matches its manifest (sha256 of every file), and a revision, which
+    stores only config, weights and training info, loads with the installed package."""
+    from model_cards import verify
+
+    folders = verify.find_manifests(HUB)
+    assert len(folders) >= len(SUITE) + 4
+    for folder in folders:
+        assert verify.problems(folder) == [], folder
+    step = render.revision_steps(HUB, "iteration-head-parity")[0]
+    rev = HUB / "revisions" / "iteration-head-parity" / f"step{step}"
+    assert sorted(p.name for p in rev.iterdir()) == sorted(release.REVISION_FILES + (verify.MANIFEST,))
+    model = analysis_load_model(str(rev))
+    assert type(model).__module__ == "modeling.modeling_itergpt"
+
+
+def analysis_load_model(path: str):
+    from modeling.analysis import load_model
+
+    return load_model(path)

@@ -78,3 +78,17 @@ def test_unknown_token_is_an_error(saved):
     with pytest.raises(ValueError, match=r"unknown token '57'"):
         check_text(["<parity> 1 <eoi> 1 <eos>", "<parity>57<eoi>"])
     assert encode(tok, ["<copy> 1 <eoi> 1 <eos>"]) == [[57, 1, 61, 1, 62]]
+
+
+def test_decode_of_an_id_outside_the_vocabulary_is_an_error(saved):
+    """The plain tokenizer drops id 99 silently (what `decode` exists for); ours names it."""
+    from datasets_builders.tokenizer import decode
+
+    tok = AutoTokenizer.from_pretrained(saved)
+    assert tok.decode([58, 1, 99, 61, 1, 62]) == "<parity> 1 <eoi> 1 <eos>"  # the silent loss
+    assert decode(tok, [58, 1, 61, 1, 62]) == "<parity> 1 <eoi> 1 <eos>"
+    for bad in (99, 64, -1):
+        with pytest.raises(ValueError, match=f"token id {bad} is outside the vocabulary"):
+            decode(tok, [58, 1, bad, 61, 1, 62])
+        with pytest.raises(ValueError, match=f"token id {bad} is outside the vocabulary"):
+            tasks.decode([58, 1, bad])

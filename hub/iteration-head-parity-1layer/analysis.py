@@ -53,6 +53,10 @@ except ImportError:  # shipped next to a checkpoint: tasks.py sits beside this f
 
 __all__ = [
     "HEAD_THRESHOLD",
+    "CheckpointError",
+    "check_checkpoint_files",
+    "load_model",
+    "check_device",
     "teacher_forced_correct",
     "head_scores",
     "evaluate_lengths",
@@ -73,6 +77,7 @@ __all__ = [
     "training_curve",
     "plot_training",
     "analyze",
+    "cli",
     "main",
 ]
 
@@ -696,11 +701,99 @@ def _markdown(r: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-def load_model(path: str, device: str | None = None):
-    """A checkpoint folder or Hub id, through ``AutoModelForCausalLM`` (``trust_remote_code``)."""
+class CheckpointError(ValueError):
+    """A model that cannot be loaded: missing folder, Hub id while offline, damaged config or weights,
+    or model code that would run without ``trust_remote_code``. The message names the path and the fix."""
+
+
+def _register_local_code() -> bool:
+    """``import modeling`` (the installed package) registers IterGPT with the Auto classes, so the
+    project's checkpoints load without running code from the checkpoint. False when absent."""
+    try:
+        import modeling  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(modeling, "IterGPTConfig")
+
+
+def _is_this_folder(path: str) -> bool:
+    """``path`` is the folder this file was shipped in: its model code is no more foreign than the
+    analysis code already running (``python analysis.py --model .`` next to a checkpoint)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.isdir(path) and os.path.samefile(path, here) and os.path.isfile(os.path.join(here, "modeling_itergpt.py"))
+
+
+def check_checkpoint_files(path: str) -> None:
+    """Raise :class:`CheckpointError` when ``path`` is not a loadable model: a local folder needs a
+    JSON ``config.json`` and undamaged ``model.safetensors``; anything else must be a Hub id
+    (``org/name``) and the Hub must be reachable (not ``HF_HUB_OFFLINE``)."""
+    if os.path.isdir(path):
+        config = os.path.join(path, "config.json")
+        if not os.path.isfile(config):
+            raise CheckpointError(f"model folder {path!r} has no config.json: give a folder written by "
+                                  "save_pretrained (e.g. runs/parity/final)")
+        try:
+            with open(config, encoding="utf-8") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{config} is not valid JSON ({err}): restore the file or re-save the model") from None
+        weights = os.path.join(path, "model.safetensors")
+        if os.path.isfile(weights):
+            from safetensors import safe_open
+
+            try:
+                with safe_open(weights, "pt") as f:
+                    f.keys()
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error type
+                raise CheckpointError(f"{weights} is damaged or truncated ({err}): copy or download it again") from None
+        return
+    if os.path.exists(path):
+        raise CheckpointError(f"model path {path!r} is a file: give the model folder that holds config.json")
+    parts = path.split("/")
+    if path.startswith((".", "/", "~")) or len(parts) > 2 or not all(parts):
+        raise CheckpointError(f"model folder {path!r} does not exist: check the path")
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise CheckpointError(f"model {path!r} is not a local folder, and HF_HUB_OFFLINE=1 forbids downloading "
+                              "it from the Hub: check the path, or unset HF_HUB_OFFLINE with network access")
+
+
+def check_device(device: str | None) -> str:
+    """``device``, or cuda when available and cpu otherwise; ``ValueError`` for one torch cannot use."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device: give cpu, cuda or cuda:0") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here: drop --device or pass --device cpu")
+    return device
+
+
+def load_model(path: str, device: str | None = None, trust_remote_code: bool = False):
+    """A checkpoint folder or Hub id, through ``AutoModelForCausalLM``.
+
+    IterGPT checkpoints load with the installed ``modeling`` package, without running code shipped
+    with the checkpoint; ``trust_remote_code=True`` (the commands' ``--trust_remote_code``) runs the
+    checkpoint's own ``modeling_itergpt.py``: only for a source you trust. Next to a checkpoint
+    (``python analysis.py --model .``), the folder's own code is used. Raises
+    :class:`CheckpointError` with the path and the fix when the model cannot be loaded.
+    """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)
+    check_checkpoint_files(path)
+    local = _register_local_code()
+    trust = bool(trust_remote_code) or _is_this_folder(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust)
+    except Exception as err:  # noqa: BLE001 - transformers raises many types: one message for all
+        if "trust_remote_code" in str(err):
+            hint = "" if local else " (or install this project, pip install -e <repository>, so IterGPT loads without it)"
+            raise CheckpointError(f"model {path!r} ships its own Python code (config auto_map); pass "
+                                  f"--trust_remote_code only if you trust its source{hint}") from None
+        raise CheckpointError(f"model {path!r} could not be loaded: {type(err).__name__}: {err}") from None
     return model.to(device or "cpu").eval()
 
 
@@ -709,7 +802,7 @@ def _load_labels(path: str):
     try:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         vocab = tok.convert_ids_to_tokens(list(range(tasks.VOCAB_SIZE)))
         if len(vocab) == tasks.VOCAB_SIZE and all(isinstance(v, str) for v in vocab):
             return lambda i: vocab[i]
@@ -718,11 +811,59 @@ def _load_labels(path: str):
     return None
 
 
+def _saved_data(path: str) -> dict:
+    """``train_config.data`` of the run that trained the checkpoint (its ``training_info.json``), or {}."""
+    info = os.path.join(path, "training_info.json") if os.path.isdir(path) else ""
+    if not os.path.isfile(info):
+        return {}
+    try:
+        with open(info, encoding="utf-8") as f:
+            data = json.load(f).get("train_config", {}).get("data", {})
+    except (OSError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{info} is damaged ({err}): restore it or delete it") from None
+    return data if isinstance(data, dict) else {}
+
+
+def check_task_matches(path: str, task: str, modulus: int | None) -> int:
+    """The modulus to analyse with; :class:`CheckpointError` when the checkpoint's run contradicts
+    the request (another task, another modulus, or no chain of thought: the head scores are defined
+    on chain-of-thought positions)."""
+    data = _saved_data(path)
+    trained = data.get("task")
+    allowed = ("copy", data.get("mix_with", "parity")) if trained == "mix" else (trained,)
+    if trained and task not in allowed:
+        raise CheckpointError(f"--task {task}: {path} was trained on {trained!r} (training_info.json): "
+                              f"pass --task {allowed[-1]}")
+    if data.get("cot") is False:
+        raise CheckpointError(f"{path} was trained without chain of thought (training_info.json: cot=false); "
+                              "the head scores are defined on chain-of-thought rows, so this analysis does not apply")
+    saved = data.get("modulus") if task == "polynomial" else None
+    if saved is not None and modulus is not None and modulus != saved:
+        raise CheckpointError(f"--modulus {modulus}: {path} was trained with modulus {saved}: drop --modulus "
+                              f"or pass --modulus {saved}")
+    return modulus or saved or tasks.DEFAULT_MODULUS
+
+
+def _check_out(out: str) -> set:
+    """The entries already in ``out`` (made when missing); ``OSError`` when it cannot take files."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(20, "is a file, not a folder", out)
+    os.makedirs(out, exist_ok=True)
+    import tempfile
+
+    with tempfile.TemporaryFile(dir=out):
+        pass
+    return set(os.listdir(out))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         prog="analysis.py", description="Find iteration heads in an IterGPT checkpoint: accuracy per length, "
         "head scores and labels, attention maps, head/MLP ablations and the emergence plot of a training run.")
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id (loaded with trust_remote_code)")
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="run the Python code shipped with the model (only for a source you trust); "
+                             "not needed for IterGPT checkpoints when this project is installed")
     parser.add_argument("--task", required=True, choices=tasks.TASK_NAMES, help="task the model was trained on")
     parser.add_argument("--lengths", default=None, help="input lengths, e.g. 1-16 or 1,2,8 (default: 1 to "
                         "min(16, longest that fits the context))")
@@ -731,7 +872,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--run", default=None, help="training run folder (metrics.jsonl or snapshots/step_<N>/) "
                         "for the emergence plot")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation sequences")
-    parser.add_argument("--modulus", type=int, default=tasks.DEFAULT_MODULUS, help="modulus p of polynomial iteration")
+    parser.add_argument("--modulus", type=int, default=None,
+                        help=f"modulus p of polynomial iteration (default: the run's, else {tasks.DEFAULT_MODULUS})")
     parser.add_argument("--plot-lengths", default=None, help="lengths with an attention map (default: the longest)")
     parser.add_argument("--ablation", default="zero,mean", help="ablation modes: zero,mean | zero | mean | none")
     parser.add_argument("--batch-size", type=int, default=512)
@@ -741,18 +883,48 @@ def main(argv=None) -> dict:
 
     if args.n < 1:
         parser.error("--n must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     modes = () if args.ablation == "none" else tuple(m for m in args.ablation.split(",") if m)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.model, device)
-    report = analyze(model, tasks.make_task(args.task, args.modulus),
-                     parse_lengths(args.lengths) if args.lengths else None, args.n, args.out, args.run,
-                     args.seed, parse_lengths(args.plot_lengths) if args.plot_lengths else None, modes,
-                     args.batch_size, not args.quiet, _load_labels(args.model), args.model)
+    for mode in modes:
+        _check_mode(mode, need_mean=False)
+    lengths = parse_lengths(args.lengths) if args.lengths else None
+    plot_lengths = parse_lengths(args.plot_lengths) if args.plot_lengths else None
+    modulus = check_task_matches(args.model, args.task, args.modulus)
+    task = tasks.make_task(args.task, modulus)
+    if args.run and not os.path.isdir(args.run):
+        raise ValueError(f"--run {args.run!r} is not a folder: give the training run folder (with metrics.jsonl)")
+    device = check_device(args.device)
+    model = load_model(args.model, device, args.trust_remote_code)
+    before = _check_out(args.out)
+    try:
+        report = analyze(model, task, lengths, args.n, args.out, args.run, args.seed, plot_lengths, modes,
+                         args.batch_size, not args.quiet, _load_labels(args.model), args.model)
+    except OSError:
+        for name in set(os.listdir(args.out)) - before:  # what this run wrote: no half-written report
+            os.remove(os.path.join(args.out, name))
+        raise
     heads = ", ".join(f"layer {l} head {h}" for l, h in report["iteration_heads"]) or "none"
     print(f"accuracy (mean over lengths) {report['accuracy_mean']:.4f}; iteration heads: {heads}; "
           f"report in {os.path.join(args.out, 'analysis.md')}")
     return report
 
 
+def cli(argv=None) -> int:
+    """The command line: 0, or 1 after one line ``error: ...`` on stderr."""
+    try:
+        main(argv)
+    except OSError as err:  # the output folder: a file, read-only, full
+        print(f"error: cannot write the report to {err.filename or 'the output folder'}: "
+              f"{err.strerror or err}: choose another --out or free space", file=sys.stderr)
+        return 1
+    except ValueError as err:  # bad arguments, a model that cannot be loaded
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    status = cli()
+    if status:  # run_path-friendly: a success returns normally
+        sys.exit(status)

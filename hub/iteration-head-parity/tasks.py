@@ -193,6 +193,10 @@ def build_rows(task: Task, inputs: np.ndarray, cot: bool = True, dtype=np.int64)
 
 def decode(ids) -> str:
     """Readable text of a row, e.g. ``"<parity> 1 0 <eoi> 1 1 <eos>"`` (padding dropped)."""
+    ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < VOCAB_SIZE]
+    if bad:  # a negative id would silently index from the end
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {VOCAB_SIZE - 1})")
     return " ".join(VOCAB[i] for i in ids if i != PAD_ID)
 
 

@@ -1,0 +1,142 @@
+"""Record and verify the sha256 of every file of a released folder (``manifest.json``).
+
+The release writes ``manifest.json`` into each model folder and each revision folder once
+everything in it is final; it lists every file with its size and sha256. A weight file or a config
+changed afterwards (a config whose activation or head count no longer matches the trained weights
+cannot be seen from the tensor shapes) fails the check::
+
+    python -m model_cards.verify hub/iteration-head-parity            # one folder
+    python -m model_cards.verify hub                                  # every released folder below
+    python -m model_cards.verify hub/iteration-head-parity --write    # re-record after a deliberate change
+
+A revision folder (``revisions/<repo>/step<N>``) stores only what differs from ``main`` (config,
+weights, training info); the files that the upload adds to its branch (model code, tokenizer,
+generation config) are recorded under ``added_at_upload`` and checked when present, so a
+downloaded branch verifies too. Exit status 1 and one line per problem when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from datasets_builders.files import write_text_atomic
+
+__all__ = ["MANIFEST", "ManifestError", "find_manifests", "main", "problems", "verify", "write_manifest"]
+
+MANIFEST = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A released folder whose files differ from its manifest (or that has none)."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entries(paths: list[Path], root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(paths)}
+
+
+def write_manifest(folder: str | os.PathLike, added_at_upload: dict[str, str | os.PathLike] | None = None) -> Path:
+    """Record every file of ``folder`` (recursively, the manifest excepted); ``added_at_upload``:
+    ``{name: source file}`` that an upload adds to the folder (recorded, not required locally);
+    None keeps those of the manifest being replaced."""
+    folder = Path(folder)
+    old = folder / MANIFEST
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+    doc = {"algorithm": "sha256", "files": _entries(files, folder)}
+    if added_at_upload is None and old.is_file():
+        kept = json.loads(old.read_text(encoding="utf-8")).get("added_at_upload")
+        if kept:
+            doc["files"] = {k: v for k, v in doc["files"].items() if k not in kept}
+            doc["added_at_upload"] = kept
+    elif added_at_upload:
+        doc["added_at_upload"] = {name: {"bytes": Path(src).stat().st_size, "sha256": sha256_file(src)}
+                                  for name, src in sorted(added_at_upload.items())}
+    write_text_atomic(folder / MANIFEST, json.dumps(doc, indent=1) + "\n")
+    return folder / MANIFEST
+
+
+def problems(folder: str | os.PathLike) -> list[str]:
+    """Every difference between ``folder`` and its manifest (empty: the folder is as released)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        return [f"{folder}: no {MANIFEST}; this folder was not written by the release"]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        recorded, optional = doc["files"], doc.get("added_at_upload", {})
+    except (ValueError, KeyError, TypeError) as err:
+        return [f"{path}: damaged manifest ({err})"]
+    out = []
+    for name, want in {**optional, **recorded}.items():
+        file = folder / name
+        if not file.is_file():
+            if name in recorded:
+                out.append(f"{file}: missing")
+            continue
+        if file.stat().st_size != want["bytes"] or sha256_file(file) != want["sha256"]:
+            out.append(f"{file}: changed since the release (sha256 differs from {MANIFEST})")
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        name = file.relative_to(folder).as_posix()
+        if name not in recorded and name not in optional and "/.cache/" not in f"/{name}":
+            out.append(f"{file}: not recorded in {MANIFEST} (added after the release)")
+    return out
+
+
+def verify(folder: str | os.PathLike) -> None:
+    """Raise :class:`ManifestError` listing every problem of ``folder``."""
+    found = problems(folder)
+    if found:
+        raise ManifestError("; ".join(found))
+
+
+def find_manifests(root: str | os.PathLike) -> list[Path]:
+    """The released folders at or below ``root``: those holding a manifest (or ``root`` itself)."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return [root]
+    return sorted(p.parent for p in root.rglob(MANIFEST))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_cards.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", help="released folder(s), or a release root such as hub")
+    parser.add_argument("--write", action="store_true", help="(re)write the manifest of each folder instead")
+    args = parser.parse_args(argv)
+    failed = False
+    for given in args.folders:
+        if not Path(given).is_dir():
+            print(f"error: {given} is not a folder: give a released model folder or a release root (hub)",
+                  file=sys.stderr)
+            return 1
+        folders = [Path(given)] if args.write else find_manifests(given)
+        if not folders:
+            print(f"error: {given} holds no {MANIFEST}: it was not written by the release", file=sys.stderr)
+            return 1
+        for folder in folders:
+            if args.write:
+                print(f"wrote {write_manifest(folder)}")
+                continue
+            found = problems(folder)
+            failed |= bool(found)
+            for line in found:
+                print(f"error: {line}", file=sys.stderr)
+            if not found:
+                print(f"ok: {folder}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
