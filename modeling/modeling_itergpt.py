@@ -14,7 +14,7 @@ Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H h
         .drop
         .blocks[i]  IterGPTBlock               hook_resid_pre / hook_resid_mid / hook_resid_post (B, T, d_model)
                                                hook_attn_out / hook_mlp_out  (B, T, d_model) added to the stream
-          .ln1, .ln2  IterGPTLayerNorm         hook_scale (B, T, 1) / hook_normalized (B, T, d_model)
+          .ln1, .ln2  IterGPTLayerNorm         hook_scale (B, T, 1) / hook_normalized / hook_out (B, T, d_model)
           .attn  IterGPTAttention  q_proj k_proj v_proj o_proj
                                               hook_q / hook_k / hook_v  (B, T, H, d_head)
                                               hook_attn_scores          (B, H, T, S)  pre-softmax, masked
@@ -22,16 +22,15 @@ Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H h
                                               hook_z                    (B, T, H, d_head)
                                               hook_result               (B, T, H, d_model)  per-head output
           .mlp   IterGPTMLP  fc_in act fc_out  hook_pre / hook_post     (B, T, d_mlp)
-        .ln_final                              ln_final.hook_normalized (B, T, d_model) fed to lm_head
-                                               (alias: hook_final)
+        .ln_final                              ln_final.hook_out (B, T, d_model) fed to lm_head (alias: hook_final)
       .lm_head (Linear d_model -> vocab, no bias)
 
 With nothing attached a hook point is one identity call (bench/bench_model.py measures it). The
-costly ones are lazy: ``hook_result`` (a per-head einsum) and a norm's ``hook_scale`` are only
-computed when hooked, and hooking ``hook_pattern`` / ``hook_attn_scores`` (or ``output_attentions=True``)
-switches that layer from the fused SDPA kernel to the eager attention that materialises the pattern.
-``config.materialize_hooks=True`` computes all of them on every pass, for tools that do not attach
-torch hooks. Both paths give the same logits.
+costly ones are lazy: ``hook_result`` (a per-head einsum) and a norm's ``hook_scale`` /
+``hook_normalized`` are only computed when hooked, and hooking ``hook_pattern`` /
+``hook_attn_scores`` (or ``output_attentions=True``) switches that layer from the fused SDPA kernel to
+the eager attention that materialises the pattern. ``config.materialize_hooks=True`` computes all of
+them on every pass, for tools that do not attach torch hooks (nnsight). Same logits either way.
 
 This file imports only torch, transformers and (relatively) its configuration, so that
 ``save_pretrained`` ships it with the weights for ``trust_remote_code=True`` loading.
@@ -116,7 +115,7 @@ class HookPoint(nn.Module):
 
 
 # Former names of hook points, still accepted by names filters.
-HOOK_ALIASES = {"hook_final": "ln_final.hook_normalized"}
+HOOK_ALIASES = {"hook_final": "ln_final.hook_out"}
 
 # run_with_hooks / run_with_cache ``return_type`` values (TransformerLens' plus our default).
 RETURN_TYPES = ("outputs", "logits", "loss", "both", None)
@@ -221,12 +220,13 @@ class FixedPositionEmbedding(nn.Module):
 
 
 class IterGPTLayerNorm(nn.Module):
-    """LayerNorm or RMSNorm (``config.norm``) with TransformerLens' two hook points.
+    """LayerNorm or RMSNorm (``config.norm``) with TransformerLens 4's hook points.
 
     ``hook_scale`` (B, T, 1): the divisor ``sqrt(var + eps)`` (RMSNorm: ``sqrt(mean(x^2) + eps)``);
-    ``hook_normalized`` (B, T, d_model): the output, after ``weight`` (and ``bias``). Weights are named
-    as in ``nn.LayerNorm``/``nn.RMSNorm``. The fused kernel runs unless ``hook_scale`` is hooked (or
-    ``config.materialize_hooks``): then the scale is computed explicitly so a hook can read or replace it.
+    ``hook_normalized`` (B, T, d_model): ``(x - mean) / scale``, before ``weight`` and ``bias`` (as in
+    TransformerLens' bridge); ``hook_out`` (B, T, d_model): the output. Weights are named as in
+    ``nn.LayerNorm``/``nn.RMSNorm``. The fused kernel runs unless ``hook_scale``/``hook_normalized`` is
+    hooked (or ``config.materialize_hooks``): then the steps are explicit so a hook can edit them.
     """
 
     def __init__(self, config: IterGPTConfig):
@@ -237,18 +237,19 @@ class IterGPTLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.n_embd)) if config.norm_bias else None
         self.hook_scale = HookPoint()  # (B, T, 1)
         self.hook_normalized = HookPoint()  # (B, T, d_model)
+        self.hook_out = HookPoint()  # (B, T, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _hooked(self.hook_scale) or self.config.materialize_hooks:
+        if self.config.materialize_hooks or _hooked(self.hook_scale) or _hooked(self.hook_normalized):
             centred = x if self.rms else x - x.mean(-1, keepdim=True)
             scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())  # (B, T, 1)
-            out = centred / scale * self.weight
+            out = self.hook_normalized(centred / scale) * self.weight
             out = out + self.bias if self.bias is not None else out
         elif self.rms:
             out = F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
         else:
             out = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
-        return self.hook_normalized(out)  # (B, T, d_model)
+        return self.hook_out(out)  # (B, T, d_model)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}, rms={self.rms}, bias={self.bias is not None}"
@@ -699,7 +700,7 @@ class IterGPTModel(IterGPTPreTrainedModel):
         self.hook_pos_embed = HookPoint()  # (B, T, d_model)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.blocks = nn.ModuleList([IterGPTBlock(config, i) for i in range(config.n_layer)])
-        self.ln_final = _make_norm(config)  # ln_final.hook_normalized (B, T, d_model): fed to lm_head
+        self.ln_final = _make_norm(config)  # ln_final.hook_out (B, T, d_model): fed to lm_head
         for name, module in self.named_modules():
             if isinstance(module, HookPoint):
                 module.name = name
