@@ -514,6 +514,7 @@ class IterGPTPreTrainedModel(PreTrainedModel):
                     f"unexpected weights {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
                     "(pass strict=False to load anyway with random initialisation of the missing ones)"
                 )
+        _fit_generation_length(model)  # a generation_config.json saved without max_length
         return (model, info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -851,6 +852,7 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
         self.model = IterGPTModel(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
+        _fit_generation_length(self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed
@@ -938,6 +940,14 @@ def _pick_cache(cache, past_key_values):
             "(drop cache_implementation); a 64-token context gains nothing from a static cache"
         )
     return cache
+
+
+def _fit_generation_length(model) -> None:
+    """``generation_config.max_length`` = the context when unset or transformers' default (20, which
+    cuts the chain of any prompt of 20 tokens or more)."""
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None and generation_config.max_length in (None, 20):
+        generation_config.max_length = model.config.n_positions
 
 
 def _check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

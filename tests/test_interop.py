@@ -305,3 +305,69 @@ def test_static_cache_is_a_clear_error():
     with pytest.raises(ValueError, match="cache_implementation='static'"):
         model.generate(torch.tensor([PROMPTS[0]]), max_new_tokens=3, cache_implementation="static",
                        do_sample=False, pad_token_id=PAD)
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest defaults in the files users load
+# ---------------------------------------------------------------------------------------------
+def test_tokenizer_defaults_fit_generation_and_the_context(tmp_path):
+    from datasets_builders.tokenizer import build_tokenizer
+
+    build_tokenizer().save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert (saved["model_max_length"], saved["padding_side"]) == (64, "left")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    model = IterGPTForCausalLM.from_pretrained(HUB / "iteration-head-parity").eval()
+    prompts = ["<parity> 1 0 1 1 <eoi>", "<parity> 1 <eoi>", "<parity> 0 1 1 0 1 0 0 1 <eoi>"]
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")  # the tokenizer's default side
+    out = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    for row, prompt in enumerate(prompts):
+        alone = tokenizer(prompt, return_tensors="pt").input_ids
+        single = model.generate(alone, max_new_tokens=12, do_sample=False)[0, alone.shape[1]:]
+        got = out[row, batch.input_ids.shape[1]:]
+        assert got[: len(single)].tolist() == single.tolist(), prompt
+
+
+def test_generation_max_length_is_the_context_also_for_released_configs(tmp_path):
+    model = IterGPTForCausalLM.from_pretrained(HUB / "iteration-head-parity")  # its file has no max_length
+    assert model.generation_config.max_length == model.config.n_positions == 64
+    tiny_model().save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "generation_config.json").read_text())["max_length"] == TINY["n_positions"]
+    prompt = torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]])  # 24 tokens: past transformers' default 20
+    assert model.generate(prompt, do_sample=False).shape[1] > 24
+
+
+def test_tokenizers_load_without_a_remote_code_prompt():
+    code = ("from transformers import AutoTokenizer, PreTrainedTokenizerFast\n"
+            f"a = AutoTokenizer.from_pretrained({str(HUB / 'iteration-head-parity' / 'gpt2')!r})\n"
+            f"b = PreTrainedTokenizerFast.from_pretrained({str(HUB / 'iteration-head-parity')!r})\n"
+            "assert a('<parity> 1 <eoi>').input_ids == b('<parity> 1 <eoi>').input_ids == [58, 1, 61]\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", env={**ENV, "PYTHONPATH": ""},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert "[y/N]" not in done.stdout + done.stderr
+
+
+def test_dataset_prompt_completion_and_labels_reproduce_the_papers_loss():
+    from datasets_builders import iteration_tasks as it
+    from datasets_builders import tasks
+    from datasets_builders.tokenizer import build_tokenizer
+
+    config = it.IterationTaskConfig(name="mix", task="mix", max_length=5, examples_per_length=8)
+    rows = it.split_table(config, "train").to_pylist()
+    tokenizer = build_tokenizer()
+    for row in rows:
+        assert row["prompt"] + " " + row["completion"] == row["text"]
+        assert row["prompt"].endswith("<eoi>") and row["completion"].endswith("<eos>")
+        ids_ = tokenizer(row["prompt"]).input_ids + tokenizer(row["completion"]).input_ids
+        assert ids_ == row["input_ids"]  # TRL's prompt-completion tokenisation gives the same row
+        eoi = row["input_ids"].index(tasks.EOI_ID)
+        assert row["labels"] == [-100] * (eoi + 1) + row["input_ids"][eoi + 1:]
+    model = tiny_model(n_positions=32)
+    x = torch.tensor([r["input_ids"] for r in rows if r["length"] == 5])
+    labels = torch.tensor([r["labels"] for r in rows if r["length"] == 5])
+    logits = model(x).logits
+    mask = torch.as_tensor(tasks.loss_mask(x.numpy()))[:, 1:]  # the targets after <eoi>
+    manual = torch.nn.functional.cross_entropy(logits[:, :-1][mask], x[:, 1:][mask])
+    torch.testing.assert_close(model(x, labels=labels).loss, manual)
