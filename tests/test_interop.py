@@ -371,3 +371,32 @@ def test_dataset_prompt_completion_and_labels_reproduce_the_papers_loss():
     mask = torch.as_tensor(tasks.loss_mask(x.numpy()))[:, 1:]  # the targets after <eoi>
     manual = torch.nn.functional.cross_entropy(logits[:, :-1][mask], x[:, 1:][mask])
     torch.testing.assert_close(model(x, labels=labels).loss, manual)
+
+
+def test_trainer_on_the_dataset_columns_computes_the_papers_loss(tmp_path):
+    """Trainer with a stock collator (left padding, labels padded with -100) on ``input_ids`` +
+    ``labels``: its eval loss is the token-mean cross-entropy on the targets after <eoi>, unpadded."""
+    import datasets
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from datasets_builders import iteration_tasks as it
+    from datasets_builders import tasks
+    from datasets_builders.tokenizer import build_tokenizer
+
+    config = it.IterationTaskConfig(name="parity", task="parity", max_length=6, examples_per_length=6)
+    table = it.split_table(config, "train")
+    rows = table.to_pylist()
+    model = tiny_model(n_positions=16)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:  # one unpadded row at a time
+            x = torch.tensor([row["input_ids"]])
+            mask = torch.as_tensor(tasks.loss_mask(x.numpy()))[:, 1:]
+            logits = model(x).logits[:, :-1][mask]
+            nll += torch.nn.functional.cross_entropy(logits, x[:, 1:][mask], reduction="sum").item()
+            count += int(mask.sum())
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=len(rows), report_to=[],
+                             use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, eval_dataset=datasets.Dataset(table),
+                      data_collator=DataCollatorForSeq2Seq(build_tokenizer(), label_pad_token_id=-100))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(nll / count, rel=1e-5)
