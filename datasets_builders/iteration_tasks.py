@@ -30,7 +30,10 @@ input sequences (with CoT vs without is compared on the same inputs). Same confi
 (for a given numpy version).
 
 Every row is ``<task> x_1 … x_L <eoi> s_1 … s_L <eos>`` (``… <eoi> s_L <eos>`` without CoT), see
-``tasks.py``. Columns: ``input_ids`` (int32 list), ``length`` (int32), ``task`` (string), ``text``.
+``tasks.py``. Columns: ``input_ids`` (int32 list), ``length`` (int32), ``task`` (string), ``text``, and
+for ``Trainer``/TRL ``prompt`` (text up to ``<eoi>``), ``completion`` (the rest) and ``labels``
+(``input_ids`` with ``-100`` up to and at ``<eoi>``: ``tasks.loss_mask``, the paper's loss, which a causal
+LM's shifted cross-entropy then applies to the tokens after ``<eoi>`` only).
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ FEATURES = datasets.Features({
     "length": datasets.Value("int32"),
     "task": datasets.Value("string"),
     "text": datasets.Value("string"),
+    # For Trainer / TRL: the paper's loss is on the tokens after <eoi> only.
+    "prompt": datasets.Value("string"),  # "<task> x_1 … x_L <eoi>"
+    "completion": datasets.Value("string"),  # "s_1 … s_L <eos>"; prompt + " " + completion == text
+    "labels": datasets.List(datasets.Value("int32")),  # input_ids after <eoi>, -100 up to and at it
 })
 
 CITATION = """\
@@ -325,14 +332,20 @@ for _name, _id in tasks.TASK_TOKEN_ID.items():
 
 
 def _arrow_columns(rows: np.ndarray, length: int) -> list[pa.Array]:
-    """The four dataset columns for one length's rows, built without a Python loop over rows."""
+    """The dataset columns for one length's rows, built without a Python loop over rows."""
     n, width = rows.shape
     offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
     input_ids = pa.ListArray.from_arrays(offsets, pa.array(rows.ravel(), type=pa.int32()))
     words = pa.ListArray.from_arrays(offsets, _VOCAB_ARRAY.take(pa.array(rows.ravel())))
     text = pc.binary_join(words, " ")  # == tasks.decode(row): rows hold no padding
+    eoi = length + 1  # every row is <task> x_1 … x_L <eoi> …
+    assert n == 0 or bool((rows[:, eoi] == tasks.EOI_ID).all()), "rows must have <eoi> after the L inputs"
+    prompt = pc.binary_join(pc.list_slice(words, 0, eoi + 1), " ")
+    completion = pc.binary_join(pc.list_slice(words, eoi + 1, width), " ")
+    labels = np.where(tasks.loss_mask(rows), rows, -100).astype(np.int32)
+    labels = pa.ListArray.from_arrays(offsets, pa.array(labels.ravel(), type=pa.int32()))
     return [input_ids, pa.array(np.full(n, length, dtype=np.int32)),
-            pa.array(_TASK_OF_TOKEN[rows[:, 0]], type=pa.string()), text]
+            pa.array(_TASK_OF_TOKEN[rows[:, 0]], type=pa.string()), text, prompt, completion, labels]
 
 
 def split_table(config: IterationTaskConfig, split: str) -> pa.Table:

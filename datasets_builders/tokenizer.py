@@ -40,10 +40,17 @@ EXTRA_SPECIAL_TOKENS = ["<eoi>"] + [f"<{name}>" for name in tasks.TASK_NAMES]
 _SPECIAL_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in tasks.SPECIAL_TOKENS) + ")")
 
 
-def build_tokenizer(padding_side: str = "right", model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+# The context of the released models (IterGPTConfig's default n_positions); train.py passes the model's.
+DEFAULT_CONTEXT = 64
+
+
+def build_tokenizer(padding_side: str = "left", model_max_length: int | None = DEFAULT_CONTEXT) -> PreTrainedTokenizerFast:
     """The task tokenizer: ids are ``tasks.TOKEN_TO_ID``, no token is added when encoding.
 
-    ``model_max_length`` (e.g. the model's context) only matters for truncation; None leaves it unset.
+    ``padding_side`` defaults to ``"left"``: a decoder generates after the last position, which must
+    be a real token (right-padded prompts would continue from ``<pad>``). ``model_max_length``: the
+    model's context (what ``truncation=True`` cuts to and what tools read as the maximum length);
+    ``None`` leaves transformers' "no limit" placeholder (1e30).
     """
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side={padding_side!r} is invalid: choose 'right' or 'left'")

@@ -68,10 +68,17 @@ class IterGPTConfig(PreTrainedConfig):
         pad_token_id / bos_token_id / eos_token_id / eoi_token_id (`int`): special ids of the shared
             vocabulary (`<pad>`=63, `<bos>`=60, `<eos>`=62, `<eoi>`=61).
         use_cache (`bool`, defaults to `True`): return a key/value cache from `forward`.
+        materialize_hooks (`bool`, defaults to `False`): compute every hook point on every forward pass:
+            eager attention (`hook_attn_scores`, `hook_pattern`), the per-head `hook_result` and the
+            norms' `hook_scale`. By default these are computed only while a torch hook is attached to
+            them (`run_with_cache`, `run_with_hooks`); set it for tools that find activations by other
+            means, or pass `attn_implementation="eager"` for the patterns alone. Same logits either way.
 
     Standard names are aliases (`attribute_map`): `num_hidden_layers` -> `n_layer`, `hidden_size` ->
     `n_embd`, `num_attention_heads` -> `n_head`, `max_position_embeddings` -> `n_positions`,
-    `intermediate_size` -> `n_inner`.
+    `intermediate_size` -> `n_inner`, `hidden_act` -> `activation`. `head_dim` (and its TransformerLens
+    name `d_head`) is derived, `n_embd // n_head`; setting it to that value is accepted (tools that copy
+    config fields do), any other value is a `ValueError`.
 
     Example:
 
@@ -90,6 +97,7 @@ class IterGPTConfig(PreTrainedConfig):
         "num_attention_heads": "n_head",
         "max_position_embeddings": "n_positions",
         "intermediate_size": "n_inner",
+        "hidden_act": "activation",
     }
 
     vocab_size: int = 64
@@ -119,6 +127,7 @@ class IterGPTConfig(PreTrainedConfig):
     eos_token_id: int | None = 62
     eoi_token_id: int | None = 61
     use_cache: bool = True
+    materialize_hooks: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -184,9 +193,19 @@ class IterGPTConfig(PreTrainedConfig):
         return 1.0 if self.init == "pytorch" else self.initializer_range
 
     @property
-    def d_head(self) -> int:
-        """Width of one attention head."""
+    def head_dim(self) -> int:
+        """Width of one attention head, ``n_embd // n_head`` (the transformers name)."""
         return self.n_embd // self.n_head
+
+    @head_dim.setter
+    def head_dim(self, value: int) -> None:
+        if value != self.n_embd // self.n_head:
+            raise ValueError(
+                f"head_dim={value!r} is derived, not set: it is n_embd // n_head = {self.n_embd // self.n_head}; "
+                "change n_embd or n_head instead"
+            )
+
+    d_head = head_dim  # the TransformerLens name
 
 
 def _is_int(value) -> bool:

@@ -318,14 +318,14 @@ def expected_shape(name: str, B: int, T: int, H: int = 2, dh: int = 16, D: int =
     return {
         "hook_q": (B, T, H, dh), "hook_k": (B, T, H, dh), "hook_v": (B, T, H, dh), "hook_z": (B, T, H, dh),
         "hook_attn_scores": (B, H, T, T), "hook_pattern": (B, H, T, T), "hook_result": (B, T, H, D),
-        "hook_pre": (B, T, 4 * D), "hook_post": (B, T, 4 * D),
+        "hook_pre": (B, T, 4 * D), "hook_post": (B, T, 4 * D), "hook_scale": (B, T, 1),
     }.get(suffix, (B, T, D))
 
 
 def test_every_hook_point_fires_with_its_documented_shape():
     model = tiny_model()
     points = model.hook_points()
-    assert points == model.model.hook_points() and len(points) == 2 + 12 * 2 + 1
+    assert points == model.model.hook_points() and len(points) == 2 + 20 * 2 + 3
     assert all(isinstance(p, HookPoint) and p.name == n for n, p in points.items())
     ids = random_ids(batch=2, length=7)
     out, cache = model.run_with_cache(ids)
@@ -352,7 +352,7 @@ def test_hidden_states_are_the_residual_stream():
     torch.testing.assert_close(out.hidden_states[0], cache["blocks.0.hook_resid_pre"])
     torch.testing.assert_close(out.hidden_states[1], cache["blocks.1.hook_resid_pre"])
     torch.testing.assert_close(out.hidden_states[2], cache["blocks.1.hook_resid_post"])
-    torch.testing.assert_close(model.lm_head(cache["hook_final"]), out.logits)
+    torch.testing.assert_close(model.lm_head(cache["ln_final.hook_out"]), out.logits)
 
 
 def test_no_op_hooks_keep_logits_and_head_ablation_changes_them():
