@@ -72,6 +72,7 @@ import yaml
 from huggingface_hub import HfApi
 
 from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
+from datasets_builders.tokenizer import save_tokenizer
 
 from . import verify
 from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
@@ -317,12 +318,28 @@ def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     for path in sorted((run_dir / "final").iterdir()):
-        if path.is_file() and path.name != "training_info.json":
+        if path.is_file() and path.name not in ("training_info.json", "tokenizer.json", "tokenizer_config.json"):
             shutil.copyfile(path, folder / path.name)
+    # The tokenizer from the source (left padding, the model's context as model_max_length), not the
+    # one an older run saved.
+    save_tokenizer(str(folder), model_max_length=train_config["model"]["n_positions"])
     (folder / "training_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     (folder / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False), encoding="utf-8")
     write_shipped_code(folder)
+    write_gpt2_copy(folder)
     return train_config
+
+
+def write_gpt2_copy(folder: Path) -> bool:
+    """``<folder>/gpt2/``: the model as a stock ``GPT2LMHeadModel`` (no remote code), when its
+    architecture converts exactly; returns whether it did."""
+    from modeling.gpt2 import ConversionError, write_gpt2
+    try:
+        write_gpt2(folder, folder / "gpt2")
+        return True
+    except ConversionError as err:
+        log(f"  {folder.name}: no GPT-2 copy ({err})")
+        return False
 
 
 def evaluate_folder(folder: Path, namespace: str, spec: ModelSpec, train_config: dict, dataset_dir: Path,

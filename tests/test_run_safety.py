@@ -180,7 +180,8 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 # ---------------------------------------------------------------------------------------------
 def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_run, tmp_path):
     init = str(finished_run / "final")
-    cfg = resolve(compose(["recipe=parity_finetune", f"init_from={init}", f"output_dir={tmp_path / 'ft'}"]))
+    cfg = resolve(compose(["recipe=parity_finetune", f"init_from={init}", f"output_dir={tmp_path / 'ft'}",
+                           "data.max_length=5"]))
     assert cfg.model.n_embd == 32 and cfg.model.n_positions == 16  # the init model's, not the recipe's 128 / 64
     folder = RunFolder(tmp_path / "ft")
     folder.path.mkdir()

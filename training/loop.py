@@ -24,8 +24,8 @@ from modeling import IterGPTConfig, IterGPTForCausalLM
 from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, from_dict, model_config, to_dict, validate
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary
-from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, no_space_message,
-                         read_metrics, write_manifest)
+from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, is_write_error,
+                         no_space_message, write_manifest)
 
 __all__ = ["train", "resolve", "build_model", "set_trainable", "lr_lambda", "TrainingError"]
 
@@ -234,7 +234,7 @@ def _save_model(run: Run, path: Path, info: dict) -> None:
 
     def write(tmp: Path) -> None:
         run.raw.save_pretrained(tmp, safe_serialization=True)
-        build_tokenizer().save_pretrained(tmp)
+        build_tokenizer(model_max_length=run.cfg.model.n_positions).save_pretrained(tmp)
         (tmp / "training_info.json").write_text(json.dumps(info, indent=2))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_dir(path, write)
@@ -393,7 +393,9 @@ def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
         _loop(run)
         run.accelerator.wait_for_everyone()
         result = _finish(run, quiet=sweep_dir is not None) if run.main else {}
-    except OSError as err:
+    except Exception as err:  # a full disk surfaces as OSError or as a library's wrapped I/O error
+        if not is_write_error(err) or isinstance(err, (ConfigError, RunFolderError)):
+            raise
         raise RunFolderError(no_space_message(err, getattr(err, "filename", None) or cfg.output_dir)) from None
     finally:
         run.folder.release()

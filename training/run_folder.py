@@ -26,12 +26,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
 
 __all__ = ["RunFolder", "RunFolderError", "atomic_dir", "atomic_write_text", "read_metrics",
-           "checkpoint_steps", "verify_manifest", "write_manifest", "no_space_message"]
+           "checkpoint_steps", "verify_manifest", "write_manifest", "no_space_message", "is_write_error"]
 
 MARKER = ".iteration-head-run"
 OWN_ENTRIES = {MARKER, ".lock", "train_config.yaml", "metrics.jsonl", "summary.json", "logs",
@@ -43,12 +44,22 @@ class RunFolderError(RuntimeError):
     """The run folder cannot be used as asked (the message says why and what to do)."""
 
 
-def no_space_message(err: OSError, path) -> str:
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return f"no space left writing {path} ({err.strerror}); free some space and resume"
-    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"cannot write {path} ({err.strerror}): choose a writable output_dir"
-    return f"cannot write {path}: {err.strerror or err}"
+def no_space_message(err: Exception, path) -> str:
+    """One line for a failed write: an ``OSError``, or a library's error that wraps one (safetensors
+    says "I/O error: ... (os error 28)")."""
+    code = getattr(err, "errno", None)
+    if code is None:
+        found = re.search(r"os error (\d+)", str(err))
+        code = int(found.group(1)) if found else None
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"no space left writing {path} ({os.strerror(code)}); free some space, then resume=latest"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {path} ({os.strerror(code)}): choose a writable output_dir"
+    return f"cannot write {path}: {getattr(err, 'strerror', None) or err}"
+
+
+def is_write_error(err: Exception) -> bool:
+    return isinstance(err, OSError) or "os error" in str(err)
 
 
 def _remove(path: Path) -> None:
