@@ -523,8 +523,8 @@ def write_manifests(out: Path, spec: ModelSpec) -> None:
 
 
 def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
-    """Regenerate the shipped code of every released folder in ``out`` from the source and re-record
-    the manifests (after a change to the model code, without re-running the release). Each folder
+    """Regenerate what every released folder in ``out`` ships from the source (model code, analysis,
+    tasks, tokenizer, GPT-2 copy) and re-record the manifests (after a change to the model code, without re-running the release). Each folder
     must verify first: a tampered folder is not re-signed."""
     from . import render
 
@@ -533,13 +533,17 @@ def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
         folder = out / spec.repo
         if not folder.is_dir():
             continue
-        stale = {str(folder / name) for name in SHIPPED_CODE}
-        found = [p for p in verify.problems(folder) if p.split(":")[0] not in stale]
+        stale = {str(folder / name) for name in (*SHIPPED_CODE, "tokenizer.json", "tokenizer_config.json")}
+        found = [p for p in verify.problems(folder)
+                 if p.split(":")[0] not in stale and not p.startswith(str(folder / "gpt2"))]
         for step in render.revision_steps(out, spec.repo):
             found += verify.problems(out / "revisions" / spec.repo / f"step{step}")
         if found:
             raise ReleaseError("will not re-record a folder changed since the release: " + "; ".join(found))
         write_shipped_code(folder)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        save_tokenizer(str(folder), model_max_length=config["n_positions"])
+        write_gpt2_copy(folder)
         write_manifests(out, spec)
         done.append(folder)
     return done
@@ -714,8 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "torch's default. Tiny models on a shared 2-core CPU run far faster on 1 (default)")
     p.add_argument("--push", action="store_true", help="upload to the Hub after every check passed")
     p.add_argument("--sync-code", action="store_true",
-                   help="only regenerate the shipped code files of the released folders in --out from the "
-                        "source and re-record their manifests (each must verify first)")
+                   help="only regenerate what the released folders in --out ship from the source (code, "
+                        "tokenizer, GPT-2 copy) and re-record their manifests (each must verify first)")
     p.add_argument("--private", action="store_true", help="create private repositories")
     return p
 

@@ -13,7 +13,8 @@ Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H h
         .pos_embed (Embedding | fixed table)   hook_pos_embed  (B, T, d_model)
         .drop
         .blocks[i]  IterGPTBlock               hook_resid_pre / hook_resid_mid / hook_resid_post (B, T, d_model)
-          .ln1, .ln2
+                                               hook_attn_out / hook_mlp_out  (B, T, d_model) added to the stream
+          .ln1, .ln2  IterGPTLayerNorm         hook_scale (B, T, 1) / hook_normalized / hook_out (B, T, d_model)
           .attn  IterGPTAttention  q_proj k_proj v_proj o_proj
                                               hook_q / hook_k / hook_v  (B, T, H, d_head)
                                               hook_attn_scores          (B, H, T, S)  pre-softmax, masked
@@ -21,14 +22,15 @@ Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H h
                                               hook_z                    (B, T, H, d_head)
                                               hook_result               (B, T, H, d_model)  per-head output
           .mlp   IterGPTMLP  fc_in act fc_out  hook_pre / hook_post     (B, T, d_mlp)
-        .ln_final                              hook_final      (B, T, d_model)  fed to lm_head
+        .ln_final                              ln_final.hook_out (B, T, d_model) fed to lm_head (alias: hook_final)
       .lm_head (Linear d_model -> vocab, no bias)
 
-With nothing attached a hook point is one identity call (bench/bench_model.py measures it). The two
-costly ones are lazy: ``hook_result`` (a per-head einsum) is only computed when hooked, and hooking
-``hook_pattern`` / ``hook_attn_scores`` (or ``output_attentions=True``) switches that layer from the
-fused SDPA kernel to the eager attention that materialises the pattern. Both paths give the same
-logits.
+With nothing attached a hook point is one identity call (bench/bench_model.py measures it). The
+costly ones are lazy: ``hook_result`` (a per-head einsum) and a norm's ``hook_scale`` /
+``hook_normalized`` are only computed when hooked, and hooking ``hook_pattern`` /
+``hook_attn_scores`` (or ``output_attentions=True``) switches that layer from the fused SDPA kernel to
+the eager attention that materialises the pattern. ``config.materialize_hooks=True`` computes all of
+them on every pass, for tools that do not attach torch hooks (nnsight). Same logits either way.
 
 This file imports only torch, transformers and (relatively) its configuration, so that
 ``save_pretrained`` ships it with the weights for ``trust_remote_code=True`` loading.
@@ -46,6 +48,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -93,11 +96,29 @@ class HookPoint(nn.Module):
         """Register ``fn(tensor, hook)``; a non-``None`` return value replaces the activation."""
         return self.register_forward_hook(lambda module, args, output: fn(output, module))
 
+    def add_backward_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
+        """Register ``fn(grad, hook)``, called in backward with the gradient of this activation (same
+        shape); a non-``None`` return value replaces the gradient. It is attached to the activations of
+        the forward passes run while the handle is alive; ``backward()`` may come after its removal."""
+
+        def attach(module, args, output):
+            if output.requires_grad:
+                output.register_hook(lambda grad: fn(grad, module))
+
+        return self.register_forward_hook(attach)
+
     def has_hooks(self) -> bool:
         return bool(self._forward_hooks or self._forward_pre_hooks)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+# Former names of hook points, still accepted by names filters.
+HOOK_ALIASES = {"hook_final": "ln_final.hook_out"}
+
+# run_with_hooks / run_with_cache ``return_type`` values (TransformerLens' plus our default).
+RETURN_TYPES = ("outputs", "logits", "loss", "both", None)
 
 
 def _hooked(point) -> bool:
@@ -198,10 +219,44 @@ class FixedPositionEmbedding(nn.Module):
         return f"{self.n_positions}, {self.dim}, sinusoidal={self.sinusoidal}"
 
 
+class IterGPTLayerNorm(nn.Module):
+    """LayerNorm or RMSNorm (``config.norm``) with TransformerLens 4's hook points.
+
+    ``hook_scale`` (B, T, 1): the divisor ``sqrt(var + eps)`` (RMSNorm: ``sqrt(mean(x^2) + eps)``);
+    ``hook_normalized`` (B, T, d_model): ``(x - mean) / scale``, before ``weight`` and ``bias`` (as in
+    TransformerLens' bridge); ``hook_out`` (B, T, d_model): the output. Weights are named as in
+    ``nn.LayerNorm``/``nn.RMSNorm``. The fused kernel runs unless ``hook_scale``/``hook_normalized`` is
+    hooked (or ``config.materialize_hooks``): then the steps are explicit so a hook can edit them.
+    """
+
+    def __init__(self, config: IterGPTConfig):
+        super().__init__()
+        self.config = config
+        self.rms, self.eps = config.norm == "rmsnorm", config.norm_eps
+        self.weight = nn.Parameter(torch.ones(config.n_embd))
+        self.bias = nn.Parameter(torch.zeros(config.n_embd)) if config.norm_bias else None
+        self.hook_scale = HookPoint()  # (B, T, 1)
+        self.hook_normalized = HookPoint()  # (B, T, d_model)
+        self.hook_out = HookPoint()  # (B, T, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.materialize_hooks or _hooked(self.hook_scale) or _hooked(self.hook_normalized):
+            centred = x if self.rms else x - x.mean(-1, keepdim=True)
+            scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())  # (B, T, 1)
+            out = self.hook_normalized(centred / scale) * self.weight
+            out = out + self.bias if self.bias is not None else out
+        elif self.rms:
+            out = F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+        else:
+            out = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        return self.hook_out(out)  # (B, T, d_model)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}, rms={self.rms}, bias={self.bias is not None}"
+
+
 def _make_norm(config: IterGPTConfig) -> nn.Module:
-    if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
-    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.norm_bias)
+    return IterGPTLayerNorm(config)
 
 
 def _make_activation(name: str) -> nn.Module:
@@ -255,7 +310,8 @@ class IterGPTAttention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, H, S, dh)
 
         # The pattern only exists on the eager path: take it whenever someone asks to see it.
-        wants_pattern = output_attentions or _hooked(self.hook_pattern) or _hooked(self.hook_attn_scores)
+        wants_pattern = (output_attentions or self.config.materialize_hooks or _hooked(self.hook_pattern)
+                         or _hooked(self.hook_attn_scores))
         implementation = self.config._attn_implementation or "sdpa"
         attention_interface = eager_attention_forward
         if not wants_pattern and implementation != "eager":
@@ -271,7 +327,7 @@ class IterGPTAttention(nn.Module):
         )
         z = self.hook_z(z.reshape(B, T, H, dh))  # (B, T, H, dh)
 
-        if _hooked(self.hook_result):
+        if self.config.materialize_hooks or _hooked(self.hook_result):
             # Per-head contribution to the residual stream; the bias is added once, after the head sum.
             result = self.hook_result(torch.einsum("bthd,hdm->bthm", z, self.W_O))  # (B, T, H, d_model)
             out = result.sum(dim=2)
@@ -357,7 +413,7 @@ class IterGPTMLP(nn.Module):
         return self.fc_out.weight.T
 
 
-class IterGPTBlock(nn.Module):
+class IterGPTBlock(GradientCheckpointingLayer):
     """One transformer block, in the GPT-2 pre-norm layout or the paper code's ("reference") layout.
 
     standard:  x = x + attn(ln1(x));        x = x + mlp(ln2(x))
@@ -372,9 +428,11 @@ class IterGPTBlock(nn.Module):
         self.hook_resid_pre = HookPoint()  # (B, T, d_model)
         self.ln1 = _make_norm(config)
         self.attn = IterGPTAttention(config, layer_idx)
+        self.hook_attn_out = HookPoint()  # (B, T, d_model) what attention adds to the stream
         self.hook_resid_mid = HookPoint()  # (B, T, d_model)
         self.ln2 = _make_norm(config)
         self.mlp = IterGPTMLP(config)
+        self.hook_mlp_out = HookPoint()  # (B, T, d_model) what the MLP adds to the stream
         self.hook_resid_post = HookPoint()  # (B, T, d_model)
         self.drop = nn.Dropout(config.resid_pdrop)
 
@@ -391,8 +449,8 @@ class IterGPTBlock(nn.Module):
             attn_out, weights = self.attn(x, attention_mask, cache, output_attentions)
         else:
             attn_out, weights = self.attn(self.ln1(x), attention_mask, cache, output_attentions)
-        x = self.hook_resid_mid(x + self.drop(attn_out))
-        x = self.hook_resid_post(x + self.drop(self.mlp(self.ln2(x))))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.drop(attn_out)))
+        x = self.hook_resid_post(x + self.hook_mlp_out(self.drop(self.mlp(self.ln2(x)))))
         return x, weights
 
 
@@ -416,21 +474,36 @@ class IterGPTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True  # per block; the KV cache is dropped while checkpointing
 
     def _init_weights(self, module: nn.Module) -> None:
-        if module is self._base().pos_embed and self.config.position_init == "sinusoidal":
-            # A learned table that starts as the sin/cos table (then trained like any weight).
-            table = sinusoidal_table(self.config.n_positions, self.config.n_embd)
-            init.copy_(module.weight, table * self.config.position_init_scale)
+        config = self.config
+        if module is self._base().pos_embed and isinstance(module, nn.Embedding):
+            if config.position_init == "sinusoidal":
+                # A learned table that starts as the sin/cos table (then trained like any weight).
+                table = sinusoidal_table(config.n_positions, config.n_embd)
+                init.copy_(module.weight, table * config.position_init_scale)
+            else:
+                init.normal_(module.weight, mean=0.0, std=config.position_std)
             return
-        # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
-        super()._init_weights(module)
         if isinstance(module, FixedPositionEmbedding):
             if module.sinusoidal:  # not saved: rebuilt after loading
                 init.copy_(module.weight, sinusoidal_table(module.n_positions, module.dim))
             else:  # frozen random table; skipped by transformers when loaded from the checkpoint
-                init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+                init.normal_(module.weight, mean=0.0, std=config.position_std)
+            return
+        if config.init == "pytorch":
+            # The reference code never re-initialises: every module keeps PyTorch's own default
+            # (nn.Embedding ~ N(0, 1), nn.Linear Kaiming-uniform, norms (1, 0)).
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5)) if isinstance(module, nn.Linear) \
+                    else init.normal_(module.weight, mean=0.0, std=1.0)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    bound = 1 / math.sqrt(module.in_features)
+                    init.uniform_(module.bias, -bound, bound)
+                return
+        # Linear/Embedding ~ N(0, initializer_range), norms = (1, 0): the transformers default.
+        super()._init_weights(module)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
@@ -456,6 +529,7 @@ class IterGPTPreTrainedModel(PreTrainedModel):
                     f"unexpected weights {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
                     "(pass strict=False to load anyway with random initialisation of the missing ones)"
                 )
+        _fit_generation_length(model)  # a generation_config.json saved without max_length
         return (model, info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -483,7 +557,7 @@ class IterGPTPreTrainedModel(PreTrainedModel):
         if callable(names_filter):
             return [name for name in points if names_filter(name)]
         names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
-        names = [n.removeprefix("model.") for n in names]
+        names = [HOOK_ALIASES.get(n.removeprefix("model."), n.removeprefix("model.")) for n in names]
         unknown = [n for n in names if n not in points]
         if unknown:
             raise ValueError(
@@ -493,38 +567,70 @@ class IterGPTPreTrainedModel(PreTrainedModel):
         return names
 
     @contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple]) -> Iterator["IterGPTPreTrainedModel"]:
-        """Context manager attaching ``[(name_or_filter, fn)]``; ``fn(tensor, hook)`` may return a
-        replacement tensor. The hooks are removed on exit, also when the body raises."""
+    def hooks(self, fwd_hooks: Iterable[tuple] = (), bwd_hooks: Iterable[tuple] = ()) -> Iterator["IterGPTPreTrainedModel"]:
+        """Context manager attaching ``[(name_or_filter, fn)]``. Forward hooks: ``fn(tensor, hook)`` may
+        return a replacement tensor. Backward hooks: ``fn(grad, hook)`` sees the gradient of the
+        activations computed inside the context (call ``backward()`` inside or after it) and may
+        return a replacement gradient. Attaching is removed on exit, also when the body raises."""
         points = self.hook_points()
         handles = []
         try:
-            for names_filter, fn in fwd_hooks:
-                for name in self._resolve_names(names_filter):
-                    handles.append(points[name].add_hook(fn))
+            for hook_list, attach in ((fwd_hooks, HookPoint.add_hook), (bwd_hooks, HookPoint.add_backward_hook)):
+                for names_filter, fn in hook_list:
+                    for name in self._resolve_names(names_filter):
+                        handles.append(attach(points[name], fn))
             yield self
         finally:
             for handle in handles:
                 handle.remove()
 
-    def run_with_hooks(self, input_ids: torch.Tensor | None = None, fwd_hooks: Iterable[tuple] = (), **kwargs):
+    def _run(self, input_ids, return_type, kwargs, need_loss: bool = False):
+        """One forward pass; ``return_type`` as in TransformerLens: "logits", "loss" (next-token
+        cross-entropy over ``input_ids`` unless ``labels`` are given), "both" (logits, loss), None;
+        or "outputs" (default): the model's usual output object. Returns (selected, outputs)."""
+        if return_type not in RETURN_TYPES:
+            raise ValueError(f"return_type={return_type!r} is unknown: choose one of {RETURN_TYPES}")
+        if (need_loss or return_type in ("loss", "both")) and kwargs.get("labels") is None:
+            if not hasattr(self, "lm_head"):
+                raise ValueError("a loss (return_type='loss'/'both', incl_bwd=True) needs IterGPTForCausalLM")
+            kwargs = {**kwargs, "labels": input_ids}
+        outputs = self(input_ids=input_ids, **kwargs)
+        logits, loss = getattr(outputs, "logits", None), getattr(outputs, "loss", None)
+        selected = {"outputs": outputs, "logits": logits, "loss": loss, "both": (logits, loss), None: None}
+        return selected[return_type], outputs
+
+    def run_with_hooks(
+        self,
+        input_ids: torch.Tensor | None = None,
+        fwd_hooks: Iterable[tuple] = (),
+        bwd_hooks: Iterable[tuple] = (),
+        return_type: str | None = "outputs",
+        **kwargs,
+    ):
         """One forward pass with temporary hooks (e.g. ablate a head by zeroing its slice of
-        ``hook_z``); returns the usual outputs."""
-        with self.hooks(fwd_hooks):
-            return self(input_ids=input_ids, **kwargs)
+        ``hook_z``). ``bwd_hooks`` stay attached to this pass's activations, so a later
+        ``loss.backward()`` calls them. Other arguments go to ``forward`` (unknown ones raise)."""
+        with self.hooks(fwd_hooks, bwd_hooks):
+            return self._run(input_ids, return_type, kwargs)[0]
 
     def run_with_cache(
         self,
         input_ids: torch.Tensor | None = None,
         names_filter=None,
         attention_mask: torch.Tensor | None = None,
+        return_type: str | None = "outputs",
+        incl_bwd: bool = False,
         **kwargs,
     ) -> tuple[object, dict[str, torch.Tensor]]:
         """One forward pass recording activations: returns ``(outputs, {hook_name: tensor})``.
 
-        ``outputs`` is the model's usual output object (``outputs.logits`` for the causal LM). The
-        tensors are detached. ``names_filter``: ``None`` (all), a name, a list of names or a
-        predicate on names. Recording ``hook_pattern``/``hook_attn_scores`` uses the eager path and
+        ``outputs`` is the model's usual output object (``outputs.logits`` for the causal LM), or what
+        ``return_type`` asks for ("logits", "loss", "both", None). The tensors are detached, keyed
+        by hook point name (``blocks.0.attn.hook_pattern``; aliases such as ``hook_final`` resolve to
+        their current name). ``names_filter``: ``None`` (all), a name, a list of names or a predicate
+        on names. ``incl_bwd=True`` also runs ``backward()`` on the loss (next-token cross-entropy
+        over ``input_ids`` unless ``labels`` are given) and records each activation's gradient as
+        ``"<name>_grad"``. Recording ``hook_pattern``/``hook_attn_scores`` uses the eager path and
         ``hook_result`` computes the per-head outputs; call ``model.eval()`` first to disable dropout.
         """
         store: dict[str, torch.Tensor] = {}
@@ -532,10 +638,16 @@ class IterGPTPreTrainedModel(PreTrainedModel):
         def save(tensor: torch.Tensor, hook: HookPoint) -> None:
             store[hook.name] = tensor.detach()
 
+        def save_grad(grad: torch.Tensor, hook: HookPoint) -> None:
+            store[f"{hook.name}_grad"] = grad.detach()
+
         names = self._resolve_names(names_filter)
-        with self.hooks([(names, save)] if names else []):
-            outputs = self(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return outputs, store
+        kwargs["attention_mask"] = attention_mask
+        with self.hooks([(names, save)] if names else [], [(names, save_grad)] if names and incl_bwd else []):
+            selected, outputs = self._run(input_ids, return_type, kwargs, need_loss=incl_bwd)
+            if incl_bwd:
+                outputs.loss.backward()
+        return selected, store
 
     def reset_hooks(self) -> None:
         """Remove every forward hook attached to a hook point (e.g. after an interrupted session)."""
@@ -604,8 +716,7 @@ class IterGPTModel(IterGPTPreTrainedModel):
         self.hook_pos_embed = HookPoint()  # (B, T, d_model)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.blocks = nn.ModuleList([IterGPTBlock(config, i) for i in range(config.n_layer)])
-        self.ln_final = _make_norm(config)
-        self.hook_final = HookPoint()  # (B, T, d_model)
+        self.ln_final = _make_norm(config)  # ln_final.hook_out (B, T, d_model): fed to lm_head
         for name, module in self.named_modules():
             if isinstance(module, HookPoint):
                 module.name = name
@@ -629,7 +740,6 @@ class IterGPTModel(IterGPTPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = True,
-        **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
         """Run the transformer.
 
@@ -734,12 +844,12 @@ class IterGPTModel(IterGPTPreTrainedModel):
         for block in self.blocks:
             if output_hidden_states:
                 all_hidden += (x,)
-            x, weights = block(x, mask, cache, output_attentions)
+            x, weights = block(x, mask, cache=cache, output_attentions=output_attentions)
             if output_attentions:
                 all_attentions += (weights,)
         if output_hidden_states:
             all_hidden += (x,)
-        x = self.hook_final(self.ln_final(x))  # (B, T, d_model)
+        x = self.ln_final(x)  # (B, T, d_model)
 
         out = BaseModelOutputWithPast(
             last_hidden_state=x, hidden_states=all_hidden, attentions=all_attentions, **{_CACHE_FIELD: cache}
@@ -757,6 +867,7 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
         self.model = IterGPTModel(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
+        _fit_generation_length(self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed
@@ -788,7 +899,6 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = True,
-        **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         """Arguments as ``IterGPTModel.forward``, plus ``labels`` (B, T): the loss is the mean
         cross-entropy of ``logits[:, :-1]`` against ``labels[:, 1:]`` (the shift is done here),
@@ -838,7 +948,21 @@ def _pick_cache(cache, past_key_values):
             f"cache must be a transformers Cache such as DynamicCache, got {type(cache).__name__} "
             "(legacy tuples of tensors are not supported)"
         )
+    if cache is not None and getattr(cache, "is_compileable", False):
+        raise ValueError(
+            f"{type(cache).__name__} (cache_implementation='static' and other fixed-size caches) is not "
+            "supported: IterGPT attends over exactly the cached + new keys. Use the default DynamicCache "
+            "(drop cache_implementation); a 64-token context gains nothing from a static cache"
+        )
     return cache
+
+
+def _fit_generation_length(model) -> None:
+    """``generation_config.max_length`` = the context when unset or transformers' default (20, which
+    cuts the chain of any prompt of 20 tokens or more)."""
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None and generation_config.max_length in (None, 20):
+        generation_config.max_length = model.config.n_positions
 
 
 def _check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

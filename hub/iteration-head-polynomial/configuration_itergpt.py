@@ -21,6 +21,7 @@ NORMS = ("layernorm", "rmsnorm")
 RESIDUALS = ("standard", "reference")
 POSITION_EMBEDDINGS = ("learned", "sinusoidal", "frozen")
 POSITION_INITS = ("normal", "sinusoidal")
+INITS = ("normal", "pytorch")
 
 
 class IterGPTConfig(PreTrainedConfig):
@@ -47,6 +48,12 @@ class IterGPTConfig(PreTrainedConfig):
             (N(0, initializer_range), the reference code's) or `sinusoidal` (the sin/cos table times
             `position_init_scale`, then trained like any other weight).
         position_init_scale (`float`, defaults to 1.0): amplitude of the `sinusoidal` initialisation.
+        init (`str`, defaults to `"normal"`): initial weights. `normal`: linear and embedding weights
+            ~ N(0, initializer_range), norms (1, 0) (GPT-2 style, the transformers default). `pytorch`:
+            each module's own PyTorch default, never overridden -- the reference code's: embeddings
+            ~ N(0, 1), linear layers Kaiming-uniform.
+        position_init_std (`float`, *optional*): std of a normal-initialised learned or frozen position
+            table; `None` follows `init` (initializer_range, or 1.0 with `init="pytorch"`).
         embd_pdrop (`float`, defaults to 0.1): dropout on the summed token + position embeddings.
         attn_pdrop (`float`, defaults to 0.0): dropout on the attention weights.
         resid_pdrop (`float`, defaults to 0.0): dropout on the attention and MLP outputs before they are
@@ -61,10 +68,17 @@ class IterGPTConfig(PreTrainedConfig):
         pad_token_id / bos_token_id / eos_token_id / eoi_token_id (`int`): special ids of the shared
             vocabulary (`<pad>`=63, `<bos>`=60, `<eos>`=62, `<eoi>`=61).
         use_cache (`bool`, defaults to `True`): return a key/value cache from `forward`.
+        materialize_hooks (`bool`, defaults to `False`): compute every hook point on every forward pass:
+            eager attention (`hook_attn_scores`, `hook_pattern`), the per-head `hook_result` and the
+            norms' `hook_scale`. By default these are computed only while a torch hook is attached to
+            them (`run_with_cache`, `run_with_hooks`); set it for tools that find activations by other
+            means, or pass `attn_implementation="eager"` for the patterns alone. Same logits either way.
 
     Standard names are aliases (`attribute_map`): `num_hidden_layers` -> `n_layer`, `hidden_size` ->
     `n_embd`, `num_attention_heads` -> `n_head`, `max_position_embeddings` -> `n_positions`,
-    `intermediate_size` -> `n_inner`.
+    `intermediate_size` -> `n_inner`, `hidden_act` -> `activation`. `head_dim` (and its TransformerLens
+    name `d_head`) is derived, `n_embd // n_head`; setting it to that value is accepted (tools that copy
+    config fields do), any other value is a `ValueError`.
 
     Example:
 
@@ -83,6 +97,7 @@ class IterGPTConfig(PreTrainedConfig):
         "num_attention_heads": "n_head",
         "max_position_embeddings": "n_positions",
         "intermediate_size": "n_inner",
+        "hidden_act": "activation",
     }
 
     vocab_size: int = 64
@@ -99,6 +114,8 @@ class IterGPTConfig(PreTrainedConfig):
     position_embedding: str = "learned"
     position_init: str = "normal"
     position_init_scale: float = 1.0
+    init: str = "normal"
+    position_init_std: float | None = None
     embd_pdrop: float = 0.1
     attn_pdrop: float = 0.0
     resid_pdrop: float = 0.0
@@ -110,6 +127,7 @@ class IterGPTConfig(PreTrainedConfig):
     eos_token_id: int | None = 62
     eoi_token_id: int | None = 61
     use_cache: bool = True
+    materialize_hooks: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -135,6 +153,7 @@ class IterGPTConfig(PreTrainedConfig):
             ("residual", RESIDUALS),
             ("position_embedding", POSITION_EMBEDDINGS),
             ("position_init", POSITION_INITS),
+            ("init", INITS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -146,6 +165,9 @@ class IterGPTConfig(PreTrainedConfig):
             )
         if not isinstance(self.position_init_scale, (int, float)) or self.position_init_scale <= 0:
             raise ValueError(f"position_init_scale={self.position_init_scale!r} is invalid: it must be > 0")
+        std = self.position_init_std
+        if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or std <= 0):
+            raise ValueError(f"position_init_std={std!r} is invalid: it must be None or a number > 0")
         if self.norm == "rmsnorm" and self.norm_bias:
             raise ValueError("norm_bias=True is only available with norm='layernorm' (RMSNorm has no bias)")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
@@ -164,9 +186,26 @@ class IterGPTConfig(PreTrainedConfig):
                 )
 
     @property
-    def d_head(self) -> int:
-        """Width of one attention head."""
+    def position_std(self) -> float:
+        """Std of a normal-initialised position table (see `position_init_std`)."""
+        if self.position_init_std is not None:
+            return self.position_init_std
+        return 1.0 if self.init == "pytorch" else self.initializer_range
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head, ``n_embd // n_head`` (the transformers name)."""
         return self.n_embd // self.n_head
+
+    @head_dim.setter
+    def head_dim(self, value: int) -> None:
+        if value != self.n_embd // self.n_head:
+            raise ValueError(
+                f"head_dim={value!r} is derived, not set: it is n_embd // n_head = {self.n_embd // self.n_head}; "
+                "change n_embd or n_head instead"
+            )
+
+    d_head = head_dim  # the TransformerLens name
 
 
 def _is_int(value) -> bool:
