@@ -107,13 +107,44 @@ def write_results(sweep_dir: str | Path, out: str | Path | None = None, experime
     columns, data = table(rows, experiment)
     out = Path(out) if out else Path(sweep_dir) / "results.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(out, columns, data)
+    _write_parquet(out.with_suffix(".parquet"), columns, data)
+    long = curves(rows, Path(sweep_dir))
+    if long:
+        path = out.with_name(out.stem + "_curves.csv")
+        _write_csv(path, list(long[0]), long)
+    return out
+
+
+def curves(rows: list[dict], sweep_dir: Path) -> list[dict]:
+    """The long table of every evaluation of every run: identity keys, varying keys, then per step the
+    main task's test accuracy (mean, min) and head scores. Emergence figures are drawn from it."""
+    from .config import from_dict
+    from .report import _task_metrics, main_task
+    columns, flat = table(rows)
+    keys = [c for c in columns if c not in ("run", "status") and c in flat[0]
+            and not c.startswith(("acc_L", "first_mean_", "iteration_mean_"))][:len(ID_KEYS) + 16]
+    out = []
+    for r, f in zip(rows, flat):
+        folder = Path(sweep_dir) / r["run"]
+        cfg = from_dict(yaml.safe_load((folder / "train_config.yaml").read_text()))
+        ident = {"run": r["run"], **{k: f[k] for k in keys if k in columns[:columns.index("run") + 3 + len(ID_KEYS) + 99]
+                                      and k not in r["outcome"]}}
+        for rec in read_metrics(folder / "metrics.jsonl"):
+            if "test" in rec:
+                m = _task_metrics(rec, main_task(cfg))
+                out.append({**ident, "step": rec["step"], "time_s": rec.get("time_s"),
+                            "test_accuracy": m["accuracy_mean"], "test_accuracy_min": m["accuracy_min"],
+                            "eoi_score": m.get("first_mean"), "iteration_score": m.get("iteration_mean")})
+    return out
+
+
+def _write_csv(path: Path, columns: list[str], data: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()} for r in data])
-    atomic_write_text(out, buf.getvalue())
-    _write_parquet(out.with_suffix(".parquet"), columns, data)
-    return out
+    atomic_write_text(path, buf.getvalue())
 
 
 def _write_parquet(path: Path, columns: list[str], data: list[dict]) -> None:
