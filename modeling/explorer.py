@@ -39,6 +39,7 @@ __all__ = [
     "find_catalogue",
     "parse_input",
     "random_input",
+    "fit_input",
     "select",
     "components",
     "default_component",
@@ -177,11 +178,15 @@ def _task(name: str) -> tasks.Task:
     return tasks.make_task(name)
 
 
+def _words(text) -> list[str]:
+    return [w for w in re.split(r"[\s,]+", str(text or "").strip()) if w]
+
+
 def parse_input(text: str, task: tasks.Task, longest: int) -> np.ndarray:
     """The inputs ``x_1 … x_L`` typed as values separated by spaces or commas (``1 0 1 1``; a
     binary task also takes ``1011``). Returns ``(L,)`` int64; :class:`InputError` says what is wrong."""
     allowed = " ".join(str(v) for v in task.input_values)
-    words = [w for w in re.split(r"[\s,]+", str(text or "").strip()) if w]
+    words = _words(text)
     if len(words) == 1 and max(task.input_values) < 10 and re.fullmatch(r"\d{2,}", words[0]):
         words = list(words[0])  # "1011" for a binary task
     if not words:
@@ -209,6 +214,16 @@ def random_input(task_name: str, length, longest: int, seed: int | None = None) 
         raise InputError(f"length {length} is out of range: the model's context fits 1 to {longest}")
     rng = np.random.default_rng(seed)
     return " ".join(str(v) for v in tasks.sample_inputs(task, length, 1, rng)[0])
+
+
+def fit_input(text: str, task_name: str, longest: int, seed: int | None = None) -> str:
+    """``text`` when it is an input of the task, else a random input of as many values (at most
+    ``longest``): what the page keeps when the model, and with it the task, changes."""
+    try:
+        parse_input(text, _task(task_name), longest)
+        return text
+    except InputError:
+        return random_input(task_name, min(max(len(_words(text)), 1), longest), longest, seed)
 
 
 # ---------------------------------------------------------------------------------------------

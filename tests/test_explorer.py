@@ -70,6 +70,14 @@ def test_random_input_has_the_length_and_valid_values():
         explorer.random_input("sum", 4, 30)
 
 
+def test_fit_input_keeps_a_valid_input_and_replaces_an_invalid_one():
+    assert explorer.fit_input("1 0 1", "parity", 30) == "1 0 1"
+    replaced = explorer.fit_input("3 4 5 9", "parity", 30, seed=0)  # a polynomial input, parity chosen
+    assert len(explorer.parse_input(replaced, parity(), 30)) == 4
+    assert len(explorer.parse_input(explorer.fit_input("", "parity", 30), parity(), 30)) == 1
+    assert len(explorer.fit_input("7 " * 40, "polynomial", 30).split()) == 30
+
+
 # ------------------------------------------------------------------------------------ chain
 def test_chain_html_marks_each_state_right_or_wrong():
     row = tasks.build_rows(parity(), np.array([[1, 0, 1]]))[0]  # <parity> 1 0 1 <eoi> 1 1 0 <eos>

@@ -77,8 +77,8 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
             trigger(lambda *a: show(catalogue, *a), inputs, outputs, api_visibility="private")
         draw.click(lambda *a: random(catalogue, *a), [model, revision, task, length], [message, text]).then(
             lambda *a: show(catalogue, *a), inputs, outputs)
-        model.change(lambda name: model_changed(catalogue, name), [model],
-                     [revision, task, ablation, *emergence]).then(lambda *a: show(catalogue, *a), inputs, outputs)
+        model.change(lambda name, typed: model_changed(catalogue, name, typed), [model, text],
+                     [revision, task, text, ablation, *emergence]).then(lambda *a: show(catalogue, *a), inputs, outputs)
         app.load(lambda *a: show(catalogue, *a), inputs, outputs)
     return app
 
@@ -103,13 +103,16 @@ def random(catalogue, name, revision, task, length):
         return _message(err), gr.update()
 
 
-def model_changed(catalogue, name):
-    """A new model: its revisions, its task, its components, its emergence plot and revisions."""
+def model_changed(catalogue, name, typed):
+    """A new model: its revisions, its task (and an input of it), its components, its emergence
+    plot and revisions."""
     selection = explorer.select(catalogue, name, explorer.MAIN, "parity")
+    task = selection.trained_task or "parity"
     plot, steps = explorer.emergence(catalogue, name)
     parts = explorer.components(selection)
-    return (gr.Dropdown(catalogue.revision_choices(name), value=explorer.MAIN),
-            gr.Dropdown(value=selection.trained_task or "parity"),
+    longest = analysis.max_length(selection.model, selection.cot)
+    return (gr.Dropdown(catalogue.revision_choices(name), value=explorer.MAIN), gr.Dropdown(value=task),
+            explorer.fit_input(typed, task, longest),
             gr.Dropdown(parts, value=explorer.default_component(parts)),
             plot, gr.Slider(0, max(len(steps) - 1, 1), value=max(len(steps) - 1, 0), step=1), steps)
 
