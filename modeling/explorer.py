@@ -280,24 +280,30 @@ def _outline(ax, length: int, cot: bool) -> None:
 def attention_figure(patterns: np.ndarray, labels: list[str], length: int, cot: bool, title: str) -> Figure:
     """Every (layer, head) of ``patterns`` ``(n_layer, n_head, T, T)`` with token labels (a column
     per layer, a row per head), the ``<eoi>`` column outlined (dashed white: the chain-of-thought
-    queries that the first score averages) and the iteration diagonal ``L+t -> t`` (red squares)."""
+    queries that the first score averages) and the iteration diagonal ``L+t -> t`` (red squares).
+
+    Axes are placed in inches, not by a layout engine: constrained layout draws the figure twice
+    and was half of the time of an interaction."""
     n_layer, n_head, T, _ = patterns.shape
-    size = 1.6 + 0.14 * T
-    fig = Figure(figsize=(size * n_layer + 1.0, size * n_head + 0.6), layout="constrained")
-    axes = fig.subplots(n_head, n_layer, squeeze=False)
     font = max(4, min(9, 220 // T))
+    margin = 0.4 + max(len(t) for t in labels) * font * 0.62 / 72  # room for the tick labels, inches
+    panel, left, gap, bottom, top, bar = 1.2 + 0.12 * T, margin, margin + 0.15, margin, 0.55, 0.9
+    width, height = left + n_layer * panel + (n_layer - 1) * gap + bar, bottom + n_head * (panel + top)
+    fig = Figure(figsize=(width, height))
     for l in range(n_layer):
         for h in range(n_head):
-            ax = axes[h, l]
+            x, y = left + l * (panel + gap), bottom + (n_head - 1 - h) * (panel + top)
+            ax = fig.add_axes((x / width, y / height, panel / width, panel / height))
             im = ax.imshow(patterns[l, h], vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
             _outline(ax, length, cot)
             ax.set_title(f"layer {l} head {h}", fontsize=9)
             ax.set_xticks(range(T), labels, rotation=90, fontsize=font)
             ax.set_yticks(range(T), labels, fontsize=font)
-            ax.set_xlabel("key", fontsize=8)
-            ax.set_ylabel("query", fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="attention weight")
-    fig.suptitle(title, fontsize=10)
+            ax.set_xlabel("key", fontsize=8, labelpad=1)
+            ax.set_ylabel("query", fontsize=8, labelpad=1)
+    cax = fig.add_axes(((width - bar + 0.25) / width, bottom / height, 0.12 / width, panel / height))
+    fig.colorbar(im, cax=cax, label="attention weight")
+    fig.suptitle(title, fontsize=10, y=1 - 0.08 / height, va="top")
     return fig
 
 

@@ -64,7 +64,7 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
         chain = gr.HTML(elem_id="chain")
         with gr.Tabs():
             with gr.Tab("attention"):
-                figure = gr.Plot(elem_id="attention", show_label=False)
+                figure = gr.Plot(elem_id="attention", show_label=False, format="png")
                 scores = gr.Markdown(elem_id="scores")
             ablation = _ablation_tab(catalogue, model, revision, task, first)
             emergence = _emergence_tab(catalogue, model, task, text, first)
@@ -127,7 +127,7 @@ def _ablation_tab(catalogue, model, revision, task, first):
             lengths = gr.Textbox("1-16", label="lengths", elem_id="lengths")
             go = gr.Button("ablate", variant="primary", elem_id="ablate")
         summary = gr.Markdown(elem_id="ablation-summary")
-        plot = gr.Plot(elem_id="ablation-plot", show_label=False)
+        plot = gr.Plot(elem_id="ablation-plot", show_label=False, format="png")
 
     def run(name, rev, task_name, part, how, spec):
         try:
@@ -150,7 +150,7 @@ def _emergence_tab(catalogue, model, task, text, first):
                            elem_id="step")
         steps_state = gr.State(steps)
         at_step = gr.Markdown(elem_id="step-label")
-        figure = gr.Plot(elem_id="attention-at-step", show_label=False)
+        figure = gr.Plot(elem_id="attention-at-step", show_label=False, format="png")
 
     def redraw(name, task_name, typed, index, revisions):
         if not revisions:
@@ -174,9 +174,9 @@ def _compare_tab(catalogue, model, revision, task, text, mean):
             go = gr.Button("compare on the same input", variant="primary", elem_id="compare")
         with gr.Row():
             with gr.Column():
-                chain_a, fig_a, scores_a = gr.HTML(), gr.Plot(show_label=False), gr.Markdown()
+                chain_a, fig_a, scores_a = gr.HTML(), gr.Plot(show_label=False, format="png"), gr.Markdown()
             with gr.Column():
-                chain_b, fig_b, scores_b = gr.HTML(), gr.Plot(show_label=False), gr.Markdown()
+                chain_b, fig_b, scores_b = gr.HTML(), gr.Plot(show_label=False, format="png"), gr.Markdown()
         message = gr.Markdown()
 
     def run(name_a, rev_a, task_name, typed, averaged, name_b):
