@@ -145,3 +145,24 @@ def test_ablating_the_iteration_head_drops_the_accuracy(page):
     before, after = (float(v) for v in re.search(r"([\d.]+) → ([\d.]+)", summary).groups())
     assert "L1H0 zero-ablated" in summary and before > 0.95 and after < 0.5
     page.locator("#ablation-plot img").first.wait_for(state="visible")
+
+
+def test_emergence_slider_redraws_the_attention_at_a_revision(page):
+    _choose(page, "model", "iteration-head-polynomial")
+    _wait_text(page, "#message", "iteration-head-polynomial on polynomial")
+    page.get_by_role("tab", name="emergence").click()
+    assert page.locator("#emergence img").first.evaluate("img => img.naturalWidth") > 300  # the curves
+    page.locator("#step input[type=range]").click(position={"x": 2, "y": 4})  # the earliest snapshot
+    label = _wait_text(page, "#step-label", r"step\d+: \d+/\d+ generated tokens right")
+    assert label.startswith("step500")  # the first revision of the polynomial run
+    page.locator("#attention-at-step img").first.wait_for(state="visible")
+
+
+def test_compare_two_models_on_the_same_input(page):
+    page.get_by_role("tab", name="compare").click()
+    page.click("#compare")
+    a = _wait_text(page, "#chain-a", "generated tokens right")
+    b = _wait_text(page, "#chain-b", "generated tokens right")
+    assert a.split("\n")[0].split("<eoi>")[0] == b.split("\n")[0].split("<eoi>")[0]  # the same input
+    assert "all right" in b  # the hand-built construction, the default second model
+    page.locator("#plot-b img").first.wait_for(state="visible")

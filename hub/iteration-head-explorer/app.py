@@ -114,7 +114,7 @@ def model_changed(catalogue, name, typed):
     return (gr.Dropdown(catalogue.revision_choices(name), value=explorer.MAIN), gr.Dropdown(value=task),
             explorer.fit_input(typed, task, longest),
             gr.Dropdown(parts, value=explorer.default_component(parts)),
-            plot, gr.Slider(0, max(len(steps) - 1, 1), value=max(len(steps) - 1, 0), step=1), steps)
+            plot, _slider(steps), steps)
 
 
 def _ablation_tab(catalogue, model, revision, task, first):
@@ -141,13 +141,18 @@ def _ablation_tab(catalogue, model, revision, task, first):
     return component
 
 
+def _slider(steps: list[str]) -> gr.Slider:
+    """A slider over the revisions (its positions are their indices; the label names them)."""
+    names = ", ".join(f"{i} = {s}" for i, s in enumerate(steps)) or "this model has no snapshots"
+    return gr.Slider(0, max(len(steps) - 1, 1), value=max(len(steps) - 1, 0), step=1, elem_id="step",
+                     label=f"revision along training ({names})")
+
+
 def _emergence_tab(catalogue, model, task, text, first):
     png, steps = explorer.emergence(catalogue, first)
     with gr.Tab("emergence"):
         curve = gr.Image(png, label="accuracy and head scores against the training step", elem_id="emergence")
-        slider = gr.Slider(0, max(len(steps) - 1, 1), value=max(len(steps) - 1, 0), step=1,
-                           label="revision along training (left: earliest snapshot, right: final)",
-                           elem_id="step")
+        slider = _slider(steps)
         steps_state = gr.State(steps)
         at_step = gr.Markdown(elem_id="step-label")
         figure = gr.Plot(elem_id="attention-at-step", show_label=False, format="png")
@@ -167,16 +172,18 @@ def _emergence_tab(catalogue, model, task, text, first):
 
 
 def _compare_tab(catalogue, model, revision, task, text, mean):
-    other = next((n for n in catalogue.choices if n.endswith("parity")), catalogue.choices[-1])
     with gr.Tab("compare"):
-        with gr.Row():
-            model_b = gr.Dropdown(catalogue.choices, value=other, label="second model", elem_id="model-b")
+        with gr.Row():  # the construction solves every task: a reference for any model and input
+            model_b = gr.Dropdown(catalogue.choices, value=explorer.CONSTRUCTION, label="second model (same task "
+                                  "and input)", elem_id="model-b")
             go = gr.Button("compare on the same input", variant="primary", elem_id="compare")
         with gr.Row():
             with gr.Column():
-                chain_a, fig_a, scores_a = gr.HTML(), gr.Plot(show_label=False, format="png"), gr.Markdown()
+                chain_a, fig_a = gr.HTML(elem_id="chain-a"), gr.Plot(show_label=False, format="png")
+                scores_a = gr.Markdown()
             with gr.Column():
-                chain_b, fig_b, scores_b = gr.HTML(), gr.Plot(show_label=False, format="png"), gr.Markdown()
+                chain_b, fig_b = gr.HTML(elem_id="chain-b"), gr.Plot(show_label=False, format="png", elem_id="plot-b")
+                scores_b = gr.Markdown()
         message = gr.Markdown()
 
     def run(name_a, rev_a, task_name, typed, averaged, name_b):
