@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,14 @@ __all__ = [
     "select",
     "components",
     "default_component",
+    "Exploration",
     "explore",
+    "chain_html",
+    "attention_figure",
+    "scores_markdown",
     "ablate",
+    "ablation_figure",
+    "ablation_markdown",
     "emergence",
 ]
 
@@ -56,6 +63,19 @@ ABLATION_N = 64  # inputs per length for an ablation (enough for accuracies to 1
 
 class InputError(ValueError):
     """Something the user chose or typed is not usable; the message says what to do instead."""
+
+
+# The cached models are shared by every request of the app, and an ablation hooks into the model
+# it runs (run_with_hooks) while generate() swaps its generation config: one computation at a time.
+_MODEL_LOCK = threading.RLock()
+
+
+def _serialized(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _MODEL_LOCK:
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,8 +158,9 @@ class Selection:
     trained_task: str | None
 
 
-def select(catalogue: Catalogue, name: str, revision: str = MAIN, task: str = "parity") -> Selection:
-    """The model called ``name`` (a catalogue entry or :data:`CONSTRUCTION`) at ``revision``."""
+def select(catalogue: Catalogue | None, name: str, revision: str = MAIN, task: str = "parity") -> Selection:
+    """The model called ``name`` (a catalogue entry, or :data:`CONSTRUCTION` for ``task``, which
+    needs no catalogue) at ``revision``."""
     if name == CONSTRUCTION:
         return Selection(_construction(_task(task).name), f"{CONSTRUCTION} ({task})", None, True, task)
     if name not in catalogue.models:
@@ -322,6 +343,7 @@ def scores_markdown(scores: dict | None, n: int) -> str:
     return f"Head scores on {what} (label when ≥ {analysis.HEAD_THRESHOLD}):\n\n" + "\n".join(rows)
 
 
+@_serialized
 def explore(selection: Selection, task_name: str, text: str, mean: bool = False, seed: int = 0) -> Exploration:
     """One interaction: generate the chain for the typed input, and draw the attention of every
     head (on that input, or averaged over :data:`MEAN_N` random inputs of its length)."""
@@ -346,6 +368,7 @@ def explore(selection: Selection, task_name: str, text: str, mean: bool = False,
 # ---------------------------------------------------------------------------------------------
 # Ablation: one head or MLP knocked out, accuracy per length
 # ---------------------------------------------------------------------------------------------
+@_serialized
 def ablate(selection: Selection, task_name: str, component: str, mode: str = "zero", lengths: str = "1-16",
            n: int = ABLATION_N, seed: int = 0) -> dict:
     """Teacher-forced accuracy per length without and with ``component`` (``L{l}H{h}`` or

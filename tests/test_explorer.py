@@ -191,7 +191,7 @@ def test_handlers_show_messages_not_tracebacks(app, catalogue):
     assert message.startswith("**Cannot do that:**") and "'2' is not parity input" in message
     message, chain, figure, scores = app.show(catalogue, "iteration-head-parity", "main", "parity", "1 0 1", False)
     assert "iteration-head-parity on parity" in message and "4/4 generated tokens right" in chain
-    message, text = app.random(catalogue, "iteration-head-parity", "main", "parity", 99)
+    message, text = app.draw_input(catalogue, "iteration-head-parity", "main", "parity", 99)
     assert "out of range: the model's context fits 1 to 30" in message
 
 

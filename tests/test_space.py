@@ -102,6 +102,13 @@ def _wait_text(page, selector: str, pattern: str) -> str:
     return page.inner_text(selector)
 
 
+def _image_shown(page, selector: str) -> int:
+    """Wait until the first image under ``selector`` has loaded; return its width in pixels."""
+    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); return i && i.complete && i.naturalWidth > 0; }",
+                           arg=selector)
+    return page.locator(f"{selector} img").first.evaluate("img => img.naturalWidth")
+
+
 def _type(page, elem_id: str, text: str) -> None:
     box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
     box.fill(text)
@@ -120,9 +127,7 @@ def test_choosing_a_model_and_an_input_shows_the_chain_and_the_attention(page, t
     page.click("#run")
     chain = _wait_text(page, "#chain", r"<parity> 1 0 1 1 0 1 <eoi>")
     assert "1 1 0 1 1 0 <eos>" in chain and "7/7 generated tokens right" in chain  # running parity
-    figure = page.locator("#attention img").first
-    figure.wait_for(state="visible")
-    assert figure.evaluate("img => img.naturalWidth") > 300
+    assert _image_shown(page, "#attention") > 300
     assert "iteration head" in _wait_text(page, "#scores", "layer")
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -144,18 +149,18 @@ def test_ablating_the_iteration_head_drops_the_accuracy(page):
     summary = _wait_text(page, "#ablation-summary", "→")
     before, after = (float(v) for v in re.search(r"([\d.]+) → ([\d.]+)", summary).groups())
     assert "L1H0 zero-ablated" in summary and before > 0.95 and after < 0.5
-    page.locator("#ablation-plot img").first.wait_for(state="visible")
+    assert _image_shown(page, "#ablation-plot") > 300
 
 
 def test_emergence_slider_redraws_the_attention_at_a_revision(page):
     _choose(page, "model", "iteration-head-polynomial")
     _wait_text(page, "#message", "iteration-head-polynomial on polynomial")
     page.get_by_role("tab", name="emergence").click()
-    assert page.locator("#emergence img").first.evaluate("img => img.naturalWidth") > 300  # the curves
+    assert _image_shown(page, "#emergence") > 300  # the curves
     page.locator("#step input[type=range]").click(position={"x": 2, "y": 4})  # the earliest snapshot
     label = _wait_text(page, "#step-label", r"step\d+: \d+/\d+ generated tokens right")
     assert label.startswith("step500")  # the first revision of the polynomial run
-    page.locator("#attention-at-step img").first.wait_for(state="visible")
+    assert _image_shown(page, "#attention-at-step") > 300
 
 
 def test_compare_two_models_on_the_same_input(page):
@@ -165,4 +170,4 @@ def test_compare_two_models_on_the_same_input(page):
     b = _wait_text(page, "#chain-b", "generated tokens right")
     assert a.split("\n")[0].split("<eoi>")[0] == b.split("\n")[0].split("<eoi>")[0]  # the same input
     assert "all right" in b  # the hand-built construction, the default second model
-    page.locator("#plot-b img").first.wait_for(state="visible")
+    assert _image_shown(page, "#plot-b") > 300

@@ -75,7 +75,7 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
         run.click(lambda *a: show(catalogue, *a), inputs, outputs, api_name="explore")
         for trigger in (text.submit, mean.change, revision.change, task.change):
             trigger(lambda *a: show(catalogue, *a), inputs, outputs, api_visibility="private")
-        draw.click(lambda *a: random(catalogue, *a), [model, revision, task, length], [message, text]).then(
+        draw.click(lambda *a: draw_input(catalogue, *a), [model, revision, task, length], [message, text]).then(
             lambda *a: show(catalogue, *a), inputs, outputs)
         model.change(lambda name, typed: model_changed(catalogue, name, typed), [model, text],
                      [revision, task, text, ablation, *emergence]).then(lambda *a: show(catalogue, *a), inputs, outputs)
@@ -95,7 +95,7 @@ def show(catalogue, name, revision, task, text, mean):
     return took, result.chain_html, result.figure, result.scores_markdown
 
 
-def random(catalogue, name, revision, task, length):
+def draw_input(catalogue, name, revision, task, length):
     try:
         selection = explorer.select(catalogue, name, revision, task)
         return "", explorer.random_input(task, length, analysis.max_length(selection.model, selection.cot))
