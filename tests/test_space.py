@@ -142,6 +142,18 @@ def test_a_bad_input_gets_a_message(page):
     assert "'2' is not parity input" in _wait_text(page, "#message", "Cannot do that")
 
 
+def test_random_input_and_the_mean_over_many_inputs(page):
+    _type(page, "length", "5")
+    page.click("#random")
+    chain = _wait_text(page, "#chain", r"^<parity>( [01]){5} <eoi>")  # a fresh parity input of length 5
+    assert "6/6 generated tokens right" in chain
+    page.locator("#mean input").check()
+    scores = _wait_text(page, "#scores", "mean over")
+    assert "mean over 32 distinct random inputs" in scores  # all 2^5 inputs of length 5
+    page.locator("#mean input").uncheck()
+    _wait_text(page, "#scores", "on this input")
+
+
 def test_ablating_the_iteration_head_drops_the_accuracy(page):
     page.get_by_role("tab", name="ablation").click()
     _type(page, "lengths", "1-8")
