@@ -160,7 +160,8 @@ def test_released_model_settings_and_emergence(catalogue):
     assert explorer.select(catalogue, "iteration-head-polynomial", explorer.MAIN, "polynomial").model is sel.model
     png, revisions = explorer.emergence(catalogue, "iteration-head-polynomial")
     assert Path(png).read_bytes()[:4] == b"\x89PNG"
-    assert revisions[-1] == explorer.MAIN and revisions[:-1] == catalogue.revision_choices("iteration-head-polynomial")[1:]
+    assert revisions[-1] == explorer.MAIN
+    assert revisions[:-1] == catalogue.revision_choices("iteration-head-polynomial")[1:]
     assert explorer.emergence(catalogue, explorer.CONSTRUCTION) == (None, [])
     early = explorer.select(catalogue, "iteration-head-polynomial", revisions[0], "polynomial")
     assert early.model is not sel.model and early.label.endswith(f"@ {revisions[0]}")

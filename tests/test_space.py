@@ -97,15 +97,15 @@ def _choose(page, elem_id: str, option: str) -> None:
 
 def _wait_text(page, selector: str, pattern: str) -> str:
     """Wait until the element's text matches ``pattern``; return the text."""
-    page.wait_for_function("([s, p]) => { const e = document.querySelector(s); return e && new RegExp(p).test(e.innerText); }",
-                           arg=[selector, pattern])
+    page.wait_for_function("([s, p]) => { const e = document.querySelector(s); "
+                           "return e && new RegExp(p).test(e.innerText); }", arg=[selector, pattern])
     return page.inner_text(selector)
 
 
 def _image_shown(page, selector: str) -> int:
     """Wait until the first image under ``selector`` has loaded; return its width in pixels."""
-    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); return i && i.complete && i.naturalWidth > 0; }",
-                           arg=selector)
+    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", arg=selector)
     return page.locator(f"{selector} img").first.evaluate("img => img.naturalWidth")
 
 

@@ -45,6 +45,9 @@ def _message(err: Exception) -> str:
 def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
     """The page: controls on top, then tabs for attention, ablation, emergence and comparison."""
     first = DEFAULT_MODEL if DEFAULT_MODEL in catalogue.models else catalogue.choices[0]
+    chosen = explorer.select(catalogue, first)
+    first_task = chosen.trained_task or "parity"
+    first_input = explorer.fit_input("3 4 5 1 2 7 8 9", first_task, analysis.max_length(chosen.model, chosen.cot), 0)
     with gr.Blocks(title="Iteration head explorer") as app:
         gr.Markdown("# Iteration head explorer\nThe mechanism of *Iteration Head: A Mechanistic Study of "
                     "Chain-of-Thought* (NeurIPS 2024) in the released models. Inputs are values separated "
@@ -53,9 +56,9 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
             model = gr.Dropdown(catalogue.choices, value=first, label="model", elem_id="model")
             revision = gr.Dropdown(catalogue.revision_choices(first), value=explorer.MAIN, label="revision",
                                    elem_id="revision")
-            task = gr.Dropdown(list(tasks.TASK_NAMES), value="polynomial", label="task", elem_id="task")
+            task = gr.Dropdown(list(tasks.TASK_NAMES), value=first_task, label="task", elem_id="task")
         with gr.Row():
-            text = gr.Textbox("3 4 5 1 2 7 8 9", label="input x_1 … x_L", elem_id="input", scale=3)
+            text = gr.Textbox(first_input, label="input x_1 … x_L", elem_id="input", scale=3)
             length = gr.Number(12, label="random length", precision=0, elem_id="length", scale=1)
             draw = gr.Button("random input", elem_id="random", scale=1)
             mean = gr.Checkbox(False, label="mean over many inputs of this length", elem_id="mean", scale=1)
@@ -73,8 +76,10 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
         inputs = [model, revision, task, text, mean]
         outputs = [message, chain, figure, scores]
         run.click(lambda *a: show(catalogue, *a), inputs, outputs, api_name="explore")
-        for trigger in (text.submit, mean.change, revision.change, task.change):
+        for trigger in (text.submit, mean.change, revision.change):
             trigger(lambda *a: show(catalogue, *a), inputs, outputs, api_visibility="private")
+        task.change(lambda *a: fit_to_task(catalogue, *a), [model, revision, task, text], [text]).then(
+            lambda *a: show(catalogue, *a), inputs, outputs)
         draw.click(lambda *a: draw_input(catalogue, *a), [model, revision, task, length], [message, text]).then(
             lambda *a: show(catalogue, *a), inputs, outputs)
         model.change(lambda name, typed: model_changed(catalogue, name, typed), [model, text],
@@ -103,6 +108,15 @@ def draw_input(catalogue, name, revision, task, length):
         return _message(err), gr.update()
 
 
+def fit_to_task(catalogue, name, revision, task, typed):
+    """The typed input, or a random one of as many values when it is not an input of the new task."""
+    try:
+        selection = explorer.select(catalogue, name, revision, task)
+        return explorer.fit_input(typed, task, analysis.max_length(selection.model, selection.cot))
+    except ValueError:
+        return gr.update()  # the next step says what is wrong
+
+
 def model_changed(catalogue, name, typed):
     """A new model: its revisions, its task (and an input of it), its components, its emergence
     plot and revisions."""
@@ -121,8 +135,8 @@ def _ablation_tab(catalogue, model, revision, task, first):
     parts = explorer.components(explorer.select(catalogue, first, explorer.MAIN, "polynomial"))
     with gr.Tab("ablation"):
         with gr.Row():
-            component = gr.Dropdown(parts, value=explorer.default_component(parts), label="component (layer L, head H, or MLP)",
-                                    elem_id="component")
+            component = gr.Dropdown(parts, value=explorer.default_component(parts), elem_id="component",
+                                    label="component (layer L, head H, or MLP)")
             mode = gr.Radio(list(analysis.ABLATION_MODES), value="zero", label="ablation", elem_id="mode")
             lengths = gr.Textbox("1-16", label="lengths", elem_id="lengths")
             go = gr.Button("ablate", variant="primary", elem_id="ablate")
