@@ -69,7 +69,7 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
             with gr.Tab("attention"):
                 figure = gr.Plot(elem_id="attention", show_label=False, format="png")
                 scores = gr.Markdown(elem_id="scores")
-            ablation = _ablation_tab(catalogue, model, revision, task, first)
+            ablation = _ablation_tab(catalogue, model, revision, task, explorer.components(chosen))
             emergence = _emergence_tab(catalogue, model, task, text, first)
             _compare_tab(catalogue, model, revision, task, text, mean)
 
@@ -131,8 +131,7 @@ def model_changed(catalogue, name, typed):
             plot, _slider(steps), steps)
 
 
-def _ablation_tab(catalogue, model, revision, task, first):
-    parts = explorer.components(explorer.select(catalogue, first, explorer.MAIN, "polynomial"))
+def _ablation_tab(catalogue, model, revision, task, parts):
     with gr.Tab("ablation"):
         with gr.Row():
             component = gr.Dropdown(parts, value=explorer.default_component(parts), elem_id="component",
