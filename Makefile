@@ -14,3 +14,8 @@ test: install
 
 bench: install
 	for f in bench/bench_*.py; do python $$f; done
+
+# The explorer Space on the released models in hub/, offline; then open http://127.0.0.1:7860
+.PHONY: explore
+explore: install
+	python hub/iteration-head-explorer/app.py --models hub

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install iteration-head and its dependencies into the current Python environment.
-#   scripts/install.sh          # the package + test tools + interpretability libraries (interop extra)
+#   scripts/install.sh          # the package + test tools + interpretability libraries + the explorer Space
 # torch comes first: a CPU-only machine gets the CPU wheel (PyPI's Linux wheel is a multi-GB CUDA
 # build). Set TORCH_SPEC to choose another build, e.g. TORCH_SPEC="torch" on a GPU machine.
 set -euo pipefail
@@ -16,4 +16,4 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     "$PY" -m pip install --retries 1 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-"$PY" -m pip install -q -e ".[test,interop]"
+"$PY" -m pip install -q -e ".[test,interop,space]"

@@ -1,0 +1,227 @@
+"""Iteration-head explorer: watch the iteration head work and emerge, in the browser.
+
+    python hub/iteration-head-explorer/app.py --models hub          # or: make explore
+    # then open http://127.0.0.1:7860
+
+Pick a released model (and a ``step{N}`` revision), a task and an input; see the generated chain of
+thought, the attention of every head and its scores; ablate a head or an MLP; follow the emergence
+of the head along the training run; compare two models; compare with the hand-built construction.
+
+This file only lays the page out. Everything it shows is computed by the released code
+(``modeling.explorer`` on top of ``modeling.analysis``, ``modeling.evaluation`` and
+``datasets_builders.tasks``), which the Space installs from ``requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the models are local folders
+
+import gradio as gr  # noqa: E402
+
+from datasets_builders import tasks  # noqa: E402
+from modeling import analysis, explorer  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODEL = "iteration-head-polynomial"  # the paper's clean iteration head
+CSS = """
+.chain .tok { font-family: ui-monospace, monospace; padding: 1px 4px; border-radius: 4px; margin: 1px; }
+.chain .prompt { background: #e5e7eb; color: #111; }
+.chain .right { background: #bbf7d0; color: #14532d; }
+.chain .wrong { background: #fecaca; color: #7f1d1d; font-weight: bold; }
+.verdict { margin-top: 6px; font-size: 0.9em; }
+"""
+THEME = gr.themes.Base(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def _message(err: Exception) -> str:
+    return f"**Cannot do that:** {err}"
+
+
+def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
+    """The page: controls on top, then tabs for attention, ablation, emergence and comparison."""
+    first = DEFAULT_MODEL if DEFAULT_MODEL in catalogue.models else catalogue.choices[0]
+    chosen = explorer.select(catalogue, first)
+    first_task = chosen.trained_task or "parity"
+    first_input = explorer.fit_input("3 4 5 1 2 7 8 9", first_task, analysis.max_length(chosen.model, chosen.cot), 0)
+    with gr.Blocks(title="Iteration head explorer") as app:
+        gr.Markdown("# Iteration head explorer\nThe mechanism of *Iteration Head: A Mechanistic Study of "
+                    "Chain-of-Thought* (NeurIPS 2024) in the released models. Inputs are values separated "
+                    "by spaces; `<task>` and `<eoi>` are added for you.")
+        with gr.Row():
+            model = gr.Dropdown(catalogue.choices, value=first, label="model", elem_id="model")
+            revision = gr.Dropdown(catalogue.revision_choices(first), value=explorer.MAIN, label="revision",
+                                   elem_id="revision")
+            task = gr.Dropdown(list(tasks.TASK_NAMES), value=first_task, label="task", elem_id="task")
+        with gr.Row():
+            text = gr.Textbox(first_input, label="input x_1 … x_L", elem_id="input", scale=3)
+            length = gr.Number(12, label="random length", precision=0, elem_id="length", scale=1)
+            draw = gr.Button("random input", elem_id="random", scale=1)
+            mean = gr.Checkbox(False, label="mean over many inputs of this length", elem_id="mean", scale=1)
+            run = gr.Button("run", variant="primary", elem_id="run", scale=1)
+        message = gr.Markdown(elem_id="message")
+        chain = gr.HTML(elem_id="chain")
+        with gr.Tabs():
+            with gr.Tab("attention"):
+                figure = gr.Plot(elem_id="attention", show_label=False, format="png")
+                scores = gr.Markdown(elem_id="scores")
+            ablation = _ablation_tab(catalogue, model, revision, task, explorer.components(chosen))
+            emergence = _emergence_tab(catalogue, model, task, text, first)
+            _compare_tab(catalogue, model, revision, task, text, mean)
+
+        inputs = [model, revision, task, text, mean]
+        outputs = [message, chain, figure, scores]
+        run.click(lambda *a: show(catalogue, *a), inputs, outputs, api_name="explore")
+        for trigger in (text.submit, mean.change, revision.change):
+            trigger(lambda *a: show(catalogue, *a), inputs, outputs, api_visibility="private")
+        task.change(lambda *a: fit_to_task(catalogue, *a), [model, revision, task, text], [text]).then(
+            lambda *a: show(catalogue, *a), inputs, outputs)
+        draw.click(lambda *a: draw_input(catalogue, *a), [model, revision, task, length], [message, text]).then(
+            lambda *a: show(catalogue, *a), inputs, outputs)
+        model.change(lambda name, typed: model_changed(catalogue, name, typed), [model, text],
+                     [revision, task, text, ablation, *emergence]).then(lambda *a: show(catalogue, *a), inputs, outputs)
+        app.load(lambda *a: show(catalogue, *a), inputs, outputs)
+    return app
+
+
+def show(catalogue, name, revision, task, text, mean):
+    """Input -> message, chain, attention figure, head scores."""
+    start = time.perf_counter()
+    try:
+        selection = explorer.select(catalogue, name, revision, task)
+        result = explorer.explore(selection, task, text, bool(mean))
+    except ValueError as err:
+        return _message(err), gr.update(), gr.update(), gr.update()
+    took = f"{selection.label} on {task}: {time.perf_counter() - start:.2f} s"
+    return took, result.chain_html, result.figure, result.scores_markdown
+
+
+def draw_input(catalogue, name, revision, task, length):
+    try:
+        selection = explorer.select(catalogue, name, revision, task)
+        return "", explorer.random_input(task, length, analysis.max_length(selection.model, selection.cot))
+    except ValueError as err:
+        return _message(err), gr.update()
+
+
+def fit_to_task(catalogue, name, revision, task, typed):
+    """The typed input, or a random one of as many values when it is not an input of the new task."""
+    try:
+        selection = explorer.select(catalogue, name, revision, task)
+        return explorer.fit_input(typed, task, analysis.max_length(selection.model, selection.cot))
+    except ValueError:
+        return gr.update()  # the next step says what is wrong
+
+
+def model_changed(catalogue, name, typed):
+    """A new model: its revisions, its task (and an input of it), its components, its emergence
+    plot and revisions."""
+    selection = explorer.select(catalogue, name, explorer.MAIN, "parity")
+    task = selection.trained_task or "parity"
+    plot, steps = explorer.emergence(catalogue, name)
+    parts = explorer.components(selection)
+    longest = analysis.max_length(selection.model, selection.cot)
+    return (gr.Dropdown(catalogue.revision_choices(name), value=explorer.MAIN), gr.Dropdown(value=task),
+            explorer.fit_input(typed, task, longest),
+            gr.Dropdown(parts, value=explorer.default_component(parts)),
+            plot, _slider(steps), steps)
+
+
+def _ablation_tab(catalogue, model, revision, task, parts):
+    with gr.Tab("ablation"):
+        with gr.Row():
+            component = gr.Dropdown(parts, value=explorer.default_component(parts), elem_id="component",
+                                    label="component (layer L, head H, or MLP)")
+            mode = gr.Radio(list(analysis.ABLATION_MODES), value="zero", label="ablation", elem_id="mode")
+            lengths = gr.Textbox("1-16", label="lengths", elem_id="lengths")
+            go = gr.Button("ablate", variant="primary", elem_id="ablate")
+        summary = gr.Markdown(elem_id="ablation-summary")
+        plot = gr.Plot(elem_id="ablation-plot", show_label=False, format="png")
+
+    def run(name, rev, task_name, part, how, spec):
+        try:
+            selection = explorer.select(catalogue, name, rev, task_name)
+            result = explorer.ablate(selection, task_name, part, how, spec)
+        except ValueError as err:
+            return _message(err), gr.update()
+        return explorer.ablation_markdown(result), explorer.ablation_figure(result, selection.label)
+
+    go.click(run, [model, revision, task, component, mode, lengths], [summary, plot])
+    return component
+
+
+def _slider(steps: list[str]) -> gr.Slider:
+    """A slider over the revisions (its positions are their indices; the label names them)."""
+    names = ", ".join(f"{i} = {s}" for i, s in enumerate(steps)) or "this model has no snapshots"
+    return gr.Slider(0, max(len(steps) - 1, 1), value=max(len(steps) - 1, 0), step=1, elem_id="step",
+                     label=f"revision along training ({names})")
+
+
+def _emergence_tab(catalogue, model, task, text, first):
+    png, steps = explorer.emergence(catalogue, first)
+    with gr.Tab("emergence"):
+        curve = gr.Image(png, label="accuracy and head scores against the training step", elem_id="emergence")
+        slider = _slider(steps)
+        steps_state = gr.State(steps)
+        at_step = gr.Markdown(elem_id="step-label")
+        figure = gr.Plot(elem_id="attention-at-step", show_label=False, format="png")
+
+    def redraw(name, task_name, typed, index, revisions):
+        if not revisions:
+            return "This model has no training history in its folder.", gr.update()
+        rev = revisions[min(int(index), len(revisions) - 1)]
+        try:
+            result = explorer.explore(explorer.select(catalogue, name, rev, task_name), task_name, typed)
+        except ValueError as err:
+            return _message(err), gr.update()
+        return f"**{rev}**: {result.right}/{result.total} generated tokens right", result.figure
+
+    slider.release(redraw, [model, task, text, slider, steps_state], [at_step, figure])
+    return curve, slider, steps_state
+
+
+def _compare_tab(catalogue, model, revision, task, text, mean):
+    with gr.Tab("compare"):
+        with gr.Row():  # the construction solves every task: a reference for any model and input
+            model_b = gr.Dropdown(catalogue.choices, value=explorer.CONSTRUCTION, label="second model (same task "
+                                  "and input)", elem_id="model-b")
+            go = gr.Button("compare on the same input", variant="primary", elem_id="compare")
+        with gr.Row():
+            with gr.Column():
+                chain_a, fig_a = gr.HTML(elem_id="chain-a"), gr.Plot(show_label=False, format="png")
+                scores_a = gr.Markdown()
+            with gr.Column():
+                chain_b, fig_b = gr.HTML(elem_id="chain-b"), gr.Plot(show_label=False, format="png", elem_id="plot-b")
+                scores_b = gr.Markdown()
+        message = gr.Markdown()
+
+    def run(name_a, rev_a, task_name, typed, averaged, name_b):
+        a = show(catalogue, name_a, rev_a, task_name, typed, averaged)
+        b = show(catalogue, name_b, explorer.MAIN, task_name, typed, averaged)
+        return f"{a[0]}  \n{b[0]}", *a[1:], *b[1:]
+
+    go.click(run, [model, revision, task, text, mean, model_b],
+             [message, chain_a, fig_a, scores_a, chain_b, fig_b, scores_b])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="The iteration-head explorer (a Gradio app) on released models.")
+    parser.add_argument("--models", default=os.path.dirname(HERE),
+                        help="folder of released model folders (default: the folder holding this app, e.g. hub)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    try:
+        catalogue = explorer.find_catalogue(args.models)
+    except ValueError as err:
+        parser.error(str(err))
+    build_app(catalogue).launch(server_name=args.host, server_port=args.port, theme=THEME, css=CSS,
+                                ssr_mode=False, footer_links=[])
+
+
+if __name__ == "__main__":
+    main()

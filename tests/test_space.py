@@ -1,0 +1,185 @@
+"""The explorer Space in a real browser: the app runs on localhost in a subprocess (the one command
+of its README) and headless Chromium (Debian's ``chromium`` package) drives it through Playwright.
+
+Skipped when Playwright or the browser is missing, unless ``ITERATION_HEAD_REQUIRE_BROWSER=1``
+(``.ci/run`` sets it: CI installs both, so a missing one is a failure there). The screenshot goes
+to the test's folder; ``EXPLORER_SCREENSHOT=docs/explorer.png`` also writes it there (the README's).
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HUB = ROOT / "hub"
+APP = HUB / "iteration-head-explorer" / "app.py"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000  # one wait; the shared CPU of a CI machine can be slow
+
+
+def _require(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("ITERATION_HEAD_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason} (ITERATION_HEAD_REQUIRE_BROWSER=1)")
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python hub/iteration-head-explorer/app.py --models hub --port P``; yields its URL."""
+    if not (HUB / "iteration-head-polynomial").is_dir():
+        pytest.skip("hub/ is absent")
+    port, log = _free_port(), tmp_path_factory.mktemp("space") / "app.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB), "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if urllib.request.urlopen(url, timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer on {url} within 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require(False, "playwright is not installed (pip install -e '.[space]')")
+    _require(os.path.exists(CHROMIUM), f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server)
+        yield page
+        browser.close()
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _wait_text(page, selector: str, pattern: str) -> str:
+    """Wait until the element's text matches ``pattern``; return the text."""
+    page.wait_for_function("([s, p]) => { const e = document.querySelector(s); "
+                           "return e && new RegExp(p).test(e.innerText); }", arg=[selector, pattern])
+    return page.inner_text(selector)
+
+
+def _image_shown(page, selector: str) -> int:
+    """Wait until the first image under ``selector`` has loaded; return its width in pixels."""
+    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", arg=selector)
+    return page.locator(f"{selector} img").first.evaluate("img => img.naturalWidth")
+
+
+def _type(page, elem_id: str, text: str) -> None:
+    box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+    box.fill(text)
+
+
+def test_page_renders_with_the_default_model(page):
+    assert "Iteration head explorer" in page.inner_text("h1")
+    chain = _wait_text(page, "#chain", r"generated tokens right")
+    assert chain.startswith("<polynomial>") and "all right" in chain  # the polynomial model, its default input
+
+
+def test_choosing_a_model_and_an_input_shows_the_chain_and_the_attention(page, tmp_path):
+    _choose(page, "model", "iteration-head-parity-from-polynomial")
+    _wait_text(page, "#message", "iteration-head-parity-from-polynomial on parity")  # the task follows the model
+    _type(page, "input", "1 0 1 1 0 1")
+    page.click("#run")
+    chain = _wait_text(page, "#chain", r"<parity> 1 0 1 1 0 1 <eoi>")
+    assert "1 1 0 1 1 0 <eos>" in chain and "7/7 generated tokens right" in chain  # running parity
+    assert _image_shown(page, "#attention") > 300
+    assert "iteration head" in _wait_text(page, "#scores", "layer")
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("EXPLORER_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / os.environ["EXPLORER_SCREENSHOT"])
+
+
+def test_a_bad_input_gets_a_message(page):
+    _type(page, "input", "1 0 2")
+    page.click("#run")
+    assert "'2' is not parity input" in _wait_text(page, "#message", "Cannot do that")
+
+
+def test_random_input_and_the_mean_over_many_inputs(page):
+    _type(page, "length", "5")
+    page.click("#random")
+    chain = _wait_text(page, "#chain", r"^<parity>( [01]){5} <eoi>")  # a fresh parity input of length 5
+    assert "6/6 generated tokens right" in chain
+    page.locator("#mean input").check()
+    scores = _wait_text(page, "#scores", "mean over")
+    assert "mean over 32 distinct random inputs" in scores  # all 2^5 inputs of length 5
+    page.locator("#mean input").uncheck()
+    _wait_text(page, "#scores", "on this input")
+
+
+def test_ablating_the_iteration_head_drops_the_accuracy(page):
+    page.get_by_role("tab", name="ablation").click()
+    _type(page, "lengths", "1-8")
+    page.click("#ablate")
+    summary = _wait_text(page, "#ablation-summary", "→")
+    before, after = (float(v) for v in re.search(r"([\d.]+) → ([\d.]+)", summary).groups())
+    assert "L1H0 zero-ablated" in summary and before > 0.95 and after < 0.5
+    assert _image_shown(page, "#ablation-plot") > 300
+
+
+def test_emergence_slider_redraws_the_attention_at_a_revision(page):
+    _choose(page, "model", "iteration-head-polynomial")
+    _wait_text(page, "#message", "iteration-head-polynomial on polynomial")
+    page.get_by_role("tab", name="emergence").click()
+    assert _image_shown(page, "#emergence") > 300  # the curves
+    page.locator("#step input[type=range]").click(position={"x": 2, "y": 4})  # the earliest snapshot
+    label = _wait_text(page, "#step-label", r"step\d+: \d+/\d+ generated tokens right")
+    assert label.startswith("step500")  # the first revision of the polynomial run
+    assert _image_shown(page, "#attention-at-step") > 300
+
+
+def test_compare_two_models_on_the_same_input(page):
+    page.get_by_role("tab", name="compare").click()
+    page.click("#compare")
+    a = _wait_text(page, "#chain-a", "generated tokens right")
+    b = _wait_text(page, "#chain-b", "generated tokens right")
+    assert a.split("\n")[0].split("<eoi>")[0] == b.split("\n")[0].split("<eoi>")[0]  # the same input
+    assert "all right" in b  # the hand-built construction, the default second model
+    assert _image_shown(page, "#plot-b") > 300
