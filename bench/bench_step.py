@@ -6,12 +6,14 @@ A step is what the training loop does per batch: forward (under autocast when th
 bf16), backward, gradient clipping, AdamW, zero_grad, on the demo recipe's packed batches. Variants:
 
 - ``fp32``: today's step (float32, SDPA attention, AdamW's per-parameter loop);
-- ``fast``: ``modeling.fast_step`` (eager attention on a CPU, fused AdamW, bf16 only where native);
+- ``fast``: ``modeling.fast_step`` (fused AdamW, bf16 autocast only where the CPU has native bf16);
 - ``bf16-fp32attn``: fused AdamW and bf16 autocast with attention kept in float32, forced even where
   bf16 is emulated, to show what it costs there.
 
 The variants run in interleaved rounds (every round times each variant on the same batches) and
-the ratio is of medians, so a machine shared with other work slows all of them alike. GFLOP/s
+the ratio is of medians, so a machine shared with other work slows all of them alike. Times are this
+process's CPU time (``time.process_time``; with one thread, the step's own work, not the time spent
+waiting for a core on a shared machine); the wall time is printed beside it. GFLOP/s
 is the step's FLOPs (counted by ``torch.utils.flop_counter``) over its time, against the GEMM
 rates measured here for the model's linear layers (forward + backward at the batch's shapes) in
 float32 and in bf16.
@@ -30,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, last
-from modeling.fast_step import fast_adamw, fast_mixed_precision, native_bf16, use_fast_attention  # noqa: E402
+from modeling.fast_step import fast_adamw, fast_mixed_precision, native_bf16  # noqa: E402
 
 
 def demo_batches(n: int):
@@ -54,7 +56,6 @@ def build(cfg, variant: str):
     if variant == "fp32":
         return model, torch.optim.AdamW(model.parameters(), **kwargs), "no"
     if variant == "fast":
-        model = use_fast_attention(model, "cpu")
         return model, fast_adamw(model.parameters(), **kwargs), fast_mixed_precision("cpu")
     if variant == "bf16-fp32attn":
         return model, fast_adamw(model.parameters(), **kwargs), "bf16"
@@ -94,11 +95,11 @@ def gemm_rate(tokens: int, d: int, d_mlp: int, dtype: torch.dtype, reps: int = 3
             torch.nn.functional.linear(x, w).sum().backward()
 
     run()
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(reps):
         run()
     flops = sum(6 * tokens * i * o for i, o in shapes)  # forward 2, backward 4 per weight and row
-    return flops * reps / (time.perf_counter() - start) / 1e9
+    return flops * reps / (time.process_time() - start) / 1e9
 
 
 def profile_top(step, batches, rows: int) -> str:
@@ -129,14 +130,16 @@ def main():
             steps[name](b)
     tokens = round(statistics.mean(b["input_ids"].numel() for b in batches))
     d, d_mlp = cfg.model.n_embd, cfg.model.n_inner or 4 * cfg.model.n_embd
-    times = {name: [] for name in names}
+    times = {name: [] for name in names}  # CPU seconds of this process per step
+    walls = {name: [] for name in names}
     rates = {torch.float32: [], torch.bfloat16: []}
     for _ in range(args.rounds):
         for name in names:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for b in batches:
                 steps[name](b)
-            times[name].append((time.perf_counter() - start) / len(batches))
+            times[name].append((time.process_time() - cpu) / len(batches))
+            walls[name].append((time.perf_counter() - start) / len(batches))
         for dtype in rates:  # the GEMM peaks in the same rounds, so under the same load
             rates[dtype].append(gemm_rate(tokens, d, d_mlp, dtype))
     flops = step_flops(cfg, batches)
@@ -146,11 +149,13 @@ def main():
           f"fast step precision: {fast_mixed_precision('cpu')}")
     print(f"GEMM peak at these shapes (linear layers fwd+bwd): fp32 {peaks[torch.float32]:.0f} GFLOP/s, "
           f"bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s")
+    print("per step, median over rounds of this process's CPU time (wall time in brackets):")
     base = statistics.median(times[names[0]])
     for name in names:
         med = statistics.median(times[name])
-        print(f"  {name:14s} {1e3 * med:7.2f} ms/step  {flops / med / 1e9:6.1f} GFLOP/s  "
-              f"x{base / med:.2f} vs {names[0]}   (rounds: {', '.join(f'{1e3 * t:.1f}' for t in times[name])})")
+        print(f"  {name:14s} {1e3 * med:7.2f} ms  ({1e3 * statistics.median(walls[name]):6.2f} ms wall)  "
+              f"{flops / med / 1e9:6.1f} GFLOP/s  x{base / med:.2f} vs {names[0]}   "
+              f"(rounds: {', '.join(f'{1e3 * t:.1f}' for t in times[name])})")
     if args.profile:
         for name in names:
             print(f"\nprofile of {name}, {len(batches)} steps:")
