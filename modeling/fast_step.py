@@ -36,7 +36,7 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     if device.type != "cpu":
         return False
     # Private torch helpers, present since torch 2.3; a CPU they do not know about gets fp32.
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(check is not None and check() for check in checks)
 
 
