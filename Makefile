@@ -4,9 +4,13 @@
 install:
 	bash scripts/install.sh
 
-# Train the demo parity model on the CPU, then print its per-length accuracy and iteration head.
+# The demo on the CPU: grow the iteration head on polynomial iteration (stage 1), then fine-tune
+# parity from it (stage 2); each stage prints per-length accuracy, every head's scores and when the
+# head formed, and writes its attention map and emergence plot into its run folder.
+SEED ?= 0
 demo: install
-	python train.py --recipe parity --output_dir runs/parity --overwrite
+	python train.py recipe=demo_polynomial seed=$(SEED) output_dir=runs/demo/polynomial overwrite=true
+	python train.py recipe=demo_parity seed=$(SEED) init_from=runs/demo/polynomial/final output_dir=runs/demo/parity overwrite=true
 
 # The test suite, offline (the Hub is never contacted).
 test: install

@@ -158,6 +158,8 @@ class TrainConfig:
     save_every: int = opt(1000, "save a resumable checkpoint every N steps (0: never)", ge=0)
     keep_checkpoints: int = opt(2, "checkpoints kept (older ones are deleted)", ge=1)
     snapshot_steps: List[int] = opt(help="save a from_pretrained folder at these steps", factory=list)
+    figures: bool = opt(False, "at the end, draw the attention map (longest length) and the emergence plot "
+                        "into the run folder")
     # --- infrastructure ---
     output_dir: Optional[str] = opt(None, "run folder (default runs/<recipe>; in a sweep: the job's folder)")
     resume: Optional[str] = opt(None, "latest | step_<N>: continue the run in output_dir exactly; auto: "

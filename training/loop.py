@@ -20,10 +20,11 @@ import yaml
 
 from datasets_builders import tasks
 from modeling import IterGPTConfig, IterGPTForCausalLM
+from modeling.fast_step import fast_adamw
 
 from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, from_dict, model_config, to_dict, validate
 from .data import TaskData
-from .report import one_line, print_report, run_eval, summary
+from .report import one_line, print_report, run_eval, summary, write_figures
 from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, is_write_error,
                          no_space_message, write_manifest)
 
@@ -184,8 +185,8 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     model = build_model(cfg, resuming=checkpoint is not None)
     set_trainable(model, cfg.trainable)
     o = cfg.optim
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o.lr,
-                                  betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    optimizer = fast_adamw([p for p in model.parameters() if p.requires_grad], lr=o.lr,
+                           betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     run = Run(cfg, folder, accelerator, data, model, optimizer, scheduler)
@@ -366,6 +367,9 @@ def _finish(run: Run, quiet: bool) -> dict:
         print(one_line(s, str(run.folder.path)))
     else:
         print_report(s, run.records)
+    if cfg.figures:
+        for path in write_figures(run.raw, run.data, cfg, run.records, run.folder.path):
+            print(f"wrote {path}")
     return s
 
 

@@ -18,7 +18,7 @@ from modeling.analysis import HEAD_THRESHOLD, evaluate_lengths, find_iteration_h
 from .config import TrainConfig
 from .data import TaskData
 
-__all__ = ["run_eval", "summarise", "summary", "print_report", "one_line", "REPORT_TARGET"]
+__all__ = ["run_eval", "summarise", "summary", "print_report", "one_line", "write_figures", "REPORT_TARGET"]
 
 REPORT_TARGET = 0.99  # "reached" in summaries when the run has no target_accuracy of its own
 PEAK_MIN_LENGTH = 4  # the reference averages thresholded peakiness over lengths >= 4
@@ -116,6 +116,23 @@ def one_line(s: dict, where: str) -> str:
     it = f"{s['iteration_score']:.3f}" if s["iteration_score"] is not None else "n/a"
     return (f"{where}: {s['task']} step {s['steps']} ({s['stop_reason']}), test accuracy mean "
             f"{s['test_accuracy']:.3f} min {s['test_accuracy_min']:.3f}, iteration score {it}, {head}")
+
+
+def write_figures(model, data: TaskData, cfg: TrainConfig, records: list[dict], folder) -> list[str]:
+    """The attention map at the longest trained length and the emergence plot (accuracy and both head
+    scores against the step, from ``metrics.jsonl``), as PNGs in the run folder."""
+    from modeling.analysis import plot_attention, plot_training
+    task, L = main_task(cfg), cfg.data.max_length
+    paths = []
+    if data.cot:
+        rows = data.eval_sets(64)["test"][task, L]
+        paths.append(plot_attention(model, rows, str(folder / f"attention_L{L}.png")))
+    points = [{"step": r["step"], **{k: _task_metrics(r, task).get(k) for k in ("accuracy_mean", "first_mean",
+                                                                                "iteration_mean")}}
+              for r in records if "test" in r]
+    title = f"{task}: accuracy and head scores during training"
+    paths.append(plot_training(points, str(folder / "emergence.png"), title=title))
+    return paths
 
 
 def print_report(s: dict, records: list[dict]) -> None:
