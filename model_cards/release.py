@@ -75,7 +75,7 @@ from datasets_builders.files import check_writable, copy_tree, describe_os_error
 from datasets_builders.tokenizer import save_tokenizer
 
 from . import verify
-from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from .suite import DATASET_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -524,8 +524,8 @@ def write_manifests(out: Path, spec: ModelSpec) -> None:
 
 def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
     """Regenerate what every released folder in ``out`` ships from the source (model code, analysis,
-    tasks, tokenizer, GPT-2 copy) and re-record the manifests (after a change to the model code, without re-running the release). Each folder
-    must verify first: a tampered folder is not re-signed."""
+    tasks, tokenizer, GPT-2 copy) and re-record the manifests, after a change to the source, without
+    re-running the release. Each folder must verify first: a tampered folder is not re-signed."""
     from . import render
 
     done = []
@@ -742,7 +742,7 @@ def check_out_folder(out: Path) -> None:
         raise ReleaseError(f"--out {out} is a file: give a folder (e.g. hub)")
     if not out.is_dir():
         return
-    known = {DATASET_NAME, "revisions"} | {s.repo for s in SUITE}
+    known = {DATASET_NAME, SPACE_NAME, "revisions"} | {s.repo for s in SUITE}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in known and not p.name.startswith("."))
     if foreign:
         raise ReleaseError(f"--out {out} holds {', '.join(foreign[:5])}, which no release wrote: give an empty "

@@ -13,6 +13,7 @@ __all__ = ["DATASET_NAME", "ModelSpec", "SUITE", "SUITE_BY_KEY", "repo_id"]
 
 #: Name of the dataset repository (made with ``datasets_builders.export``).
 DATASET_NAME = "iteration-head-tasks"
+SPACE_NAME = "iteration-head-explorer"  # the explorer Space, shipped beside the release (kept as it is)
 #: What every model card says about itself in its YAML ``tags``.
 COMMON_TAGS = ("iteration-head", "chain-of-thought", "interpretability", "mechanistic-interpretability",
                "synthetic-tasks", "itergpt")

@@ -316,15 +316,17 @@ class IterGPTAttention(nn.Module):
         attention_interface = eager_attention_forward
         if not wants_pattern and implementation != "eager":
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        z, weights = attention_interface(
-            self,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-        )
+        dropout = self.attention_dropout if self.training else 0.0
+        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # Mixed precision on a CPU: the projections gain from bf16 where it is native, but the CPU
+            # attention kernels do not (SDPA forward + backward in bf16: ~5x the float32 time), so
+            # attention runs in float32.
+            with torch.autocast("cpu", enabled=False):
+                z, weights = attention_interface(
+                    self, q.float(), k.float(), v.float(), attention_mask, dropout=dropout, scaling=self.scaling
+                )
+        else:
+            z, weights = attention_interface(self, q, k, v, attention_mask, dropout=dropout, scaling=self.scaling)
         z = self.hook_z(z.reshape(B, T, H, dh))  # (B, T, H, dh)
 
         if self.config.materialize_hooks or _hooked(self.hook_result):
