@@ -61,7 +61,9 @@ def arms(rows: list[dict]) -> tuple[list[str], dict[tuple, list[dict]]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    return keys, groups
+    order = sorted(groups, key=lambda key: tuple((0, _num(v), "") if _num(v) is not None else (1, 0.0, v)
+                                                  for v in key))
+    return keys, {key: groups[key] for key in order}
 
 
 def mean_std(values) -> str:
@@ -76,7 +78,7 @@ def arm_table(rows: list[dict]) -> list[str]:
     head = keys + ["n", "reached 99%", "steps to 99% (median)", "test accuracy", "min over lengths",
                    "<eoi> score", "iteration score", "seeds with the head"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, rs in sorted(groups.items()):
+    for key, rs in groups.items():
         reached = [int(float(r["steps_to_target"])) for r in rs if _num(r["steps_to_target"]) is not None]
         with_head = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
         cells = list(key) + [str(len(rs)), f"{len(reached)}/{len(rs)}",

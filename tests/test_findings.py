@@ -1,0 +1,48 @@
+"""RESULTS.md is rendered only from the per-run tables in results/: re-rendering gives the committed
+file (every number equals the table it came from), and the arm statistics are what the rows say."""
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+
+from training.findings import EXPERIMENTS, arm_table, arms, render
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def test_results_md_is_rendered_from_the_tables():
+    assert (ROOT / "RESULTS.md").read_text() == render(RESULTS) + "\n", \
+        "RESULTS.md differs from the tables: run `python -m training.findings`"
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if (RESULTS / f"{n}.csv").exists()])
+def test_every_arm_row_matches_its_runs(name):
+    with open(RESULTS / f"{name}.csv") as f:
+        rows = list(csv.DictReader(f))
+    keys, groups = arms(rows)
+    lines = arm_table(rows)[2:]
+    assert len(lines) == len(groups)
+    for line, (key, runs) in zip(lines, groups.items()):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:len(keys)] == list(key)
+        assert int(cells[len(keys)]) == len(runs)
+        acc = [float(r["test_accuracy"]) for r in runs]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        assert cells[len(keys) + 3] == f"{statistics.mean(acc):.3f} ± {std:.3f}"
+        heads = sum(float(r["iteration_score"] or 0) >= 0.5 for r in runs)
+        assert cells[-1] == f"{heads}/{len(runs)}"
+
+
+def test_arms_pool_seeds_and_keep_what_varies():
+    rows = [{"experiment": "x", "run": str(i), "status": "finished", "task": "parity", "n_embd": str(w),
+             "seed": str(s), "steps": "10", "test_accuracy": str(a), "test_accuracy_min": "0", "steps_to_target": "",
+             "eoi_score": "0.5", "iteration_score": str(h)}
+            for i, (w, s, a, h) in enumerate([(8, 0, 0.5, 0.1), (8, 1, 0.7, 0.9), (16, 0, 1.0, 0.95)])]
+    keys, groups = arms(rows)
+    assert keys == ["n_embd"] and [(k, len(v)) for k, v in groups.items()] == [(("8",), 2), (("16",), 1)]
+    table = arm_table(rows)
+    assert table[2].startswith("| 8 | 2 | 0/2 | — | 0.600 ± 0.141") and table[2].endswith("| 1/2 |")
+    assert table[3].startswith("| 16 | 1 | 0/1 | — | 1.000 ± 0.000")
