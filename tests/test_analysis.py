@@ -186,7 +186,7 @@ def test_parse_lengths():
     assert A.parse_lengths("1-4,8, 16") == [1, 2, 3, 4, 8, 16]
     assert A.parse_lengths("3,1,3") == [1, 3]
     for bad in ("1-", "4-2", "a", "", "0-3", "1,,3", "1,"):  # strict: no empty part, every length >= 1
-        with pytest.raises(ValueError, match="lengths.*invalid"):
+        with pytest.raises(ValueError, match="invalid"):
             A.parse_lengths(bad)
 
 

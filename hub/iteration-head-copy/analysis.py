@@ -170,7 +170,7 @@ def parse_lengths(spec: str) -> list[int]:
             raise ValueError(f"lengths={spec!r} is invalid: the range {lo}-{hi} is empty")
         out.update(range(lo, hi + 1))
     if min(out) < 1:
-        raise ValueError(f"lengths={spec!r} are invalid: every length must be >= 1")
+        raise ValueError(f"length {min(out)} is invalid: input lengths start at 1 (lengths={spec!r})")
     return sorted(out)
 
 
