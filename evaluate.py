@@ -1,6 +1,6 @@
 """Evaluate an IterGPT checkpoint on an iterative task; write ``eval_results.json``.
 
-Per input length L it measures (PAPER.md §4):
+Per input length L it measures (the accuracies of Cabannes et al., NeurIPS 2024, arXiv:2406.02128):
 
 - teacher-forced sequence accuracy: every argmax prediction after ``<eoi>`` is right;
 - generated accuracy: greedy ``generate`` from ``<task> x_1 … x_L <eoi>`` with the KV cache, scored
@@ -171,11 +171,13 @@ def _settings(args, model, ev, tasks) -> dict:
 
 def _plan(args, model, ev, tasks) -> dict:
     """The rows to evaluate per length, where they come from, and the settings they follow."""
+    from modeling.analysis import parse_lengths, sample_rows
+
     plan = _settings(args, model, ev, tasks)
     task_name, task, cot, train_max = plan["task_name"], plan["task"], plan["cot"], plan["train_max"]
     n_positions = ev.n_positions_of(model)
     limit = ev.max_length_in_context(n_positions, cot)
-    lengths = ev.parse_lengths(args.lengths) if args.lengths else None
+    lengths = parse_lengths(args.lengths) if args.lengths else None
     if lengths is None and args.dataset is None:
         lengths = list(range(1, min(train_max or 16, limit) + 1))
     if lengths is not None:
@@ -188,7 +190,7 @@ def _plan(args, model, ev, tasks) -> dict:
     n_sampled = args.n_per_length or 1000
     sources: dict[int, str] = {}
     if args.dataset:
-        config = args.dataset_config or ev.dataset_config_name(task_name, cot)
+        config = args.dataset_config or tasks.dataset_config_name(task_name, cot)
         rows = ev.load_dataset_rows(args.dataset, task, args.split, cot, lengths, args.n_per_length, config)
         ev.check_lengths(rows, n_positions, cot)
         sources.update({L: args.split for L in rows})
@@ -199,7 +201,7 @@ def _plan(args, model, ev, tasks) -> dict:
                 if L in longer:
                     rows[L], sources[L] = longer[L], "test_longer"
         missing = [L for L in beyond if L not in rows]
-        rows.update(ev.sample_rows(task, missing, n_sampled, args.seed, cot))
+        rows.update(sample_rows(task, missing, n_sampled, args.seed, cot))
         sources.update({L: "sampled" for L in missing})
         name = os.path.basename(os.path.normpath(args.dataset)) if os.path.isdir(args.dataset) else args.dataset
         dataset = {"name": name, "type": name, "config": config, "split": args.split}
@@ -210,12 +212,12 @@ def _plan(args, model, ev, tasks) -> dict:
         rows = ev.run_test_rows(args.model, task_name, lengths, n_sampled, cot) or {}
         sources.update({L: "test" for L in rows})
         missing = [L for L in lengths + beyond if L not in rows]
-        rows.update(ev.sample_rows(task, missing, n_sampled, args.seed, cot))
+        rows.update(sample_rows(task, missing, n_sampled, args.seed, cot))
         sources.update({L: "sampled" for L in missing})
         held_out = any(v == "test" for v in sources.values())
         dataset = {"name": "Iteration tasks (the run's held-out test split)" if held_out else
                    f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
-                   "config": ev.dataset_config_name(task_name, cot), "split": "test" if held_out else "sampled"}
+                   "config": tasks.dataset_config_name(task_name, cot), "split": "test" if held_out else "sampled"}
     return {**plan, "rows": rows, "sources": sources, "dataset": dataset, "n_positions": n_positions}
 
 

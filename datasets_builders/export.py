@@ -162,29 +162,8 @@ def _polynomial_text(terms) -> str:
     return " + ".join(term(*t) for t in terms)
 
 
-def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig],
-                 repo_id: str, overrides: dict) -> str:
-    data = DatasetCardData(
-        license="mit",
-        pretty_name="Iteration Head: iterative tasks (copy, parity, polynomial iteration)",
-        task_categories=["text-generation"],
-        tags=["synthetic", "chain-of-thought", "mechanistic-interpretability", "iteration-head", "parity"],
-        size_categories=[_size_category(sum(s.num_examples for i in infos.values() for s in i.splits.values()))],
-    )
-    default = "parity" if "parity" in infos else next(iter(infos))
-    MetadataConfigs({
-        name: {"data_files": [{"split": split, "path": parquet_path(name, split)} for split in info.splits],
-               **({"default": True} if name == default else {})}
-        for name, info in infos.items()
-    }).to_dataset_card_data(data)
-    DatasetInfosDict(infos).to_dataset_card_data(data)
-
-    first = next(iter(configs.values()))
-    flags = "".join(f" --{k.replace('_', '-')} {_cli_value(v)}" for k, v in sorted(overrides.items()))
-    command = f"python -m datasets_builders.export --out <folder> --configs {' '.join(infos)}{flags}"
-    task_lines = "\n".join(f"- **{t}**: {d}" for t, d in TASK_DESCRIPTIONS.items()
-                           if any(c.task == t for c in configs.values()))
-    body = f"""
+# The card's prose; dataset_card fills the {fields} (literal braces are doubled).
+_CARD_BODY = """
 # Iteration Head: iterative tasks
 
 Synthetic data of the NeurIPS 2024 paper *Iteration Head: A Mechanistic Study of Chain-of-Thought*
@@ -244,11 +223,11 @@ parity halves separately. A config with CoT and its `_nocot` twin use the same i
 
 Distinct sequences per length (`exist`) and how many went to train / test:
 
-{_counts_table(configs)}
+{counts_table}
 
 ## Generation
 
-{_params_table(configs)}
+{params_table}
 
 Made with the `iteration-head` project's builder (`datasets_builders/iteration_tasks.py`, an
 Arrow-based `datasets` builder, config fields as in the table) by:
@@ -258,14 +237,42 @@ Arrow-based `datasets` builder, config fields as in the table) by:
 ```
 
 Same parameters and seed give byte-identical files (same numpy and pyarrow versions).
-Builder version {first.version}.
+Builder version {version}.
 
 ## Citation
 
 ```bibtex
-{CITATION.strip()}
+{citation}
 ```
 """
+
+
+def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig],
+                 repo_id: str, overrides: dict) -> str:
+    data = DatasetCardData(
+        license="mit",
+        pretty_name="Iteration Head: iterative tasks (copy, parity, polynomial iteration)",
+        task_categories=["text-generation"],
+        tags=["synthetic", "chain-of-thought", "mechanistic-interpretability", "iteration-head", "parity"],
+        size_categories=[_size_category(sum(s.num_examples for i in infos.values() for s in i.splits.values()))],
+    )
+    default = "parity" if "parity" in infos else next(iter(infos))
+    MetadataConfigs({
+        name: {"data_files": [{"split": split, "path": parquet_path(name, split)} for split in info.splits],
+               **({"default": True} if name == default else {})}
+        for name, info in infos.items()
+    }).to_dataset_card_data(data)
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+
+    first = next(iter(configs.values()))
+    flags = "".join(f" --{k.replace('_', '-')} {_cli_value(v)}" for k, v in sorted(overrides.items()))
+    command = f"python -m datasets_builders.export --out <folder> --configs {' '.join(infos)}{flags}"
+    task_lines = "\n".join(f"- **{t}**: {d}" for t, d in TASK_DESCRIPTIONS.items()
+                           if any(c.task == t for c in configs.values()))
+    body = _CARD_BODY.format(
+        task_lines=task_lines, default=default, repo_id=repo_id, counts_table=_counts_table(configs),
+        params_table=_params_table(configs), command=command, version=first.version, citation=CITATION.strip(),
+    )
     return f"---\n{data.to_yaml()}\n---\n{body}"
 
 

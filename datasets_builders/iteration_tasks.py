@@ -398,7 +398,7 @@ def _config(name: str, task: str, cot: bool) -> IterationTaskConfig:
                                description=f"{task}: {TASK_DESCRIPTIONS[task]} Answer {what}.")
 
 
-NAMED_CONFIGS = [_config(t, t, True) for t in TASKS] + [_config(f"{t}_nocot", t, False) for t in TASKS]
+NAMED_CONFIGS = [_config(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in TASKS]
 
 
 class IterationTasks(datasets.ArrowBasedBuilder):

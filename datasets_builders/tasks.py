@@ -44,6 +44,11 @@ def row_length(length: int, cot: bool = True) -> int:
     return 2 * length + 3 if cot else length + 4
 
 
+def dataset_config_name(task: str, cot: bool = True) -> str:
+    """The dataset config of a task: ``parity`` with chain of thought, ``parity_nocot`` without."""
+    return task if cot else f"{task}_nocot"
+
+
 def eoi_position(length: int) -> int:
     return length + 1
 

@@ -72,6 +72,7 @@ import yaml
 from huggingface_hub import HfApi
 
 from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
+from datasets_builders.tasks import dataset_config_name
 from datasets_builders.tokenizer import save_tokenizer
 
 from . import verify
@@ -89,7 +90,6 @@ __all__ = [
     "analyse_folder",
     "assemble_folder",
     "check_folders",
-    "dataset_config",
     "dataset_parameters",
     "evaluate_folder",
     "heldout_test_rows",
@@ -233,11 +233,6 @@ def export_dataset(out: Path, namespace: str, parameters: dict) -> Path:
     return folder
 
 
-def dataset_config(task: str, cot: bool) -> str:
-    """The dataset config of a task: ``parity``, or ``parity_nocot`` without chain of thought."""
-    return task + ("" if cot else "_nocot")
-
-
 def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
                       n_per_length: int | None = None) -> tuple[list, list, dict]:
     """The test split of ``task``'s dataset config, checked to be held out from the run.
@@ -254,7 +249,7 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
     from training.config import from_dict
     from training.data import TaskData
 
-    config = dataset_config(task, train_config["data"]["cot"])
+    config = dataset_config_name(task, train_config["data"]["cot"])
     held_out = TaskData(from_dict(train_config)).test_keys
     ds = datasets.load_dataset(str(dataset_dir), config, split="test")
     ids_out, lengths_out, counts, outside = [], [], {}, {}
@@ -385,24 +380,6 @@ def evaluate_folder(folder: Path, namespace: str, spec: ModelSpec, train_config:
     return results
 
 
-def training_points(run_dir: Path, task: str) -> list[dict]:
-    """Test accuracy (and head scores when logged) of ``task`` at every evaluation of ``metrics.jsonl``
-    (a mix run logs one sub-dict per task)."""
-    path = run_dir / "metrics.jsonl"
-    points: dict[int, dict] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            test = rec.get("test") or {}
-            test = test[task] if isinstance(test.get(task), dict) else test
-            if "accuracy_mean" in test:
-                points[rec["step"]] = {"step": rec["step"], "accuracy_mean": test["accuracy_mean"],
-                                       "first_mean": test.get("first_mean"), "iteration_mean": test.get("iteration_mean")}
-    return [points[s] for s in sorted(points)]
-
-
 def analyse_folder(folder: Path, run_dir: Path, rid: str, task_name: str, train_config: dict, n: int,
                    modes: tuple[str, ...], progress: bool) -> dict:
     """``analysis.json`` / ``analysis.md`` / figures in ``folder``.
@@ -424,7 +401,7 @@ def analyse_folder(folder: Path, run_dir: Path, rid: str, task_name: str, train_
         report = analysis.analyze(model, task, lengths, n=n, out=str(folder), seed=0, modes=modes,
                                   run_dir=str(run_dir) if has_curve else None, progress=progress, model_name=rid)
     else:
-        points = training_points(run_dir, task_name)
+        points = analysis.read_training_points(str(run_dir / "metrics.jsonl"), task_name)
         report = {"model": rid, "task": task_name, "cot": False,
                   "note": "no chain of thought: the iteration-head scores (attention from the query that "
                           "writes s_t to x_t) do not apply; the training curve is the run's test accuracy",
@@ -564,7 +541,7 @@ def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dat
     log(f"{step_label}{spec.repo}: assemble from {run_dir}")
     train_config = assemble_folder(run_dir, folder, spec, namespace)
     log(f"{step_label}{spec.repo}: held-out check and evaluation on "
-        f"{DATASET_NAME}/{dataset_config(spec.task, train_config['data']['cot'])} (test)")
+        f"{DATASET_NAME}/{dataset_config_name(spec.task, train_config['data']['cot'])} (test)")
     results = evaluate_folder(folder, namespace, spec, train_config, dataset_dir, eval_n)
     log(f"{step_label}{spec.repo}: " + "; ".join(f"{m['name'].split(',')[0]} {m['value']:.4f}"
                                                   for m in results["results"][0]["metrics"]))
@@ -573,7 +550,10 @@ def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dat
     snapshots = sorted(int(p.name[5:]) for p in (run_dir / "snapshots").glob("step_*")
                        if p.name[5:].isdigit()) if (run_dir / "snapshots").is_dir() else []
     info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
-    steps = select_revisions(snapshots, info["step"], report.get("training") or training_points(run_dir, spec.task))
+    from modeling.analysis import read_training_points
+
+    points = report.get("training") or read_training_points(str(run_dir / "metrics.jsonl"), spec.task)
+    steps = select_revisions(snapshots, info["step"], points)
     copy_revisions(run_dir, out, spec, steps)
     log(f"{step_label}{spec.repo}: revisions {', '.join(f'step{s}' for s in steps) or 'none'} "
         f"(of {len(snapshots)} snapshots)")

@@ -287,7 +287,7 @@ print([round(pattern[L + 1, t].item(), 3) for t in range(1, L + 1)])  # where th
 def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> str:
     d = m.data
     lo, hi = _lengths(m)
-    config = dataset_config(m.task, m.cot)
+    config = tasks.dataset_config_name(m.task, m.cot)
     link = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo}) config `{config}`"
     task_words = {"copy": "bit strings, copied", "parity": "bit strings and their running parity",
                   "mix": f"parity rows and copy rows, a fraction {d.get('mix_ratio')} of them copy",
@@ -298,7 +298,8 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
                 f"length, a fraction {d['test_fraction']} of them held out, seed {d['seed']})")
     if d["task"] == "mix":
         other = "copy" if m.task != "copy" else "parity"
-        held_out += f" (nor, for its {other} rows, one of the test split of config `{dataset_config(other, m.cot)}`)"
+        other_config = tasks.dataset_config_name(other, m.cot)
+        held_out += f" (nor, for its {other} rows, one of the test split of config `{other_config}`)"
     if d.get("source") == "fixed":
         text = (f"The train split of {link}, reshuffled every epoch; input lengths {_span(lo, hi)}, "
                 f"{task_words}, {'with' if m.cot else 'without'} chain of thought. Held out: {held_out}.")
@@ -309,10 +310,6 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
     if base_model:
         text += f" Initial weights: [{base_model}](https://huggingface.co/{base_model}) (its `main`)."
     return text
-
-
-def dataset_config(task: str, cot: bool) -> str:
-    return task if cot else f"{task}_nocot"
 
 
 def _polynomial_text(terms) -> str:

@@ -1,5 +1,6 @@
 """The paper's iteration head, written by hand: a 2-layer, 1-head IterGPT that solves copy, parity
-and polynomial iteration exactly, with no training (PAPER.md §3).
+and polynomial iteration exactly, with no training (Cabannes et al., *Iteration Head: A Mechanistic
+Study of Chain-of-Thought*, NeurIPS 2024, arXiv:2406.02128, the two-layer construction of Figure 5).
 
 ``build_iteration_head_model("parity")`` returns an ordinary :class:`IterGPTForCausalLM` (standard
 pre-norm blocks, learned position table, ReLU MLPs, no biases, dropout 0): it saves and loads with
@@ -31,7 +32,7 @@ Residual stream (``n_embd = 200``; positions scaled ``u(p) = p / N`` with ``N = 
     135…198    OUT: one-hot of the next token         layer-2 MLP; lm_head reads it (× LOGIT)
     199        unused (an even width makes CPU matmuls ~2x faster than 199)
 
-The four steps of §3:
+The four steps of the construction (the paper's Figure 5):
 
 1. Layer-1 attention. Query = constant, key = ``[token is <eoi>]``: every position after
    ``<eoi>`` attends to it (logit gap ``GAP``) and copies its position ``u(e)`` into EOI_POS.

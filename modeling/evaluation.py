@@ -9,9 +9,10 @@ The reusable half of ``evaluate.py`` (which is only a command line around this m
 - :func:`evaluate_model` -- per input length: teacher-forced sequence accuracy (through
   :func:`modeling.analysis.evaluate_lengths`, the one implementation shared with ``train.py``),
   generated accuracy, and optionally the head scores of every (layer, head);
-- :func:`sample_rows` / :func:`load_dataset_rows` -- the evaluation rows: sampled with
-  ``datasets_builders.tasks`` (seeded per length) or read, and validated, from a dataset in Hub
-  layout (``load_dataset(folder_or_repo, "parity")``, or ``"parity_nocot"`` without chain of thought);
+- :func:`load_dataset_rows` / :func:`run_test_rows` -- the evaluation rows read, and validated, from
+  a dataset in Hub layout (``load_dataset(folder_or_repo, "parity")``, or ``"parity_nocot"`` without
+  chain of thought) or from the run's test split; sampled rows come from
+  :func:`modeling.analysis.sample_rows` (seeded per length);
 - :func:`sequence_accuracy` -- exact-match, token and per-position accuracy of generated answers
   (the numbers of the ``metrics/sequence_accuracy`` module, without importing ``evaluate``);
 - :func:`build_results` / :func:`to_model_index` / :func:`format_table` -- the ``eval_results.json``
@@ -56,7 +57,6 @@ __all__ = [
     "build_results",
     "check_lengths",
     "check_model",
-    "dataset_config_name",
     "evaluate_model",
     "find_run_settings",
     "format_table",
@@ -65,9 +65,7 @@ __all__ = [
     "load_dataset_rows",
     "max_length_in_context",
     "n_positions_of",
-    "parse_lengths",
     "run_test_rows",
-    "sample_rows",
     "sequence_accuracy",
     "to_model_index",
     "trim_at_eos",
@@ -91,27 +89,6 @@ class DatasetFormatError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Lengths, context and model checks
 # ---------------------------------------------------------------------------------------------
-def parse_lengths(spec: str) -> list[int]:
-    """``"1-16"``, ``"1,2,4"`` or ``"1-4,8,16"`` -> sorted distinct lengths (each >= 1)."""
-    lengths: set[int] = set()
-    for part in str(spec).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                lengths.update(range(lo, hi + 1))
-            else:
-                lengths.add(int(part))
-        except ValueError:
-            raise ValueError(f"lengths {spec!r} are invalid: write e.g. '1-16', '1,2,4' or '1-4,8'") from None
-    if not lengths or min(lengths) < 1:
-        raise ValueError(f"lengths {spec!r} are invalid: give at least one length, every length >= 1")
-    return sorted(lengths)
-
-
 def max_length_in_context(n_positions: int, cot: bool = True) -> int:
     """The longest input length whose whole row (``tasks.row_length``) fits in ``n_positions``."""
     if cot:
@@ -227,24 +204,6 @@ def _is_positive_int(value) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Evaluation rows
 # ---------------------------------------------------------------------------------------------
-def sample_rows(task: tasks.Task, lengths: Iterable[int], n_per_length: int, seed: int = 0,
-                cot: bool = True) -> dict[int, np.ndarray]:
-    """``{L: rows (n, row_length)}`` of distinct random inputs, seeded per length.
-
-    Each length has its own generator ``default_rng([seed, L])``, so adding a length never changes
-    the rows of another. When a length has fewer than ``n_per_length`` distinct inputs (parity of
-    length 9 has 512), every one of them is evaluated once.
-    """
-    if n_per_length < 1:
-        raise ValueError(f"n_per_length={n_per_length} is invalid: it must be >= 1")
-    out = {}
-    for L in lengths:
-        n = min(n_per_length, task.num_sequences(L))
-        inputs = tasks.sample_unique_inputs(task, L, n, np.random.default_rng([seed, L]))
-        out[L] = tasks.build_rows(task, inputs, cot)
-    return out
-
-
 def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_length: int,
                   cot: bool = True) -> dict[int, np.ndarray] | None:
     """The held-out rows of the run that trained the checkpoint in folder ``source``.
@@ -333,11 +292,6 @@ def validate_rows(rows: Sequence[Sequence[int]], lengths: Sequence[int], task: t
     return out
 
 
-def dataset_config_name(task: str, cot: bool = True) -> str:
-    """The dataset config of a task: ``parity`` with chain of thought, ``parity_nocot`` without."""
-    return task if cot else f"{task}_nocot"
-
-
 def _causes(err: BaseException) -> str:
     """The messages of an exception and of what caused it (``datasets`` wraps the real reason)."""
     messages, seen = [], set()
@@ -354,14 +308,14 @@ def load_dataset_rows(dataset: str, task: tasks.Task, split: str = "test", cot: 
                       config: str | None = None) -> dict[int, np.ndarray]:
     """Rows of one split of a Hub-layout dataset (``load_dataset(dataset, config)``), validated.
 
-    ``config`` defaults to :func:`dataset_config_name` (``parity`` / ``parity_nocot``). Required
+    ``config`` defaults to ``tasks.dataset_config_name`` (``parity`` / ``parity_nocot``). Required
     columns: ``input_ids`` (a list of integers) and ``length``; ``task``, when present, must name
     ``task``. Keeps the first ``n_per_length`` rows of each length (all when ``None``) and only
     ``lengths`` when given (a requested length missing from the split is an error).
     """
     import datasets  # noqa: PLC0415 - imported only on this path
 
-    config = config or dataset_config_name(task.name, cot)
+    config = config or tasks.dataset_config_name(task.name, cot)
     where = f"dataset {dataset!r} (config {config!r}, split {split!r})"
     try:
         ds = datasets.load_dataset(dataset, config, split=split)
@@ -585,7 +539,7 @@ def build_results(per_length: dict[int, dict], *, model_name: str, task: str, co
 
     ``results``: Hub ``model-index`` entries (one for the training lengths -- or for all lengths
     when they are unknown -- and one for the lengths beyond training); each metric is the unweighted
-    mean over lengths of the per-length accuracy (PAPER.md §4 reports accuracy per length).
+    mean over lengths of the per-length accuracy (the paper -- Cabannes et al., NeurIPS 2024, arXiv:2406.02128 -- reports accuracy per length in its experiments).
     ``dataset``: ``{"name", "type", "config", "split"}`` of the in-distribution rows; rows of the
     extrapolation entry are named by ``sources`` (``{L: split}``; ``"sampled"`` for generated rows).
     ``per_length``: the :func:`evaluate_model` entries keyed by length (as strings, for JSON), each

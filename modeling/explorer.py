@@ -353,7 +353,7 @@ def explore(selection: Selection, task_name: str, text: str, mean: bool = False,
     row, answer, reference = _chain(selection, task, inputs)
     chain, right = chain_html(row, answer, reference, L)
     if mean:
-        rows = analysis.make_rows(task, [L], MEAN_N, seed, selection.cot)[L]
+        rows = analysis.sample_rows(task, [L], MEAN_N, seed, selection.cot)[L]
         labels = analysis._generic_labels(L, selection.cot)
     else:
         rows, labels = row[None], [tasks.VOCAB[t] for t in row]
@@ -384,7 +384,7 @@ def ablate(selection: Selection, task_name: str, component: str, mode: str = "ze
         chosen = analysis.check_lengths(model, analysis.parse_lengths(lengths), selection.cot)
     except ValueError as err:
         raise InputError(str(err)) from None
-    rows = analysis.make_rows(_task(task_name), chosen, n, seed, selection.cot)
+    rows = analysis.sample_rows(_task(task_name), chosen, n, seed, selection.cot)
     layer, head = known[component]
 
     def hooks(L):

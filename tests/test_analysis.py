@@ -36,7 +36,7 @@ def random_model(hand):
 
 @pytest.fixture(scope="module")
 def rows():
-    return A.make_rows("parity", range(1, 11), 32, seed=0)
+    return A.sample_rows("parity", range(1, 11), 32, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_detector_finds_the_hand_built_heads_and_none_in_a_random_model(hand, ra
 # Ablations
 # ---------------------------------------------------------------------------------------------
 def test_ablations_of_the_hand_built_model(hand):
-    rows = A.make_rows("parity", range(4, 8), 128, seed=0)  # every sequence of L = 4 … 7
+    rows = A.sample_rows("parity", range(4, 8), 128, seed=0)  # every sequence of L = 4 … 7
     res = A.ablation_study(hand, rows)
     assert res["baseline"]["mean"] == 1.0
     comps = res["components"]
@@ -177,15 +177,29 @@ def test_lengths_beyond_the_context_are_refused(hand, tmp_path):
     with pytest.raises(ValueError, match="context"):
         A.analyze(hand, "parity", [12], n=4, out=str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="context"):
-        A.evaluate_lengths(hand, A.make_rows("parity", [11], 2))
+        A.evaluate_lengths(hand, A.sample_rows("parity", [11], 2))
 
 
 def test_parse_lengths():
     assert A.parse_lengths("1-4") == [1, 2, 3, 4]
     assert A.parse_lengths("1, 2,6-7,2") == [1, 2, 6, 7]
-    for bad in ("1-", "4-2", "a", ""):
-        with pytest.raises(ValueError, match="lengths"):
+    assert A.parse_lengths("1-4,8, 16") == [1, 2, 3, 4, 8, 16]
+    assert A.parse_lengths("3,1,3") == [1, 3]
+    for bad in ("1-", "4-2", "a", "", "0-3", "1,,3", "1,"):  # strict: no empty part, every length >= 1
+        with pytest.raises(ValueError, match="invalid"):
             A.parse_lengths(bad)
+
+
+def test_sample_rows_are_seeded_per_length():
+    """A length's rows depend on the seed and the length only, not on the other lengths asked for."""
+    both = A.sample_rows("parity", [7, 3], 16, seed=5)
+    assert list(both) == [3, 7] and both[7].shape == (16, tasks.row_length(7))
+    np.testing.assert_array_equal(both[7], A.sample_rows("parity", [7], 16, seed=5)[7])
+    assert not np.array_equal(both[7], A.sample_rows("parity", [7], 16, seed=6)[7])
+    assert len({tuple(r) for r in both[7]}) == 16  # distinct inputs
+    assert len(A.sample_rows("parity", [2], 16)[2]) == 4  # every sequence when fewer exist
+    with pytest.raises(ValueError, match="n_per_length=0"):
+        A.sample_rows("parity", [2], 0)
 
 
 # ---------------------------------------------------------------------------------------------

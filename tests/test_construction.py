@@ -6,7 +6,7 @@ import torch
 
 from datasets_builders import tasks
 from modeling import IterGPTConfig, IterGPTForCausalLM
-from modeling.analysis import evaluate_lengths, find_eoi_heads, find_iteration_heads, make_rows, max_length
+from modeling.analysis import evaluate_lengths, find_eoi_heads, find_iteration_heads, sample_rows, max_length
 from modeling.construction import LAYOUT, build_iteration_head_model
 
 N_PER_LENGTH = 8  # teacher-forced rows per length (short lengths: every sequence up to this many)
@@ -39,7 +39,7 @@ def generated_accuracy(model, rows_by_length: dict) -> dict:
 def built(request):
     model = build_iteration_head_model(request.param)
     lengths = range(1, max_length(model) + 1)  # 1 … 30 for n_positions = 64
-    rows = make_rows(request.param, lengths, N_PER_LENGTH, seed=1)
+    rows = sample_rows(request.param, lengths, N_PER_LENGTH, seed=1)
     return request.param, model, rows, evaluate_lengths(model, rows)
 
 
@@ -75,7 +75,7 @@ def test_residual_stream_holds_what_the_docstring_says():
     model = build_iteration_head_model("parity")
     L, N = 7, model.config.n_positions
     e = L + 1
-    ids = torch.as_tensor(make_rows("parity", [L], 8, seed=4)[L])  # (8, 2L+3)
+    ids = torch.as_tensor(sample_rows("parity", [L], 8, seed=4)[L])  # (8, 2L+3)
     names = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post"]
     with torch.no_grad():
         _, cache = model.run_with_cache(ids, names_filter=names)
@@ -96,7 +96,7 @@ def test_residual_stream_holds_what_the_docstring_says():
 def test_random_model_is_far_worse():
     torch.manual_seed(0)
     model = IterGPTForCausalLM(IterGPTConfig()).eval()
-    rows = make_rows("parity", range(1, 9), 32, seed=1)
+    rows = sample_rows("parity", range(1, 9), 32, seed=1)
     res = evaluate_lengths(model, rows)
     assert np.mean(list(res["accuracy"].values())) < 0.2
     assert find_iteration_heads(res) == []
@@ -107,7 +107,7 @@ def test_rmsnorm_and_other_polynomial_are_exact():
     poly = ((2, 0, 1), (0, 1, 3))  # s^2 + 3x mod 7
     model = build_iteration_head_model("polynomial", n_positions=25, modulus=7, polynomial=poly, norm="rmsnorm")
     task = tasks.make_task("polynomial", 7, poly)
-    rows = make_rows(task, range(1, max_length(model) + 1), 8, seed=2)
+    rows = sample_rows(task, range(1, max_length(model) + 1), 8, seed=2)
     assert max(rows) == 11
     assert set(evaluate_lengths(model, rows)["accuracy"].values()) == {1.0}
     assert set(generated_accuracy(model, {L: r[:N_GENERATED] for L, r in rows.items()}).values()) == {1.0}
@@ -119,7 +119,7 @@ def test_save_and_load(tmp_path):
     model = build_iteration_head_model("parity", n_positions=20)
     model.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path, trust_remote_code=True).eval()
-    rows = make_rows("parity", range(1, 9), 16, seed=3)
+    rows = sample_rows("parity", range(1, 9), 16, seed=3)
     assert set(evaluate_lengths(loaded, rows)["accuracy"].values()) == {1.0}
     ids = torch.as_tensor(rows[8])
     with torch.no_grad():

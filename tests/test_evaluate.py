@@ -159,7 +159,7 @@ def test_our_sequence_accuracy_equals_the_evaluate_module(metric):
 # Accuracies
 # ---------------------------------------------------------------------------------------------
 def test_honest_oracle_scores_one_with_and_without_cache():
-    rows = ev.sample_rows(PARITY, [1, 3, 6], 16, seed=1)
+    rows = analysis.sample_rows(PARITY, [1, 3, 6], 16, seed=1)
     oracle = Oracle(OracleConfig())
     for use_cache in (True, False):
         out = ev.evaluate_model(oracle, rows, use_cache=use_cache)
@@ -169,7 +169,7 @@ def test_honest_oracle_scores_one_with_and_without_cache():
 def test_lying_oracle_gives_exact_fractions_everywhere():
     """A wrong first state on rows with x_1 = 1: teacher-forced = generated = share of x_1 = 0 rows;
     the final answer stays right (L >= 2); per-position accuracy shows where the lie is."""
-    rows = ev.sample_rows(PARITY, [1, 4, 7], 40, seed=2)
+    rows = analysis.sample_rows(PARITY, [1, 4, 7], 40, seed=2)
     oracle = Oracle(OracleConfig(lie_at=0))
     out = ev.evaluate_model(oracle, rows)
     for L, r in out.items():
@@ -184,7 +184,7 @@ def test_lying_oracle_gives_exact_fractions_everywhere():
 
 def test_no_cot_oracle():
     task = tasks.make_task("parity")
-    rows = ev.sample_rows(task, [2, 5], 16, seed=3, cot=False)
+    rows = analysis.sample_rows(task, [2, 5], 16, seed=3, cot=False)
     assert rows[5].shape[1] == tasks.row_length(5, cot=False)
     out = ev.evaluate_model(Oracle(OracleConfig(cot=False)), rows, cot=False)
     assert all(r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0 for r in out.values())
@@ -196,7 +196,7 @@ def test_no_cot_oracle():
 
 
 def test_random_model_is_clearly_worse_and_consistent(random_model):
-    rows = ev.sample_rows(PARITY, [2, 5, 9], 24, seed=4)
+    rows = analysis.sample_rows(PARITY, [2, 5, 9], 24, seed=4)
     out = ev.evaluate_model(random_model, rows)
     assert np.mean([r["teacher_forced"] for r in out.values()]) < 0.5
     assert np.mean([r["generated"] for r in out.values()]) < 0.5
@@ -209,7 +209,7 @@ def test_random_model_is_clearly_worse_and_consistent(random_model):
 
 def test_generation_with_and_without_kv_cache_agree(random_model):
     # A random model writes arbitrary tokens: equal predictions test the cache, not just accuracy.
-    rows = [r for block in ev.sample_rows(PARITY, [3, 8, 12], 8, seed=5).values() for r in block]
+    rows = [r for block in analysis.sample_rows(PARITY, [3, 8, 12], 8, seed=5).values() for r in block]
     rows = rows[::-1]  # mixed lengths, any order: results come back in the given order
     cached = ev.generated_correct(random_model, rows, batch_size=5, use_cache=True)
     plain = ev.generated_correct(random_model, rows, batch_size=7, use_cache=False)
@@ -223,7 +223,7 @@ def test_generation_ignores_the_checkpoints_generation_config():
     # the prompt; evaluation must stay plain argmax decoding, and leave the model's config as it was.
     oracle = Oracle(OracleConfig())
     oracle.generation_config.no_repeat_ngram_size = 1
-    rows = ev.sample_rows(PARITY, [4], 8, seed=7)[4]
+    rows = analysis.sample_rows(PARITY, [4], 8, seed=7)[4]
     assert ev.generated_correct(oracle, rows).sequence.all()
     assert oracle.generation_config.no_repeat_ngram_size == 1
     prompts = torch.as_tensor(rows[:, :6])
@@ -236,7 +236,7 @@ def test_hand_built_model_is_exact_generated_equals_teacher_forced():
         "modeling.construction", reason="modeling/construction.py (build_iteration_head_model) is missing")
     model = construction.build_iteration_head_model("parity")
     limit = ev.max_length_in_context(model.config.n_positions)
-    rows = ev.sample_rows(PARITY, [1, 5, 16, limit], 16, seed=6)
+    rows = analysis.sample_rows(PARITY, [1, 5, 16, limit], 16, seed=6)
     out = ev.evaluate_model(model, rows)
     for L, r in out.items():
         assert r["teacher_forced"] == r["generated"] == r["generated_final"] == 1.0, (L, r)
@@ -310,7 +310,7 @@ def write_hub_folder(folder, splits: dict[str, dict], config: str = "parity") ->
 
 
 def parity_columns(lengths, n: int, seed: int = 0) -> dict:
-    rows = [r for block in ev.sample_rows(PARITY, lengths, n, seed).values() for r in block]
+    rows = [r for block in analysis.sample_rows(PARITY, lengths, n, seed).values() for r in block]
     return {"input_ids": pa.array([r.tolist() for r in rows], type=pa.list_(pa.int32())),
             "length": pa.array([len(r) // 2 - 1 for r in rows], type=pa.int32()),
             "task": ["parity"] * len(rows), "text": [tasks.decode(r) for r in rows]}
@@ -395,14 +395,6 @@ def test_lengths_beyond_the_context_are_refused(tmp_path, random_model):
     with pytest.raises(ValueError, match="longest evaluable length is 6"):
         load_cli().main(["--model", str(model_dir), "--task", "parity", "--lengths", "1-8",
                          "--out", str(tmp_path / "r.json")])
-
-
-def test_parse_lengths():
-    assert ev.parse_lengths("1-4,8, 16") == [1, 2, 3, 4, 8, 16]
-    assert ev.parse_lengths("3,1,3") == [1, 3]
-    for bad in ("", "0-3", "4-2", "a", "1-"):
-        with pytest.raises(ValueError, match="invalid"):
-            ev.parse_lengths(bad)
 
 
 def test_run_settings_from_training_info(tmp_path, random_model):

@@ -184,6 +184,61 @@ def _attention_mask_4d(
     return allowed
 
 
+def _build_attention_mask(
+    attention_mask: torch.Tensor | None, B: int, T: int, past_len: int, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Validate the caller's ``attention_mask`` and return ``(mask, padding)``: the boolean
+    (B or 1, 1, T, S) mask for the blocks (``None`` when plain causal suffices) and the 2-D (B, S)
+    padding mask that position ids are counted from (``None`` when a 4-D mask or none was given).
+
+    A 4-D boolean mask (e.g. packed rows) is used as given; a 2-D one becomes causal + padding.
+    """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        if attention_mask.dtype != torch.bool or attention_mask.shape[1] != 1 or attention_mask.shape[-2:] != (
+            T, past_len + T
+        ) or attention_mask.shape[0] not in (1, B):
+            raise ValueError(
+                f"a 4-D attention_mask must be boolean of shape (batch or 1, 1, new tokens, cached + new "
+                f"tokens) = {(B, 1, T, past_len + T)}; got {attention_mask.dtype} {tuple(attention_mask.shape)}"
+            )
+        return attention_mask.to(device), None
+    if attention_mask is None:
+        return _attention_mask_4d(None, T, past_len, device), None
+    if attention_mask.dim() != 2 or attention_mask.shape != (B, past_len + T):
+        raise ValueError(
+            f"attention_mask must have shape (batch, cached + new tokens) = {(B, past_len + T)} "
+            f"(or a 4-D boolean mask); got {tuple(attention_mask.shape)}"
+        )
+    no_padding = not torch.compiler.is_compiling() and bool(attention_mask.all())
+    # no padding: let SDPA use its causal kernel
+    return _attention_mask_4d(None if no_padding else attention_mask, T, past_len, device), attention_mask
+
+
+def _position_ids(
+    position_ids: torch.Tensor | None,
+    padding: torch.Tensor | None,
+    T: int,
+    past_len: int,
+    device: torch.device,
+    n_positions: int,
+) -> torch.Tensor:
+    """(B or 1, T) positions: the caller's (checked to lie in [0, n_positions)), else
+    ``cumsum(padding) - 1`` (0 on padding), else ``arange`` continuing the cache."""
+    if position_ids is None:
+        if padding is not None:
+            position_ids = padding.long().cumsum(-1) - 1
+            return position_ids.masked_fill(padding == 0, 0)[:, -T:]  # (B, T)
+        return torch.arange(past_len, past_len + T, device=device)[None]  # (1, T)
+    position_ids = position_ids.to(device)
+    if position_ids.shape[-1] != T:
+        raise ValueError(f"position_ids must have {T} columns (one per new token); got {tuple(position_ids.shape)}")
+    if not torch.compiler.is_compiling() and (
+        bool((position_ids < 0).any()) or bool((position_ids >= n_positions).any())
+    ):
+        raise ValueError(f"position_ids must lie in [0, n_positions={n_positions})")
+    return position_ids
+
+
 # ---------------------------------------------------------------------------------------------
 # Layers
 # ---------------------------------------------------------------------------------------------
@@ -769,7 +824,29 @@ class IterGPTModel(IterGPTPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        B, T, device = self._check_inputs(input_ids, inputs_embeds)
+        if cache is None and use_cache:
+            cache = DynamicCache(config=self.config)
+        past_len = cache.get_seq_length() if cache is not None else 0
+        if past_len + T > self.config.n_positions:
+            raise ValueError(
+                f"sequence of {past_len + T} tokens ({past_len} cached + {T} new) exceeds the context of "
+                f"n_positions={self.config.n_positions}; no truncation is done"
+            )
+        mask, padding = _build_attention_mask(attention_mask, B, T, past_len, device)
+        position_ids = _position_ids(position_ids, padding, T, past_len, device, self.config.n_positions)
+        x = self._embed(input_ids, inputs_embeds, position_ids)  # (B, T, d_model)
+        x, all_hidden, all_attentions = self._run_blocks(x, mask, cache, output_attentions, output_hidden_states)
+        out = BaseModelOutputWithPast(
+            last_hidden_state=x, hidden_states=all_hidden, attentions=all_attentions, **{_CACHE_FIELD: cache}
+        )
+        return out if return_dict is not False else out.to_tuple()
 
+    def _check_inputs(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+    ) -> tuple[int, int, torch.device]:
+        """Validate that exactly one of ``input_ids`` (B, T) and ``inputs_embeds`` (B, T, d_model) is
+        given, with in-range ids; return ``(B, T, device)``."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None:
@@ -781,66 +858,31 @@ class IterGPTModel(IterGPTPreTrainedModel):
                 f"inputs_embeds must have shape (batch, seq_len, {self.config.n_embd}); "
                 f"got {tuple(inputs_embeds.shape)}"
             )
-        B, T = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        device = (input_ids if input_ids is not None else inputs_embeds).device
+        given = input_ids if input_ids is not None else inputs_embeds
+        B, T = given.shape[:2]
+        return B, T, given.device
 
-        if cache is None and use_cache:
-            cache = DynamicCache(config=self.config)
-        past_len = cache.get_seq_length() if cache is not None else 0
-        if past_len + T > self.config.n_positions:
-            raise ValueError(
-                f"sequence of {past_len + T} tokens ({past_len} cached + {T} new) exceeds the context of "
-                f"n_positions={self.config.n_positions}; no truncation is done"
-            )
-
-        block_mask = None  # a 4-D boolean mask given by the caller (e.g. packed rows), used as is
-        if attention_mask is not None and attention_mask.dim() == 4:
-            if attention_mask.dtype != torch.bool or attention_mask.shape[1] != 1 or attention_mask.shape[-2:] != (
-                T, past_len + T
-            ) or attention_mask.shape[0] not in (1, B):
-                raise ValueError(
-                    f"a 4-D attention_mask must be boolean of shape (batch or 1, 1, new tokens, cached + new "
-                    f"tokens) = {(B, 1, T, past_len + T)}; got {attention_mask.dtype} {tuple(attention_mask.shape)}"
-                )
-            block_mask, attention_mask = attention_mask.to(device), None
-        if attention_mask is not None:
-            if attention_mask.dim() != 2 or attention_mask.shape != (B, past_len + T):
-                raise ValueError(
-                    f"attention_mask must have shape (batch, cached + new tokens) = {(B, past_len + T)} "
-                    f"(or a 4-D boolean mask); got {tuple(attention_mask.shape)}"
-                )
-            if not torch.compiler.is_compiling() and bool(attention_mask.all()):
-                full_mask = None  # no padding: let SDPA use its causal kernel
-            else:
-                full_mask = attention_mask
-        else:
-            full_mask = None
-
-        if position_ids is None:
-            if attention_mask is not None:
-                position_ids = attention_mask.long().cumsum(-1) - 1
-                position_ids = position_ids.masked_fill(attention_mask == 0, 0)[:, -T:]  # (B, T)
-            else:
-                position_ids = torch.arange(past_len, past_len + T, device=device)[None]  # (1, T)
-        else:
-            position_ids = position_ids.to(device)
-            if position_ids.shape[-1] != T:
-                raise ValueError(
-                    f"position_ids must have {T} columns (one per new token); got {tuple(position_ids.shape)}"
-                )
-            if not torch.compiler.is_compiling() and (
-                bool((position_ids < 0).any()) or bool((position_ids >= self.config.n_positions).any())
-            ):
-                raise ValueError(f"position_ids must lie in [0, n_positions={self.config.n_positions})")
-
-        mask = block_mask if block_mask is not None else _attention_mask_4d(full_mask, T, past_len, device)
-
+    def _embed(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Token + position embeddings through ``hook_embed`` / ``hook_pos_embed``, then dropout."""
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids)
+        B, T = inputs_embeds.shape[:2]
         tok = self.hook_embed(inputs_embeds)  # (B, T, d_model)
         pos = self.hook_pos_embed(self.pos_embed(position_ids).expand(B, T, -1))  # (B, T, d_model)
-        x = self.drop(tok + pos)
+        return self.drop(tok + pos)
 
+    def _run_blocks(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: Cache | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """The block stack then ``ln_final``: ``(final (B, T, d_model), hidden states, attentions)``,
+        the last two ``None`` unless asked for."""
         all_hidden = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for block in self.blocks:
@@ -851,12 +893,7 @@ class IterGPTModel(IterGPTPreTrainedModel):
                 all_attentions += (weights,)
         if output_hidden_states:
             all_hidden += (x,)
-        x = self.ln_final(x)  # (B, T, d_model)
-
-        out = BaseModelOutputWithPast(
-            last_hidden_state=x, hidden_states=all_hidden, attentions=all_attentions, **{_CACHE_FIELD: cache}
-        )
-        return out if return_dict is not False else out.to_tuple()
+        return self.ln_final(x), all_hidden, all_attentions  # ln_final: (B, T, d_model)
 
 
 class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):

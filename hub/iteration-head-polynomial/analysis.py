@@ -1,4 +1,6 @@
-"""Measure chain-of-thought and find iteration heads (PAPER.md §3–4).
+"""Measure chain-of-thought and find iteration heads (Cabannes et al., *Iteration Head: A Mechanistic
+Study of Chain-of-Thought*, NeurIPS 2024, arXiv:2406.02128: the iteration-head mechanism of its
+Figure 5 and the accuracy and attention-peakiness measures of its experiments).
 
 One implementation of the paper's metrics, shared by ``train.py`` (evaluation during training),
 ``evaluate.py`` and the analysis command shipped next to every checkpoint on the Hub::
@@ -64,7 +66,9 @@ __all__ = [
     "check_lengths",
     "max_length",
     "parse_lengths",
-    "make_rows",
+    "sample_rows",
+    "read_training_points",
+    "training_points",
     "detect_heads",
     "find_iteration_heads",
     "find_eoi_heads",
@@ -149,31 +153,44 @@ def _check_mode(mode: str, mean=None, need_mean: bool = True) -> None:
 
 
 def parse_lengths(spec: str) -> list[int]:
-    """``"1-16"``, ``"8"`` or ``"1,2,4-6"`` -> sorted list of lengths."""
+    """``"1-16"``, ``"8"`` or ``"1,2,4-6"`` -> sorted distinct lengths, each >= 1.
+
+    Strict: every comma-separated part must be a length or a range ``lo-hi`` with ``lo <= hi``
+    (spaces are ignored), so an empty part (``"1,,3"``, ``"1,"``, ``""``) is an error rather than
+    skipped -- a stray comma is more often a typo than a request. The one parser of the project
+    (``evaluate.py``, this module's command line and the explorer).
+    """
     out = set()
     for part in str(spec).replace(" ", "").split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise ValueError(f"lengths={spec!r} is invalid: write e.g. 1-16, 8 or 1,2,4-6")
+            raise ValueError(f"lengths={spec!r} is invalid: write e.g. 1-16, 8 or 1,2,4-6 (no empty parts)")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise ValueError(f"lengths={spec!r} is invalid: the range {lo}-{hi} is empty")
         out.update(range(lo, hi + 1))
+    if min(out) < 1:
+        raise ValueError(f"length {min(out)} is invalid: input lengths start at 1 (lengths={spec!r})")
     return sorted(out)
 
 
-def make_rows(task, lengths, n: int = 256, seed: int = 0, cot: bool = True) -> dict[int, np.ndarray]:
-    """``n`` distinct random examples per length (every sequence when fewer exist).
+def sample_rows(task, lengths, n_per_length: int = 256, seed: int = 0, cot: bool = True) -> dict[int, np.ndarray]:
+    """``{L: rows (n, row_length(L))}`` of distinct random inputs, ``L`` in increasing order.
 
-    ``task`` is a :class:`tasks.Task` or a task name. Returns ``{L: rows (n_L, row_length(L))}``.
+    ``task`` is a :class:`tasks.Task` or a task name. Each length has its own generator
+    ``default_rng([seed, L])``, so the rows of a length do not depend on which other lengths are
+    asked for. When a length has fewer than ``n_per_length`` distinct inputs (parity of length 9
+    has 512), every one of them is used once.
     """
+    if n_per_length < 1:
+        raise ValueError(f"n_per_length={n_per_length} is invalid: it must be >= 1")
     task = tasks.make_task(task) if isinstance(task, str) else task
-    rng = np.random.default_rng(seed)
-    rows = {}
+    out = {}
     for L in sorted(lengths):
-        count = min(n, task.num_sequences(L))
-        rows[L] = tasks.build_rows(task, tasks.sample_unique_inputs(task, L, count, rng), cot)
-    return rows
+        n = min(n_per_length, task.num_sequences(L))
+        inputs = tasks.sample_unique_inputs(task, L, n, np.random.default_rng([seed, L]))
+        out[L] = tasks.build_rows(task, inputs, cot)
+    return out
 
 
 def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
@@ -504,13 +521,25 @@ def _metric_point(rec: dict, task_name: str | None) -> dict | None:
     return {"step": int(rec["step"]), **{k: float(m[k]) if m.get(k) is not None else None for k in CURVE_KEYS}}
 
 
-def _read_metrics(path: str, task_name: str | None = None) -> list[dict]:
+def training_points(records, task_name: str | None = None) -> list[dict]:
+    """The curve points ``{"step", "accuracy_mean", "first_mean", "iteration_mean"}`` of parsed
+    ``metrics.jsonl`` records (``task_name``'s sub-dict in a multi-task run), sorted by step; a
+    step logged twice (a resumed run) keeps its last record."""
     points = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip() and (point := _metric_point(json.loads(line), task_name)) is not None:
-                points[point["step"]] = point  # a resumed run may repeat a step: keep the last
+    for rec in records:
+        if (point := _metric_point(rec, task_name)) is not None:
+            points[point["step"]] = point
     return [points[s] for s in sorted(points)]
+
+
+def read_training_points(path: str, task_name: str | None = None) -> list[dict]:
+    """:func:`training_points` of a ``metrics.jsonl`` file (``[]`` when there is none). The one
+    reader of curve points, shipped with this file; the training package reads raw records with
+    ``training.run_folder.read_metrics``."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return training_points((json.loads(line) for line in f if line.strip()), task_name)
 
 
 def _snapshot_dirs(run_dir: str) -> list[tuple[int, str]]:
@@ -538,7 +567,7 @@ def training_curve(run_dir: str, task=None, lengths=None, n: int = 64, seed: int
     """
     task_name = task if isinstance(task, str) or task is None else task.name
     metrics = os.path.join(run_dir, "metrics.jsonl")
-    points = _read_metrics(metrics, task_name) if os.path.isfile(metrics) else []
+    points = read_training_points(metrics, task_name)
     if points and any(p["iteration_mean"] is not None for p in points):
         return points
     snapshots = _snapshot_dirs(run_dir)
@@ -555,7 +584,7 @@ def training_curve(run_dir: str, task=None, lengths=None, n: int = 64, seed: int
         model = load(path)
         if rows is None:
             lengths = check_lengths(model, lengths or range(1, min(16, max_length(model)) + 1))
-            rows = make_rows(task, lengths, n, seed)
+            rows = sample_rows(task, lengths, n, seed)
         res = evaluate_lengths(model, rows, batch_size)
         first = _average_score(res, "first_mean", min_length=1)  # (n_layer, n_head)
         iteration = _average_score(res, "iteration_mean", min_length=1)
@@ -625,7 +654,7 @@ def analyze(model, task, lengths=None, n: int = 256, out: str = "analysis", run_
     lengths = check_lengths(model, lengths or range(1, min(16, max_length(model)) + 1))
     plot_lengths = check_lengths(model, plot_lengths or [lengths[-1]])
     os.makedirs(out, exist_ok=True)
-    rows = make_rows(spec, sorted(set(lengths) | set(plot_lengths)), n, seed)
+    rows = sample_rows(spec, set(lengths) | set(plot_lengths), n, seed)
     eval_rows = {L: rows[L] for L in lengths}
 
     res = evaluate_lengths(model, eval_rows, batch_size)
