@@ -42,7 +42,7 @@ class TaskData:
         """``{"train"|"test": {(task, length): rows}}`` from the builder or a Hub-layout dataset."""
         d = self.cfg.data
         if d.dataset:
-            return load_dataset_rows(d.dataset, d.task + ("" if d.cot else "_nocot"), self.lengths)
+            return load_dataset_rows(d.dataset, tasks.dataset_config_name(d.task, d.cot), self.lengths)
         # Each task's split comes from that task's own config (for mix too), so a mix run
         # excludes exactly the test split of the released `parity` / `copy` datasets.
         out = {"train": {}, "test": {}}

@@ -121,15 +121,13 @@ def one_line(s: dict, where: str) -> str:
 def write_figures(model, data: TaskData, cfg: TrainConfig, records: list[dict], folder) -> list[str]:
     """The attention map at the longest trained length and the emergence plot (accuracy and both head
     scores against the step, from ``metrics.jsonl``), as PNGs in the run folder."""
-    from modeling.analysis import plot_attention, plot_training
+    from modeling.analysis import plot_attention, plot_training, training_points
     task, L = main_task(cfg), cfg.data.max_length
     paths = []
     if data.cot:
         rows = data.eval_sets(64)["test"][task, L]
         paths.append(plot_attention(model, rows, str(folder / f"attention_L{L}.png")))
-    points = [{"step": r["step"], **{k: _task_metrics(r, task).get(k) for k in ("accuracy_mean", "first_mean",
-                                                                                "iteration_mean")}}
-              for r in records if "test" in r]
+    points = training_points(records, task)
     title = f"{task}: accuracy and head scores during training"
     paths.append(plot_training(points, str(folder / "emergence.png"), title=title))
     return paths

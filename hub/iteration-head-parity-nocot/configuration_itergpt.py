@@ -41,11 +41,11 @@ class IterGPTConfig(PreTrainedConfig):
         bias (`bool`, defaults to `False`): bias in the linear layers (attention and MLP projections).
         norm_bias (`bool`, defaults to `False`): bias in LayerNorm (not available with `rmsnorm`).
         position_embedding (`str`, defaults to `"learned"`): `learned` (trained table), `sinusoidal`
-            (fixed sin/cos table, a buffer rebuilt on load) or `frozen` (a random N(0,
-            initializer_range) table saved with the weights but never trained: the reference code's
+            (fixed sin/cos table, a buffer rebuilt on load) or `frozen` (a random N(0, std) table, std
+            as in `position_init_std`, saved with the weights but never trained: the reference code's
             `freeze_pos=True`, used in the paper's learned-vs-frozen comparison).
         position_init (`str`, defaults to `"normal"`): initial values of a `learned` table: `normal`
-            (N(0, initializer_range), the reference code's) or `sinusoidal` (the sin/cos table times
+            (N(0, std), std as in `position_init_std`) or `sinusoidal` (the sin/cos table times
             `position_init_scale`, then trained like any other weight).
         position_init_scale (`float`, defaults to 1.0): amplitude of the `sinusoidal` initialisation.
         init (`str`, defaults to `"normal"`): initial weights. `normal`: linear and embedding weights
