@@ -79,16 +79,19 @@ def _short(columns: list[str]) -> dict[str, str]:
     return {c: (s if last.count(s) == 1 else c) for c, s in zip(columns, last)}
 
 
+def _config_columns(rows: list[dict]) -> list[str]:
+    """The identity keys, then every config key whose value differs between runs."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["config"]))
+    return list(ID_KEYS) + [k for k in keys if k not in ID_KEYS
+                            and len({json.dumps(r["config"].get(k), sort_keys=True) for r in rows}) > 1]
+
+
 def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], list[dict]]:
     """Columns and flat rows: identity keys, the config keys that vary, then every outcome."""
-    keys = list(dict.fromkeys(k for r in rows for k in r["config"]))
-    varying = [k for k in keys if k not in ID_KEYS
-               and len({json.dumps(r["config"].get(k), sort_keys=True) for r in rows}) > 1]
-    outcome = list(dict.fromkeys(k for r in rows for k in r["outcome"]))
-    config_columns = list(ID_KEYS) + varying
+    config_columns = _config_columns(rows)
     names = _short(config_columns)
     columns = (["experiment"] if experiment else []) + ["run", "status"] + [names[c] for c in config_columns]
-    columns += [k for k in outcome if k not in columns]
+    columns += [k for k in dict.fromkeys(k for r in rows for k in r["outcome"]) if k not in columns]
     flat = []
     for r in rows:
         row = {"experiment": experiment} if experiment else {}
@@ -109,27 +112,27 @@ def write_results(sweep_dir: str | Path, out: str | Path | None = None, experime
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(out, columns, data)
     _write_parquet(out.with_suffix(".parquet"), columns, data)
-    long = curves(rows, Path(sweep_dir))
+    long = curves(rows, Path(sweep_dir), experiment)
     if long:
         path = out.with_name(out.stem + "_curves.csv")
         _write_csv(path, list(long[0]), long)
     return out
 
 
-def curves(rows: list[dict], sweep_dir: Path) -> list[dict]:
-    """The long table of every evaluation of every run: identity keys, varying keys, then per step the
-    main task's test accuracy (mean, min) and head scores. Emergence figures are drawn from it."""
+def curves(rows: list[dict], sweep_dir: Path, experiment: str | None = None) -> list[dict]:
+    """The long table of every evaluation of every run: the same identity and varying config columns
+    as :func:`table`, then per step the main task's test accuracy (mean, min) and head scores.
+    Emergence figures are drawn from it."""
     from .config import from_dict
     from .report import _task_metrics, main_task
-    columns, flat = table(rows)
-    keys = [c for c in columns if c not in ("run", "status") and c in flat[0]
-            and not c.startswith(("acc_L", "first_mean_", "iteration_mean_"))][:len(ID_KEYS) + 16]
+    config_columns = _config_columns(rows)
+    names = _short(config_columns)
     out = []
-    for r, f in zip(rows, flat):
+    for r in rows:
         folder = Path(sweep_dir) / r["run"]
         cfg = from_dict(yaml.safe_load((folder / "train_config.yaml").read_text()))
-        ident = {"run": r["run"], **{k: f[k] for k in keys if k in columns[:columns.index("run") + 3 + len(ID_KEYS) + 99]
-                                      and k not in r["outcome"]}}
+        ident = {"experiment": experiment} if experiment else {}
+        ident.update({"run": r["run"], **{names[c]: r["config"].get(c) for c in config_columns}})
         for rec in read_metrics(folder / "metrics.jsonl"):
             if "test" in rec:
                 m = _task_metrics(rec, main_task(cfg))
@@ -162,8 +165,16 @@ def _write_parquet(path: Path, columns: list[str], data: list[dict]) -> None:
 
 
 def print_table(csv_path: Path, rows: int = 12) -> None:
-    lines = csv_path.read_text().splitlines()
-    print(f"{len(lines) - 1} run(s) -> {csv_path} (+ .parquet)")
+    """The table's size and path, then its first rows (the columns that vary, and the outcome)."""
+    with open(csv_path) as f:
+        data = list(csv.DictReader(f))
+    print(f"{len(data)} run(s) -> {csv_path} (+ .parquet)")
+    config = list(data[0])[:list(data[0]).index("steps")] if data else []
+    shown = [c for c in config if c not in ("experiment", "run", "status") and len({r[c] for r in data}) > 1]
+    shown = ["run", "status", *shown, "steps", "steps_to_target", "test_accuracy", "iteration_score"]
+    print("  ".join(shown))
+    for r in data[:rows]:
+        print("  ".join(str(r.get(c, ""))[:10] for c in shown))
 
 
 try:
