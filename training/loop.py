@@ -191,9 +191,10 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     run = Run(cfg, folder, accelerator, data, model, optimizer, scheduler)
     accelerator.wait_for_everyone()  # every process has read the folder before the main one writes
+    fresh = checkpoint is None  # resume=auto on a run killed before its first checkpoint starts it over
     if run.main:
-        folder.claim(replace=cfg.overwrite and not resuming)
-        if not resuming:
+        folder.claim(replace=cfg.overwrite or (resuming and fresh))
+        if fresh:
             atomic_write_text(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     accelerator.wait_for_everyone()
     return run, checkpoint
