@@ -91,4 +91,4 @@ def test_slurm_launcher_config_composes():
     res = run_cli([sys.executable, "train.py", "recipe=parity", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=30", "--cfg", "hydra",
                    "--package", "hydra.launcher"], timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "submitit_slurm" in res.stdout and "timeout_min: 30" in res.stdout
+    assert "SlurmLauncher" in res.stdout and "partition:" in res.stdout and "timeout_min: 30" in res.stdout
