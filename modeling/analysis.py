@@ -594,14 +594,21 @@ def training_curve(run_dir: str, task=None, lengths=None, n: int = 64, seed: int
     return points
 
 
-def plot_training(points: list[dict], path: str, title: str = "Emergence of the iteration head") -> str:
-    """Accuracy and both peakiness scores against training step, in one figure (PNG)."""
+def plot_training(points: list[dict], path: str, title: str | None = None, model_name: str | None = None) -> str:
+    """Accuracy and both peakiness scores against training step, in one figure (PNG). Without a
+    ``title`` it says what the curves show: whether an iteration head emerged (a later-layer score
+    reaching :data:`HEAD_THRESHOLD`), for ``model_name``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if not points:
         raise ValueError("no training points to plot")
+    if title is None:
+        scores = [p["iteration_mean"] for p in points if p.get("iteration_mean") is not None]
+        what = ("the iteration head emerges" if scores and max(scores) >= HEAD_THRESHOLD
+                else "no iteration head emerges" if scores else "test accuracy")
+        title = f"{model_name + ': ' if model_name else ''}{what} during training"
     steps = [p["step"] for p in points]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("accuracy_mean", "test accuracy (mean over lengths)"),
@@ -611,10 +618,11 @@ def plot_training(points: list[dict], path: str, title: str = "Emergence of the 
         if not np.all(np.isnan(values)):  # a run logged without head scores has accuracy only
             ax.plot(steps, values, marker="." if len(points) < 60 else None, label=label)
     ax.set_xlabel("training step")
+    ax.set_ylabel("accuracy / attention weight")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -680,7 +688,7 @@ def analyze(model, task, lengths=None, n: int = 256, out: str = "analysis", run_
         report["ablation"] = ablation_study(model, eval_rows, modes, batch_size, progress)
     if run_dir:
         points = training_curve(run_dir, spec, lengths, min(n, 64), seed, batch_size=batch_size, progress=progress)
-        plot_training(points, os.path.join(out, "emergence.png"))
+        plot_training(points, os.path.join(out, "emergence.png"), model_name=model_name)
         report["training"] = points
         report["figures"]["emergence"] = "emergence.png"
     report = _jsonable(report)

@@ -285,8 +285,9 @@ def _evaluate(run: Run, eval_sets: dict) -> None:
     """A metrics record: mean training loss since the last one, then (main process) the evaluation."""
     acc = run.accelerator
     loss = torch.tensor(run.loss_sum / max(run.loss_steps, 1), device=acc.device)
-    record = {"step": run.step, "time_s": round(run.elapsed, 2),
-              "loss": acc.reduce(loss, reduction="mean").item(), "lr": run.scheduler.get_last_lr()[0]}
+    loss = acc.reduce(loss, reduction="mean").item() if run.loss_steps else None  # None: step 0
+    record = {"step": run.step, "time_s": round(run.elapsed, 2), "loss": loss,
+              "lr": run.scheduler.get_last_lr()[0]}
     run.loss_sum, run.loss_steps, run.last_eval = 0.0, 0, run.step
     if run.main:
         record.update(run_eval(run.raw, run.data, eval_sets, run.cfg))
@@ -325,6 +326,8 @@ def _loop(run: Run) -> None:
     eval_sets = run.data.eval_sets(cfg.eval_per_length)
     bar = tqdm(total=cfg.optim.max_steps, initial=run.step, desc=cfg.recipe, dynamic_ncols=True,
                disable=not run.main or not cfg.progress)
+    if cfg.init_from and run.step == 0:
+        _evaluate(run, eval_sets)  # where fine-tuning starts from: transfer is visible at step 0
     run.model.train()
     clock, first = time.perf_counter(), run.step
     while run.step < cfg.optim.max_steps and run.stop_reason == "max_steps":

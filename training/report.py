@@ -128,8 +128,7 @@ def write_figures(model, data: TaskData, cfg: TrainConfig, records: list[dict], 
         rows = data.eval_sets(64)["test"][task, L]
         paths.append(plot_attention(model, rows, str(folder / f"attention_L{L}.png")))
     points = training_points(records, task)
-    title = f"{task}: accuracy and head scores during training"
-    paths.append(plot_training(points, str(folder / "emergence.png"), title=title))
+    paths.append(plot_training(points, str(folder / "emergence.png"), model_name=f"{cfg.recipe} ({task})"))
     return paths
 
 
