@@ -54,7 +54,7 @@ from . import tasks
 __all__ = [
     "TASKS", "MIX_TASKS", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "SOURCE_HASH",
     "IterationTaskConfig", "IterationTasks",
-    "length_counts", "split_inputs", "generate_split", "split_table",
+    "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
     "sequence_keys", "test_sequences", "sample_fresh_inputs",
 ]
 
@@ -287,6 +287,17 @@ def length_counts(config: IterationTaskConfig) -> list[dict]:
 
 def _rng(config: IterationTaskConfig, name: str, length: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng([int(config.seed), _STREAM_IDS[config.task], _STREAM_IDS[name], length, purpose])
+
+
+def run_split_config(data: dict, task: str) -> IterationTaskConfig:
+    """The builder config whose ``test`` split a training run held out for ``task``: ``data`` is the
+    run's data section (``train_config.yaml``). A mix run takes each task's split from that task's
+    own config, so it holds out exactly the released ``copy`` / ``parity`` test splits. The one place
+    that decides which rows a run never trained on (training, ``evaluate.py``, the release)."""
+    return IterationTaskConfig(
+        name=task, task=task, cot=data["cot"], min_length=data["min_length"], max_length=data["max_length"],
+        examples_per_length=data["examples_per_length"], test_fraction=data["test_fraction"], seed=data["seed"],
+        modulus=data["modulus"], polynomial=data["polynomial"])
 
 
 def split_inputs(config: IterationTaskConfig, length: int, task: str | None = None) -> dict[str, np.ndarray]:

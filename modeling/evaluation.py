@@ -220,14 +220,9 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
         data = json.load(f).get("train_config", {}).get("data")
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
-    from datasets_builders.iteration_tasks import IterationTaskConfig, split_inputs  # noqa: PLC0415
+    from datasets_builders.iteration_tasks import run_split_config, split_inputs  # noqa: PLC0415
 
-    # train.py takes each task's split from that task's own config (also in a mix run).
-    config = IterationTaskConfig(
-        name="run", task=task_name, cot=cot, min_length=data["min_length"],
-        max_length=data["max_length"], examples_per_length=data["examples_per_length"],
-        test_fraction=data["test_fraction"], seed=data["seed"], modulus=data["modulus"],
-        polynomial=data["polynomial"])
+    config = run_split_config({**data, "cot": cot}, task_name)
     task = config.make_task()
     return {L: tasks.build_rows(task, split_inputs(config, L)["test"][:n_per_length], cot)
             for L in lengths if config.min_length <= L <= config.max_length}

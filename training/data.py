@@ -7,12 +7,13 @@ dataset: fresh training draws never produce a test sequence.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import (IterationTaskConfig, sample_fresh_inputs, sequence_keys,
-                                               split_inputs)
+from datasets_builders.iteration_tasks import run_split_config, sample_fresh_inputs, sequence_keys, split_inputs
 
 from .config import ConfigError, TrainConfig
 
@@ -47,10 +48,7 @@ class TaskData:
         # excludes exactly the test split of the released `parity` / `copy` datasets.
         out = {"train": {}, "test": {}}
         for name, task in self.tasks.items():
-            config = IterationTaskConfig(
-                name=name, task=name, cot=d.cot, min_length=d.min_length, max_length=d.max_length,
-                examples_per_length=d.examples_per_length, test_fraction=d.test_fraction, seed=d.seed,
-                modulus=d.modulus, polynomial=d.polynomial)
+            config = run_split_config(dataclasses.asdict(d), name)
             for length in self.lengths:
                 for split, inputs in split_inputs(config, int(length)).items():
                     out[split][name, int(length)] = tasks.build_rows(task, inputs, self.cot)
