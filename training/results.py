@@ -64,7 +64,10 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     if not root.is_dir():
         raise RunFolderError(f"{root} is not a folder")
     rows = []
-    for config_path in sorted(root.rglob("train_config.yaml")):
+    def natural(path: Path) -> tuple:  # job 2 before job 10
+        return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.relative_to(root).parts)
+
+    for config_path in sorted(root.rglob("train_config.yaml"), key=natural):
         if {"checkpoints", "snapshots", "final"} & set(config_path.relative_to(root).parts):
             continue
         row = _run_row(config_path.parent)
