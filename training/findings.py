@@ -81,7 +81,7 @@ def arm_table(rows: list[dict]) -> list[str]:
     for key, rs in groups.items():
         reached = [int(float(r["steps_to_target"])) for r in rs if _num(r["steps_to_target"]) is not None]
         with_head = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
-        cells = list(key) + [str(len(rs)), f"{len(reached)}/{len(rs)}",
+        cells = [v if v != "" else "null" for v in key] + [str(len(rs)), f"{len(reached)}/{len(rs)}",
                              f"{statistics.median(reached):.0f}" if reached else "—",
                              mean_std(r["test_accuracy"] for r in rs), mean_std(r["test_accuracy_min"] for r in rs),
                              mean_std(r["eoi_score"] for r in rs), mean_std(r["iteration_score"] for r in rs),
@@ -90,42 +90,62 @@ def arm_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def emergence_figure(curves: list[dict], rows: list[dict], out: Path) -> Path:
+def _series(curves: list[dict], runs: set[str], metric: str, until: int,
+            unfinished: set[str] = frozenset()) -> tuple[list[int], list[float], list[float]]:
+    """Mean and std over ``runs`` of ``metric`` at every evaluated step; a run that stopped early (at
+    its target) keeps its last value up to ``until``; an unfinished run ends at its last evaluation."""
+    per_run: dict[str, dict[int, float]] = {}
+    for c in curves:
+        if c["run"] in runs and _num(c[metric]) is not None:
+            per_run.setdefault(c["run"], {})[int(c["step"])] = float(c[metric])
+    steps = sorted({s for values in per_run.values() for s in values} | ({until} if per_run else set()))
+    table = []
+    for run, values in per_run.items():
+        last, row, end = None, [], max(values) if run in unfinished else until
+        for s in steps:
+            last = values.get(s, last)
+            row.append(last if s <= end else None)
+        table.append(row)
+    cols = [[v for v in col if v is not None] for col in zip(*table)]
+    keep = [i for i, col in enumerate(cols) if col]
+    return ([steps[i] for i in keep], [statistics.mean(cols[i]) for i in keep],
+            [statistics.pstdev(cols[i]) for i in keep])
+
+
+def emergence_figure(curves: list[dict], rows: list[dict], out: Path) -> None:
     """Mean ± std over seeds of test accuracy and iteration score against the step, one line per arm."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     keys, groups = arms(rows)
-    arm_of = {r["run"]: ", ".join(f"{k}={v}" for k, v in zip(keys, key)) for key, rs in groups.items() for r in rs}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for arm in sorted(set(arm_of.values())):
-        by_step: dict[int, list[dict]] = {}
-        for c in curves:
-            if arm_of.get(c["run"]) == arm:
-                by_step.setdefault(int(c["step"]), []).append(c)
-        steps = sorted(s for s, cs in by_step.items() if len(cs) == max(map(len, by_step.values())))
+    until = max(int(c["step"]) for c in curves)
+    height = 4.2 + 0.2 * len(groups)
+    fig, axes = plt.subplots(1, 2, figsize=(11, height), sharex=True)
+    for key, rs in groups.items():
+        label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
         for ax, metric in zip(axes, ("test_accuracy", "iteration_score")):
-            vals = [[_num(c[metric]) or 0.0 for c in by_step[s]] for s in steps]
-            mean = [statistics.mean(v) for v in vals]
-            std = [statistics.pstdev(v) for v in vals]
-            line, = ax.plot(steps, mean, label=arm)
+            steps, mean, std = _series(curves, {r["run"] for r in rs}, metric, until,
+                                       {r["run"] for r in rs if r["status"] != "finished"})
+            line, = ax.plot(steps, mean, label=label)
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.15)
-    for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "iteration-head score (layer 2)")):
-        ax.set_title(title)
+    for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "iteration-head score (later layer)")):
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
-        ax.set_ylim(0, 1.02)
+        ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{out.stem}: mean ± std over seeds")
-    fig.tight_layout()
+    axes[0].set_ylabel("mean ± std over seeds")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)
+    fig.suptitle(out.stem)
+    fig.tight_layout(rect=(0, (0.2 * len(groups) + 0.15) / height, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return out
 
 
-def render(results: Path = ROOT / "results") -> str:
+def render(results: Path = ROOT / "results", draw: bool = True) -> str:
+    """The markdown of RESULTS.md; with ``draw``, the figures are (re)drawn too."""
     lines = ["# Results", "", "Rendered by `python -m training.findings` from the per-run tables in `results/` "
              "(one row per run; `*_curves.csv`: every evaluation). Mean ± std over seeds; n = seeds.", ""]
     for name, (claim, question) in EXPERIMENTS.items():
@@ -137,11 +157,18 @@ def render(results: Path = ROOT / "results") -> str:
                       f"--experiment {name}`.", ""]
             continue
         rows = read(table)
-        machine = sorted({f"{r.get('device', '?')}, {r.get('threads', '?')} thread(s)" for r in rows})
-        lines += [f"{len(rows)} runs ({', '.join(machine)}).", ""] + arm_table(rows) + [""]
+        done = [r for r in rows if r["status"] == "finished"]
+        machine = sorted({f"{r['device']}, {r['threads']} torch thread(s) per run" for r in done})
+        unfinished = len(rows) - len(done)
+        lines += [f"{len(rows)} runs ({'; '.join(machine)})"
+                  + (f"; {unfinished} unfinished, reported at their last evaluation" if unfinished else "")
+                  + ". A seed has the head when its iteration score is at least 0.5.", ""]
+        lines += arm_table(rows) + [""]
         curves = results / f"{name}_curves.csv"
         if curves.exists():
-            fig = emergence_figure(read(curves), rows, results / "figures" / f"{name}.png")
+            fig = results / "figures" / f"{name}.png"
+            if draw:
+                emergence_figure(read(curves), rows, fig)
             lines += [f"![{name}]({fig.relative_to(results.parent).as_posix()})", ""]
     return "\n".join(lines)
 
