@@ -335,3 +335,19 @@ def test_accelerate_launch_mixed_precision_is_honoured_and_recorded(tmp_path):
     assert "precision bf16" in res.stdout
     assert json.loads((out / "summary.json").read_text())["mixed_precision"] == "bf16"
     assert json.loads((out / "final" / "training_info.json").read_text())["mixed_precision"] == "bf16"
+
+
+def test_fine_tuning_records_the_architecture_and_starts_with_a_step0_evaluation(copy_run, tmp_path):
+    ref, _ = copy_run
+    out = tmp_path / "ft"
+    res = run_cli([sys.executable, "train.py", "recipe=parity_finetune", f"init_from={ref / 'final'}",
+                   f"output_dir={out}", "data.max_length=5", "optim.max_steps=10", "eval_every=10",
+                   "eval_per_length=16", "target_accuracy=null", "report_to=none", "progress=false",
+                   "trainable=[model.blocks.1.mlp.*]"], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = records(out)
+    assert [r["step"] for r in recs] == [0, 10] and recs[0]["loss"] is None  # where fine-tuning starts
+    import yaml
+    model = yaml.safe_load((out / "train_config.yaml").read_text())["model"]
+    assert (model["n_embd"], model["n_positions"]) == (32, 16)  # the init model's, not the recipe's
+    assert "(" in res.stdout and "trainable)" in res.stdout
