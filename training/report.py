@@ -149,8 +149,9 @@ def print_report(s: dict, records: list[dict]) -> None:
             print(f"  {lh:<10}  {s['first_mean_' + lh]:.3f}            {s['iteration_mean_' + lh]:.3f}{tag}")
     jump = s["steps_to_target"]
     if s["head_step"] is not None:
-        print(f"the iteration head formed by step {s['head_step']} (score >= {HEAD_THRESHOLD}); every test "
-              f"length reached {s['target']} at step {jump if jump is not None else 'never'}")
+        reached = (f"every test length reached {s['target']} at step {jump}" if jump is not None
+                   else f"not every test length has reached {s['target']} yet")
+        print(f"the iteration head formed by step {s['head_step']} (score >= {HEAD_THRESHOLD}); {reached}")
     elif layers:
         print("no iteration head was found (no later-layer head scored >= "
               f"{HEAD_THRESHOLD}): the model solved the task another way, or not at all")
