@@ -606,8 +606,10 @@ def plot_training(points: list[dict], path: str, title: str | None = None, model
         raise ValueError("no training points to plot")
     if title is None:
         scores = [p["iteration_mean"] for p in points if p.get("iteration_mean") is not None]
-        what = ("the iteration head emerges" if scores and max(scores) >= HEAD_THRESHOLD
-                else "no iteration head emerges" if scores else "test accuracy")
+        what = ("test accuracy" if not scores
+                else "the iteration head is there from the first point" if scores[0] >= HEAD_THRESHOLD
+                else "the iteration head emerges" if max(scores) >= HEAD_THRESHOLD
+                else "no iteration head emerges")
         title = f"{model_name + ': ' if model_name else ''}{what} during training"
     steps = [p["step"] for p in points]
     fig, ax = plt.subplots(figsize=(7, 4))
