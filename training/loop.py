@@ -8,6 +8,7 @@ hold the optimizer, scheduler and RNG states, so ``resume=latest`` continues bit
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -201,7 +202,6 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
 
 
 def _restore(run: Run, checkpoint: tuple[int, Path]) -> None:
-    import json
     step, path = checkpoint
     run.accelerator.load_state(str(path))
     state = json.loads((path / "trainer_state.json").read_text())
@@ -213,7 +213,6 @@ def _restore(run: Run, checkpoint: tuple[int, Path]) -> None:
 
 
 def _save_checkpoint(run: Run) -> None:
-    import json
     acc, folder = run.accelerator, run.folder
     acc.wait_for_everyone()
     if run.main:
@@ -231,7 +230,6 @@ def _save_checkpoint(run: Run) -> None:
 
 
 def _save_model(run: Run, path: Path, info: dict) -> None:
-    import json
     from datasets_builders.tokenizer import build_tokenizer
 
     def write(tmp: Path) -> None:
@@ -365,7 +363,6 @@ def _finish(run: Run, quiet: bool) -> dict:
     info = {"step": run.step, "stop_reason": run.stop_reason, "time_s": round(run.elapsed, 2),
             "train_config": to_dict(cfg), "init_from": cfg.init_from, "test": run.records[-1]["test"], **extra}
     _save_model(run, run.folder.final_dir, info)
-    import json
     atomic_write_text(run.folder.path / "summary.json", json.dumps(s, indent=1) + "\n")
     if quiet:
         print(one_line(s, str(run.folder.path)))
@@ -379,7 +376,6 @@ def _finish(run: Run, quiet: bool) -> dict:
 
 def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
     """Train one run; returns its summary record (``summary.json``)."""
-    import json
     cfg = resolve(cfg, sweep_dir)
     folder = RunFolder(cfg.output_dir)
     if cfg.resume is not None and folder.is_finished():
