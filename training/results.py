@@ -193,8 +193,9 @@ class ResultsCallback(Callback):
         try:
             path = write_results(config.hydra.sweep.dir)
             print_table(path)
-        except RunFolderError as err:
-            print(f"results: {err}", file=sys.stderr)
+        except (RunFolderError, ValueError, OSError) as err:  # ConfigError is a ValueError
+            print(f"results: {err}; re-collect with python -m training.results {config.hydra.sweep.dir}",
+                  file=sys.stderr)
 
 
 def main(argv=None) -> None:
