@@ -27,7 +27,7 @@ def test_every_arm_row_matches_its_runs(name):
     assert len(lines) == len(groups)
     for line, (key, runs) in zip(lines, groups.items()):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[:len(keys)] == list(key)
+        assert cells[:len(keys)] == [v or "null" for v in key]
         assert int(cells[len(keys)]) == len(runs)
         acc = [float(r["test_accuracy"]) for r in runs]
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0

@@ -45,11 +45,11 @@ def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     validate(cfg)
     out = cfg.output_dir or sweep_dir or str(Path("runs") / cfg.recipe)
     cfg = dataclasses.replace(cfg, output_dir=out)
-    if cfg.init_from:
-        init = _init_config(cfg.init_from)
-        model = dataclasses.replace(cfg.model, **{k: getattr(init, k) for k in to_dict(cfg)["model"]})
-        cfg = dataclasses.replace(cfg, model=model)
-        validate(cfg)
+    # The model section as trained: the init model's architecture, or derived values filled in.
+    init = _init_config(cfg.init_from) if cfg.init_from else model_config(cfg)
+    model = dataclasses.replace(cfg.model, **{k: getattr(init, k) for k in to_dict(cfg)["model"]})
+    cfg = dataclasses.replace(cfg, model=model)
+    validate(cfg)
     return cfg
 
 

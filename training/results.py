@@ -45,10 +45,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def _run_row(folder: Path) -> dict | None:
     """``{"run", "status", "config": {dotted key: value}, "outcome": {...}}`` of one run folder."""
-    from .config import from_dict
+    from .config import from_dict, model_config, to_dict
     config_path = folder / "train_config.yaml"
-    values = yaml.safe_load(config_path.read_text())
-    cfg = from_dict(values, where=str(config_path))
+    cfg = from_dict(yaml.safe_load(config_path.read_text()), where=str(config_path))
+    # The resolved config (keys a run's version did not write get their defaults): runs of different
+    # versions in one sweep differ only where their values do.
+    values = to_dict(cfg)
+    resolved = model_config(cfg)  # derived model values (n_inner) as the model had them
+    values["model"] = {k: getattr(resolved, k) for k in values["model"]}
     config = {k: v for k, v in _flat(values).items() if k not in SKIP_KEYS}
     if (folder / "summary.json").exists():
         return {"status": "finished", "config": config,
