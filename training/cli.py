@@ -57,12 +57,18 @@ def run(cfg) -> dict:
     except OmegaConfBaseException as err:
         return _fail(ConfigError(str(err).splitlines()[0]), sweep_dir)
     torch.set_num_threads(config.threads or (1 if sweep_dir else torch.get_num_threads()))
-    if sweep_dir and config.progress and not any(o.startswith("progress=") for o in sys.argv):
+    if sweep_dir and not _explicit("progress"):
         config.progress = False  # parallel jobs' bars would interleave; each prints its summary
     try:
         return train(config, sweep_dir)
     except (ConfigError, RunFolderError, TrainingError, ValueError) as err:
         return _fail(err, sweep_dir)
+
+
+def _explicit(key: str) -> bool:
+    """Whether the command line set ``key`` (in a sweep job: its own overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
 
 
 def _fail(err: Exception, sweep_dir: str | None) -> dict:
