@@ -46,11 +46,15 @@ def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     out = cfg.output_dir or sweep_dir or str(Path("runs") / cfg.recipe)
     cfg = dataclasses.replace(cfg, output_dir=out)
     # The model section as trained: the init model's architecture, or derived values filled in.
-    init = _init_config(cfg.init_from) if cfg.init_from else model_config(cfg)
-    model = dataclasses.replace(cfg.model, **{k: getattr(init, k) for k in to_dict(cfg)["model"]})
-    cfg = dataclasses.replace(cfg, model=model)
+    cfg = _with_model(cfg, _init_config(cfg.init_from) if cfg.init_from else model_config(cfg))
     validate(cfg)
     return cfg
+
+
+def _with_model(cfg: TrainConfig, config: IterGPTConfig) -> TrainConfig:
+    """``cfg`` with its model section read from ``config`` (derived values such as n_inner filled)."""
+    model = dataclasses.replace(cfg.model, **{k: getattr(config, k) for k in to_dict(cfg)["model"]})
+    return dataclasses.replace(cfg, model=model)
 
 
 def _init_config(path: str) -> IterGPTConfig:
@@ -118,6 +122,7 @@ def _learning(values: dict) -> dict:
 def check_resume(cfg: TrainConfig, folder: RunFolder) -> None:
     """A resumed run must be the run in the folder: same learning config (infrastructure may differ)."""
     saved = from_dict(yaml.safe_load(folder.config_path.read_text()), where=str(folder.config_path))
+    saved = _with_model(saved, model_config(saved))  # a run folder of an older version: derived values
     old, new = _learning(to_dict(saved)), _learning(to_dict(cfg))
     diff = [k for k in sorted(old) if old[k] != new.get(k)]
     if diff:
