@@ -53,8 +53,8 @@ VERDICTS = {
         "parity is learned by the first evaluation, also when only the layer-2 MLP trains. From the "
         "copy model (no head) it takes an order of magnitude more steps, not every seed gets there, and "
         "training only its layer-2 MLP never does. From the early polynomial checkpoint (head not yet "
-        "sharp) it is in between. This recipe's from-scratch arm was not run to its end (the parity "
-        "arms of f3_emergence are the from-scratch reference, under the demo recipe)."),
+        "sharp) it is in between. From scratch, the same fine-tuning recipe reaches 99% on no seed "
+        "within its budget, with no head."),
 }
 IGNORED = {"experiment", "run", "status", "seed"}
 OUTCOMES = ("steps", "time_s", "stop_reason", "target", "reached_target", "steps_to_target")
