@@ -57,7 +57,6 @@ VERDICTS = {
         "within its budget, with no head."),
 }
 IGNORED = {"experiment", "run", "status", "seed"}
-OUTCOMES = ("steps", "time_s", "stop_reason", "target", "reached_target", "steps_to_target")
 
 
 def read(path: Path) -> list[dict]:

@@ -372,7 +372,7 @@ def _finish(run: Run, quiet: bool) -> dict:
     if quiet:
         print(one_line(s, str(run.folder.path)))
     else:
-        print_report(s, run.records)
+        print_report(s)
     if cfg.figures:
         for path in write_figures(run.raw, run.data, cfg, run.records, run.folder.path):
             print(f"wrote {path}")

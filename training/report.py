@@ -132,8 +132,8 @@ def write_figures(model, data: TaskData, cfg: TrainConfig, records: list[dict], 
     return paths
 
 
-def print_report(s: dict, records: list[dict]) -> None:
-    """The end-of-run report, from the summary and the metrics (nothing is re-measured)."""
+def print_report(s: dict) -> None:
+    """The end-of-run report, from the run's summary (nothing is re-measured)."""
     print(f"\nstopped at step {s['steps']} after {s['time_s']:.0f}s of training ({s['stop_reason']})")
     accs = {k[5:]: v for k, v in s.items() if k.startswith("acc_L")}
     print(f"{s['task']}: test sequence accuracy per length (mean {s['test_accuracy']:.4f}, "

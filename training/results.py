@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .report import REPORT_TARGET, summary
+from .report import summary
 from .run_folder import RunFolderError, atomic_write_text, read_metrics
 
 __all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
