@@ -20,8 +20,9 @@ test_fraction)`` of them in ``test``, the rest in ``train``: no test input seque
 train (the reference draws with replacement and its splits overlap at short lengths). A length with
 fewer distinct sequences than asked (parity at ``L = 1`` has 2) uses all of them, split by the same
 fraction with at least one on each side (a single drawn sequence goes to train, and a config whose
-test split would be empty is refused); ``exhaustive_short_lengths=False`` raises instead. ``mix`` does this for copy and parity separately
-(``mix_ratio`` of the rows are copy). ``extrapolation_lengths`` adds a ``test_longer`` split with
+test split would be empty is refused); ``exhaustive_short_lengths=False`` raises instead. ``mix``
+does this for copy and ``mix_with`` (parity by default) separately (``mix_ratio`` of the rows are
+copy). ``extrapolation_lengths`` adds a ``test_longer`` split with
 ``round(examples_per_length · test_fraction)`` distinct sequences per longer length.
 
 Randomness comes from one stream per (seed, config task, sub-task, length, purpose), so a length's
@@ -52,14 +53,15 @@ import pyarrow.compute as pc
 from . import tasks
 
 __all__ = [
-    "TASKS", "MIX_TASKS", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "SOURCE_HASH",
+    "TASKS", "MIX_TASKS", "MIX_WITH", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "SOURCE_HASH",
     "IterationTaskConfig", "IterationTasks",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
     "sequence_keys", "test_sequences", "sample_fresh_inputs",
 ]
 
 TASKS = ("copy", "parity", "polynomial", "mix")
-MIX_TASKS = ("copy", "parity")  # the two halves of ``mix``
+MIX_TASKS = ("copy", "parity")  # the two halves of ``mix`` by default (``mix_with`` picks the second)
+MIX_WITH = ("parity", "polynomial")  # what ``mix`` may mix copy rows with
 SPLITS = ("train", "test", "test_longer")
 
 FEATURES = datasets.Features({
@@ -130,7 +132,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
     """One iterative-task dataset. Validated (and normalised) on creation.
 
     Attributes:
-        task: ``copy``, ``parity``, ``polynomial`` or ``mix`` (copy + parity).
+        task: ``copy``, ``parity``, ``polynomial`` or ``mix`` (copy + ``mix_with``).
         cot: write every state ``s_1 … s_L`` (chain of thought) or only ``s_L``.
         min_length, max_length: input lengths ``L`` of ``train`` / ``test`` (inclusive).
         examples_per_length: distinct input sequences drawn per length, before the train/test split
@@ -143,7 +145,9 @@ class IterationTaskConfig(datasets.BuilderConfig):
         seed: base seed of every random stream.
         modulus: ``p`` of polynomial iteration, in [2, 57]; inputs are ``1 … p-1``.
         polynomial: ``P(s, x) mod p`` as ``(power_of_s, power_of_x, coefficient)`` triples.
-        mix_ratio: share of copy rows in ``mix``, in (0, 1); the rest are parity.
+        mix_ratio: share of copy rows in ``mix``, in (0, 1); the rest are ``mix_with``.
+        mix_with: the task ``mix`` mixes copy rows with: ``parity`` (the named ``mix`` configs) or
+            ``polynomial``. The same meaning as ``train.py``'s ``data.task=mix data.mix_with=…``.
         extrapolation_lengths: lengths ``> max_length`` for an extra ``test_longer`` split (empty: none).
         exhaustive_short_lengths: at lengths with fewer distinct sequences than asked, use them all
             (``True``) or raise ``ValueError`` (``False``).
@@ -159,6 +163,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
     modulus: int = tasks.DEFAULT_MODULUS
     polynomial: tuple = tasks.DEFAULT_POLYNOMIAL
     mix_ratio: float = 0.5
+    mix_with: str = "parity"
     extrapolation_lengths: tuple = ()
     exhaustive_short_lengths: bool = True
 
@@ -176,6 +181,8 @@ class IterationTaskConfig(datasets.BuilderConfig):
         _check_int("examples_per_length", self.examples_per_length, 1)
         _check_fraction("test_fraction", self.test_fraction)
         _check_fraction("mix_ratio", self.mix_ratio)
+        if self.mix_with not in MIX_WITH:
+            raise ValueError(f"mix_with={self.mix_with!r} is unknown: choose one of {', '.join(MIX_WITH)}")
         _check_int("seed", self.seed, 0)
         _check_int("modulus", self.modulus, 2, tasks.NUM_VALUE_TOKENS, hint=" (the polynomial task's p)")
         if isinstance(self.polynomial, (str, bytes)):
@@ -215,7 +222,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
 
     @property
     def subtasks(self) -> tuple[str, ...]:
-        return MIX_TASKS if self.task == "mix" else (self.task,)
+        return ("copy", self.mix_with) if self.task == "mix" else (self.task,)
 
     def make_task(self, name: str | None = None) -> tasks.Task:
         """The ``tasks.Task`` of this config (``name`` picks a half of ``mix``)."""
@@ -225,7 +232,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
     def _subtask(self, name: str | None) -> str:
         if name is None:
             if self.task == "mix":
-                raise ValueError(f"task=None is ambiguous for mix: choose one of {', '.join(MIX_TASKS)}")
+                raise ValueError(f"task=None is ambiguous for mix: choose one of {', '.join(self.subtasks)}")
             return self.task
         if name not in self.subtasks:
             raise ValueError(f"task={name!r} is not part of config task {self.task!r}: "
@@ -241,11 +248,11 @@ def _round(x: float) -> int:
 
 
 def _share(config: IterationTaskConfig, n: int) -> dict[str, int]:
-    """Split a per-length count among the config's sub-tasks (copy and parity for mix)."""
+    """Split a per-length count among the config's sub-tasks (copy and ``mix_with`` for mix)."""
     if config.task != "mix":
         return {config.task: n}
     n_copy = _round(n * config.mix_ratio)
-    return {"copy": n_copy, "parity": n - n_copy}
+    return {"copy": n_copy, config.mix_with: n - n_copy}
 
 
 def _cap(config: IterationTaskConfig, name: str, length: int, requested: int, available: int, longer: bool) -> int:
@@ -323,7 +330,7 @@ def generate_split(config: IterationTaskConfig, split: str) -> dict[int, np.ndar
     """Token rows of one split, per input length: ``{L: int32 array (n_L, row_length(L, cot))}``.
 
     This is the dataset's ``input_ids`` column, grouped by length (no padding needed within a group).
-    Order: by length, then (mix) copy rows before parity rows, each in random draw order.
+    Order: by length, then (mix) copy rows before ``mix_with`` rows, each in random draw order.
     """
     if split not in config.splits:
         raise ValueError(f"split={split!r} is unknown for this config: choose one of {', '.join(config.splits)}")

@@ -243,24 +243,28 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
     length (all when None). Returns ``(input_ids, lengths, summary)``; the summary goes to
     ``eval_results.json``.
     """
-    import datasets
-
+    from datasets_builders import tasks
     from datasets_builders.iteration_tasks import sequence_keys
+    from modeling.evaluation import DatasetFormatError, read_split
     from training.config import from_dict
     from training.data import TaskData
 
-    config = dataset_config_name(task, train_config["data"]["cot"])
+    data = train_config["data"]
+    config = dataset_config_name(task, data["cot"])
     held_out = TaskData(from_dict(train_config)).test_keys
-    ds = datasets.load_dataset(str(dataset_dir), config, split="test")
-    ids_out, lengths_out, counts, outside = [], [], {}, {}
-    for ids, length, row_task in zip(ds["input_ids"], ds["length"], ds["task"]):
-        if row_task != task or (n_per_length and counts.get(length, 0) >= n_per_length):
-            continue
-        counts[length] = counts.get(length, 0) + 1
-        if sequence_keys(np.asarray(ids)[None, 1:length + 1])[0] not in held_out.get((task, length), ()):
-            outside[length] = outside.get(length, 0) + 1
-        ids_out.append(ids)
-        lengths_out.append(length)
+    task_obj = tasks.make_task(task, data["modulus"], data["polynomial"])
+    try:
+        rows = read_split(str(dataset_dir), config, "test", {task: task_obj}, data["cot"], n_per_length=n_per_length)
+    except DatasetFormatError as err:
+        raise ReleaseError(str(err)) from None
+    ids_out, lengths_out, outside = [], [], {}
+    for (_, length), block in rows.items():
+        keys = sequence_keys(block[:, 1:length + 1])
+        n_out = sum(k not in held_out.get((task, length), ()) for k in keys)
+        if n_out:
+            outside[length] = n_out
+        ids_out += block.tolist()
+        lengths_out += [length] * len(block)
     if not ids_out:
         raise ReleaseError(f"{dataset_dir.name}/{config} (test) holds no {task} row")
     if outside:

@@ -9,9 +9,10 @@ The reusable half of ``evaluate.py`` (which is only a command line around this m
 - :func:`evaluate_model` -- per input length: teacher-forced sequence accuracy (through
   :func:`modeling.analysis.evaluate_lengths`, the one implementation shared with ``train.py``),
   generated accuracy, and optionally the head scores of every (layer, head);
-- :func:`load_dataset_rows` / :func:`run_test_rows` -- the evaluation rows read, and validated, from
-  a dataset in Hub layout (``load_dataset(folder_or_repo, "parity")``, or ``"parity_nocot"`` without
-  chain of thought) or from the run's test split; sampled rows come from
+- :func:`read_split` / :func:`load_dataset_rows` / :func:`run_test_rows` -- the evaluation rows read,
+  and validated, from a dataset in Hub layout (``load_dataset(folder_or_repo, "parity")``, or
+  ``"parity_nocot"`` without chain of thought; ``read_split`` is also training's reader) or from the
+  run's test split; sampled rows come from
   :func:`modeling.analysis.sample_rows` (seeded per length);
 - :func:`sequence_accuracy` -- exact-match, token and per-position accuracy of generated answers
   (the numbers of the ``metrics/sequence_accuracy`` module, without importing ``evaluate``);
@@ -63,6 +64,7 @@ __all__ = [
     "generate_answers",
     "generated_correct",
     "load_dataset_rows",
+    "read_split",
     "max_length_in_context",
     "n_positions_of",
     "run_test_rows",
@@ -298,19 +300,21 @@ def _causes(err: BaseException) -> str:
     return ": ".join(messages)
 
 
-def load_dataset_rows(dataset: str, task: tasks.Task, split: str = "test", cot: bool = True,
-                      lengths: Iterable[int] | None = None, n_per_length: int | None = None,
-                      config: str | None = None) -> dict[int, np.ndarray]:
-    """Rows of one split of a Hub-layout dataset (``load_dataset(dataset, config)``), validated.
+def read_split(dataset: str, config: str, split: str, tasks_by_name: dict[str, tasks.Task], cot: bool = True,
+               lengths: Iterable[int] | None = None, n_per_length: int | None = None
+               ) -> dict[tuple[str, int], np.ndarray]:
+    """Rows of one split of a Hub-layout dataset (``load_dataset(dataset, config)``), validated and
+    grouped: ``{(task name, L): rows (n, row_length(L))}``. The one dataset reader (evaluation,
+    training with ``data.dataset``, the release).
 
-    ``config`` defaults to ``tasks.dataset_config_name`` (``parity`` / ``parity_nocot``). Required
-    columns: ``input_ids`` (a list of integers) and ``length``; ``task``, when present, must name
-    ``task``. Keeps the first ``n_per_length`` rows of each length (all when ``None``) and only
-    ``lengths`` when given (a requested length missing from the split is an error).
+    Required columns: ``input_ids`` (a list of integers) and ``length``. ``task``, when present, must
+    name only tasks of ``tasks_by_name`` (a ``mix`` dataset names two); without it the dataset must be
+    of a single task. Keeps the first ``n_per_length`` rows of each (task, length) (all when ``None``)
+    and only ``lengths`` when given: then every task must have every length (a trained length that
+    is never tested would escape the stop rule). Raises :class:`DatasetFormatError`.
     """
     import datasets  # noqa: PLC0415 - imported only on this path
 
-    config = config or tasks.dataset_config_name(task.name, cot)
     where = f"dataset {dataset!r} (config {config!r}, split {split!r})"
     try:
         ds = datasets.load_dataset(dataset, config, split=split)
@@ -328,27 +332,49 @@ def load_dataset_rows(dataset: str, task: tasks.Task, split: str = "test", cot: 
     if len(ds) == 0:
         raise DatasetFormatError(f"{where} is empty")
     table = ds.data
-    if "task" in ds.column_names:
-        names = set(table.column("task").to_pylist())
-        if names != {task.name}:
-            raise DatasetFormatError(f"{where}: its 'task' column holds {sorted(map(str, names))}, "
-                                     f"not only {task.name!r}")
     all_lengths = table.column("length").to_pylist()
-    keep = None if lengths is None else set(lengths)
-    chosen: list[int] = []
-    counts: dict[int, int] = {}
-    for i, L in enumerate(all_lengths):
-        if keep is not None and L not in keep:
+    if "task" in ds.column_names:
+        names = table.column("task").to_pylist()
+        unknown = sorted(set(map(str, names)) - set(tasks_by_name))
+        if unknown:
+            raise DatasetFormatError(f"{where}: its 'task' column holds {sorted(set(map(str, names)))}, "
+                                     f"not only {sorted(tasks_by_name)}")
+    elif len(tasks_by_name) == 1:
+        names = [next(iter(tasks_by_name))] * len(all_lengths)
+    else:
+        raise DatasetFormatError(f"{where} has no 'task' column: it cannot hold the rows of "
+                                 f"{sorted(tasks_by_name)} apart")
+    keep = None if lengths is None else {int(L) for L in lengths}
+    chosen: dict[str, list[int]] = {name: [] for name in tasks_by_name}
+    counts: dict[tuple[str, int], int] = {}
+    for i, (name, L) in enumerate(zip(names, all_lengths)):
+        if (keep is not None and L not in keep) or counts.get((name, L), 0) == n_per_length:
             continue
-        if n_per_length is not None and counts.get(L, 0) >= n_per_length:
-            continue
-        counts[L] = counts.get(L, 0) + 1
-        chosen.append(i)
-    if keep is not None and set(counts) != keep:
-        raise DatasetFormatError(f"{where} has no rows of length(s) {sorted(keep - set(counts))}; "
-                                 f"it has lengths {sorted(set(all_lengths))}")
-    ids = table.column("input_ids").take(chosen).to_pylist()
-    return validate_rows(ids, [all_lengths[i] for i in chosen], task, cot, where)
+        counts[name, L] = counts.get((name, L), 0) + 1
+        chosen[name].append(i)
+    if keep is not None:
+        for name in tasks_by_name:
+            absent = sorted(keep - {L for n, L in counts if n == name})
+            if absent:
+                which = f" of task {name!r}" if len(tasks_by_name) > 1 else ""
+                raise DatasetFormatError(f"{where} has no rows{which} of length(s) {absent}; "
+                                         f"it has lengths {sorted(set(all_lengths))}")
+    out = {}
+    for name, index in chosen.items():
+        ids = table.column("input_ids").take(index).to_pylist()
+        rows = validate_rows(ids, [all_lengths[i] for i in index], tasks_by_name[name], cot, where)
+        out.update({(name, L): block for L, block in rows.items()})
+    return out
+
+
+def load_dataset_rows(dataset: str, task: tasks.Task, split: str = "test", cot: bool = True,
+                      lengths: Iterable[int] | None = None, n_per_length: int | None = None,
+                      config: str | None = None) -> dict[int, np.ndarray]:
+    """The rows of ``task`` in one split, ``{L: rows}`` (:func:`read_split` for a single task).
+    ``config`` defaults to ``tasks.dataset_config_name`` (``parity`` / ``parity_nocot``)."""
+    config = config or tasks.dataset_config_name(task.name, cot)
+    rows = read_split(dataset, config, split, {task.name: task}, cot, lengths, n_per_length)
+    return {L: block for (_, L), block in rows.items()}
 
 
 # ---------------------------------------------------------------------------------------------

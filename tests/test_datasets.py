@@ -144,6 +144,18 @@ def test_split_counts_and_rounding():
         it.IterationTaskConfig(name="x", task="polynomial", modulus=2, max_length=3)
 
 
+def test_mix_with_polynomial_is_copy_plus_polynomial():
+    # The same meaning as train.py's data.task=mix data.mix_with=polynomial.
+    mix = it.IterationTaskConfig(name="x", task="mix", mix_with="polynomial", min_length=3, max_length=3,
+                                 examples_per_length=10, mix_ratio=0.3)
+    assert mix.subtasks == ("copy", "polynomial")
+    assert [(c["task"], c["drawn"]) for c in it.length_counts(mix)] == [("copy", 3), ("polynomial", 7)]
+    rows = it.generate_split(mix, "train")[3]
+    assert set(rows[:, 0]) == {tasks.TASK_TOKEN_ID["copy"], tasks.TASK_TOKEN_ID["polynomial"]}
+    with pytest.raises(ValueError, match=r"mix_with='addition' is unknown: choose one of parity, polynomial"):
+        it.IterationTaskConfig(name="x", task="mix", mix_with="addition")
+
+
 def test_strict_mode_names_length_and_count():
     with pytest.raises(ValueError, match=r"examples_per_length=8 asks for 8 distinct parity sequences of length 1, "
                                          r"but only 2 exist.*exhaustive_short_lengths"):

@@ -196,5 +196,5 @@ def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_
 def test_max_length_beyond_the_datasets_lengths_is_refused():
     cfg = compose(["recipe=parity", "data.task=parity", f"data.dataset={ROOT / 'hub' / 'iteration-head-tasks'}",
                    "data.max_length=20"])
-    with pytest.raises(ConfigError, match=r"has no row of length\(s\) \[17, 18, 19, 20\]"):
+    with pytest.raises(ConfigError, match=r"has no rows of length\(s\) \[17, 18, 19, 20\]"):
         TaskData(cfg)

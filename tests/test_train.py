@@ -153,6 +153,35 @@ def test_fresh_batches_never_contain_a_test_sequence():
     assert len(both) == len(whole) and all(np.array_equal(x, y) for x, y in zip(both, whole))
 
 
+@pytest.mark.parametrize("mix_with", ["parity", "polynomial"])
+def test_fixed_split_mix_honours_mix_ratio_and_only_trains_on_train_rows(mix_with):
+    # One meaning of mix everywhere: copy + mix_with, mix_ratio of the rows copy (fresh or fixed data).
+    cfg = compose(["recipe=parity", "data.source=fixed", "data.max_length=6", "model.n_positions=16",
+                   f"data.mix_with={mix_with}", "data.mix_ratio=0.25"])
+    validate(cfg)
+    data = TaskData(cfg)
+    train = {name: {bytes(r.astype(np.uint8)) for r in rows} for name, rows in data.train_rows.items()}
+    names = {tasks.TASK_TOKEN_ID[n]: n for n in tasks.TASK_NAMES}
+    for step in (0, 1, 99, 1000):  # 1000 is many epochs on
+        rows = data.rows(step, 0, 1)
+        assert sum(names[r[0]] == "copy" for r in rows) == 16  # round(64 * 0.25)
+        assert all(bytes(r.astype(np.uint8)) in train[names[r[0]]] for r in rows)
+        both = data.rows(step, 0, 2) + data.rows(step, 1, 2)
+        assert all(np.array_equal(x, y) for x, y in zip(both, rows))
+    assert {names[r[0]] for r in data.rows(3, 0, 1)} == {"copy", mix_with}
+
+
+def test_a_mix_dataset_is_read_and_validated_by_the_one_reader():
+    hub = Path(__file__).resolve().parents[1] / "hub" / "iteration-head-tasks"
+    cfg = compose(["recipe=parity", f"data.dataset={hub}", "data.source=fixed", "data.max_length=4"])
+    data = TaskData(cfg)
+    assert sorted(data.splits["test"]) == [(t, L) for t in ("copy", "parity") for L in range(1, 5)]
+    for (name, L), rows in data.splits["train"].items():
+        assert (rows[:, 0] == tasks.TASK_TOKEN_ID[name]).all() and rows.shape[1] == tasks.row_length(L)
+    with pytest.raises(ConfigError, match=r"data.mix_with='polynomial' with data.dataset"):
+        validate(compose(["recipe=polynomial", f"data.dataset={hub}"]))
+
+
 def test_packed_rows_hold_every_sequence_once_with_restarted_positions():
     task = tasks.make_task("parity")
     rng = np.random.default_rng(0)

@@ -216,9 +216,9 @@ def validate(cfg: TrainConfig) -> None:
     d, o = cfg.data, cfg.optim
     if d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} > data.max_length={d.max_length}")
-    if d.task == "mix" and d.mix_with != "parity" and (d.source == "fixed" or d.dataset):
-        raise ConfigError("data.mix_with other than 'parity' needs data.source=fresh (the datasets' "
-                          "mix config is copy + parity)")
+    if d.task == "mix" and d.mix_with != "parity" and d.dataset:
+        raise ConfigError(f"data.mix_with={d.mix_with!r} with data.dataset: a dataset's mix config is copy + "
+                          "parity; drop data.dataset (the builder's splits are used) or data.mix_with")
     need = tasks.row_length(d.max_length, d.cot)
     if need > cfg.model.n_positions:
         raise ConfigError(f"data.max_length={d.max_length} needs {need} positions but "

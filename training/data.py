@@ -17,7 +17,7 @@ from datasets_builders.iteration_tasks import run_split_config, sample_fresh_inp
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["TaskData", "collate", "labels_for", "load_dataset_rows"]
+__all__ = ["TaskData", "collate", "labels_for"]
 
 
 class TaskData:
@@ -37,13 +37,15 @@ class TaskData:
         self.test_keys = {(name, length): set(sequence_keys(rows[:, 1:length + 1]))
                           for (name, length), rows in self.splits["test"].items()}
         if d.source == "fixed":
-            self.train_rows = [r for rows in self.splits["train"].values() for r in rows]
+            # Each task's training rows (lengths in order); a mix run keeps them apart to honour mix_ratio.
+            self.train_rows = {name: [r for (n, _), rows in self.splits["train"].items() if n == name for r in rows]
+                               for name in self.tasks}
 
     def _load_splits(self) -> dict:
         """``{"train"|"test": {(task, length): rows}}`` from the builder or a Hub-layout dataset."""
         d = self.cfg.data
         if d.dataset:
-            return load_dataset_rows(d.dataset, tasks.dataset_config_name(d.task, d.cot), self.lengths)
+            return self._read_dataset()
         # Each task's split comes from that task's own config (for mix too), so a mix run
         # excludes exactly the test split of the released `parity` / `copy` datasets.
         out = {"train": {}, "test": {}}
@@ -53,6 +55,20 @@ class TaskData:
                 for split, inputs in split_inputs(config, int(length)).items():
                     out[split][name, int(length)] = tasks.build_rows(task, inputs, self.cot)
         return out
+
+    def _read_dataset(self) -> dict:
+        """Both splits of ``data.dataset`` through the one dataset reader (validated rows). Every
+        trained length must be in both splits: a trained length never tested would escape the stop rule."""
+        from modeling.evaluation import DatasetFormatError, read_split
+
+        d = self.cfg.data
+        config = tasks.dataset_config_name(d.task, d.cot)
+        try:
+            return {split: read_split(d.dataset, config, split, self.tasks, self.cot, self.lengths.tolist())
+                    for split in ("train", "test")}
+        except DatasetFormatError as err:
+            raise ConfigError(f"data.dataset={d.dataset!r}: {err}. Set data.min_length/data.max_length "
+                              "within its lengths and data.task/data.cot to one of its configs") from None
 
     def batches(self, step: int, rank: int, world: int) -> list[dict[str, torch.Tensor]]:
         """This process's share of the global batch of ``step`` as ``optim.grad_accum`` micro-batches
@@ -66,11 +82,7 @@ class TaskData:
         global_bs = self.cfg.optim.batch_size
         lo, hi = rank * global_bs // world, (rank + 1) * global_bs // world
         if self.cfg.data.source == "fixed":
-            per_epoch = max(len(self.train_rows) // global_bs, 1)
-            epoch, i = divmod(step, per_epoch)
-            order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.train_rows))
-            idx = order[i * global_bs:(i + 1) * global_bs][lo:hi]
-            return [self.train_rows[j] for j in idx]
+            return self.fixed_rows(step)[lo:hi]
         rng = np.random.default_rng([self.cfg.seed, step, 1])
         # Draw the whole global batch, then keep this process's slice: any world size sees the
         # same global batch at a given step.
@@ -94,6 +106,21 @@ class TaskData:
                               "nothing is left to train on; lower data.test_fraction")
         return sample_fresh_inputs(self.tasks[name], length, n, rng, exclude=banned)
 
+    def fixed_rows(self, step: int) -> list[np.ndarray]:
+        """The global batch of ``step`` from the fixed training split, reshuffled every epoch (the
+        reference's loader). A mix run draws ``round(batch_size * mix_ratio)`` copy rows and the rest
+        from ``mix_with``, each task with its own epochs, then shuffles them together."""
+        bs, seed = self.cfg.optim.batch_size, self.cfg.seed
+        if len(self.tasks) == 1:
+            (rows,) = self.train_rows.values()
+            return _epoch_slice(rows, step, bs, [seed])
+        n_copy = int(np.floor(bs * self.cfg.data.mix_ratio + 0.5))
+        batch = []
+        for k, (name, n) in enumerate(zip(self.tasks, (n_copy, bs - n_copy))):
+            batch += _epoch_slice(self.train_rows[name], step, n, [seed, k + 1])
+        order = np.random.default_rng([seed, step, 3]).permutation(len(batch))
+        return [batch[j] for j in order]
+
     def eval_sets(self, n: int) -> dict[str, dict]:
         """``{"train"|"test": {(task, length): rows}}`` with at most ``n`` rows per key."""
         out = {"test": {k: v[:n] for k, v in self.splits["test"].items()}}
@@ -106,32 +133,15 @@ class TaskData:
         return out
 
 
-def load_dataset_rows(path: str, config_name: str, lengths) -> dict:
-    """Rows of a dataset in Hub layout (a folder or a Hub repo), grouped by (task, length). Every
-    length of ``lengths`` must be in both splits: a trained length that is never tested would escape
-    the stop rule."""
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(path, config_name)
-    except Exception as err:  # datasets raises many types for a missing or malformed dataset
-        raise ConfigError(f"data.dataset={path!r} (config {config_name!r}) cannot be loaded: "
-                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-    out = {}
-    for split in ("train", "test"):
-        if split not in ds:
-            raise ConfigError(f"data.dataset={path!r} ({config_name}) has no {split!r} split: {list(ds)}")
-        groups: dict = {}
-        for ids, length, task in zip(ds[split]["input_ids"], ds[split]["length"], ds[split]["task"]):
-            if length in lengths:
-                groups.setdefault((task, int(length)), []).append(ids)
-        missing = sorted(set(int(L) for L in lengths) - {L for _, L in groups})
-        if missing:
-            raise ConfigError(f"data.dataset={path!r} ({config_name}) split {split!r} has no row of "
-                              f"length(s) {missing}: set data.min_length/data.max_length within the "
-                              "dataset's lengths")
-        out[split] = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
-    return out
+def _epoch_slice(rows: list, step: int, n: int, key: list[int]) -> list:
+    """The ``n`` rows of ``step`` when ``rows`` are dealt ``n`` at a time in a fresh permutation every
+    epoch (permutation seeded by ``key + [epoch]``): a pure function of the step, so resume is exact."""
+    if n == 0 or not rows:
+        return []
+    per_epoch = max(len(rows) // n, 1)
+    epoch, i = divmod(step, per_epoch)
+    order = np.random.default_rng(key + [epoch]).permutation(len(rows))
+    return [rows[j] for j in order[i * n:(i + 1) * n]]
 
 
 def collate(rows: list[np.ndarray], packing: bool) -> dict[str, torch.Tensor]:
