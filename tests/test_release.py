@@ -619,6 +619,26 @@ def test_readme_quickstart_runs_as_written():
     assert proc.returncode == 0, f"the README Quickstart failed:\n{proc.stderr[-4000:]}"
 
 
+def test_readme_layout_table_matches_the_tree():
+    """Every tracked top-level entry and every module of the packages is named in the README's
+    layout table, and every path the table names exists."""
+    table = section((ROOT / "README.md").read_text(), "## Layout")
+    named = set(re.findall(r"`([^`\s]+)`", table))
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    top = {p.split("/")[0] + ("/" if "/" in p else "") for p in tracked}
+    top -= {".gitignore", "README.md"}
+    unnamed = sorted(t for t in top if not any(n == t.rstrip("/") or n.startswith(t) for n in named))
+    assert not unnamed, f"{unnamed} are not in the README's layout table"
+    for package in ("datasets_builders", "modeling", "training", "model_cards"):
+        modules = {Path(p).name for p in tracked if p.startswith(package + "/") and p.endswith(".py")}
+        missing = sorted(m for m in modules - {"__init__.py"} if m not in named)
+        assert not missing, f"{package}/: {missing} are not in the README's layout table"
+    paths = {n for n in named if "/" in n and n.split("/")[0] + "/" in top and "<" not in n and "*" not in n}
+    assert paths and not sorted(n for n in paths if not (ROOT / n).exists()), "the table names missing paths"
+
+
 @needs_hub
 def test_shipped_code_is_the_repositorys():
     """Every code file in hub/ is generated from its source at release time and equal to it (the one
