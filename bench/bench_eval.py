@@ -15,11 +15,8 @@ for timing: a batch generates until its answer length or until every row has wri
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

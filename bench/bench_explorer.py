@@ -23,7 +23,6 @@ import sys
 import time
 import urllib.request
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after site-packages
 
 import torch  # noqa: E402
 

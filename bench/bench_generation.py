@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, last
 
 import datasets  # noqa: E402
 

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets_builders import tasks  # noqa: E402
 from modeling import IterGPTConfig, IterGPTForCausalLM  # noqa: E402

@@ -22,16 +22,12 @@ float32 and in bf16.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
-import sys
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, last
 from modeling.fast_step import fast_adamw, fast_mixed_precision, native_bf16  # noqa: E402
 
 

@@ -12,7 +12,6 @@ batch's longest row (``data.packing=false``, the previous loop) and to the longe
 import argparse
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -67,7 +67,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 from huggingface_hub import HfApi
 

@@ -30,7 +30,6 @@ cannot give.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence

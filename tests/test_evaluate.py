@@ -232,9 +232,9 @@ def test_generation_ignores_the_checkpoints_generation_config():
 
 
 def test_hand_built_model_is_exact_generated_equals_teacher_forced():
-    construction = pytest.importorskip(
-        "modeling.construction", reason="modeling/construction.py (build_iteration_head_model) is missing")
-    model = construction.build_iteration_head_model("parity")
+    from modeling.construction import build_iteration_head_model
+
+    model = build_iteration_head_model("parity")
     limit = ev.max_length_in_context(model.config.n_positions)
     rows = analysis.sample_rows(PARITY, [1, 5, 16, limit], 16, seed=6)
     out = ev.evaluate_model(model, rows)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,7 +135,7 @@ def test_gpt2_cli_writes_atomically_and_only_replaces_its_own_output(tmp_path):
 # TransformerLens 4 and nnsight
 # ---------------------------------------------------------------------------------------------
 def test_transformer_lens_bridge_patterns_equal_ours():
-    pytest.importorskip("transformer_lens", reason="the 'interop' extra: pip install -e '.[interop]'")
+    import transformer_lens  # noqa: F401 - the 'interop' extra (make test installs it): broken means failed
     from modeling.gpt2 import transformer_lens_bridge
 
     folder = HUB / "iteration-head-parity"
@@ -154,7 +153,7 @@ def test_transformer_lens_bridge_patterns_equal_ours():
 
 
 def test_nnsight_reads_a_pattern_and_patches_a_head():
-    nnsight = pytest.importorskip("nnsight", reason="the 'interop' extra: pip install -e '.[interop]'")
+    import nnsight  # the 'interop' extra (make test installs it)
     folder = HUB / "iteration-head-parity"
     # nnsight wraps modules instead of attaching torch hooks: materialize_hooks computes the lazy points.
     model = IterGPTForCausalLM.from_pretrained(folder, materialize_hooks=True).eval()
