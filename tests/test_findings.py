@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.findings import EXPERIMENTS, arm_table, arms, render
+from training.findings import EXPERIMENTS, arm_table, arms, length_table, render, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -20,8 +20,7 @@ def test_results_md_is_rendered_from_the_tables():
 
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS if (RESULTS / f"{n}.csv").exists()])
 def test_every_arm_row_matches_its_runs(name):
-    with open(RESULTS / f"{name}.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = rows_of(RESULTS, name)
     keys, groups = arms(rows)
     lines = arm_table(rows)[2:]
     assert len(lines) == len(groups)
@@ -46,3 +45,33 @@ def test_arms_pool_seeds_and_keep_what_varies():
     table = arm_table(rows)
     assert table[2].startswith("| 8 | 2 | 0/2 | — | 0.600 ± 0.141") and table[2].endswith("| 1/2 |")
     assert table[3].startswith("| 16 | 1 | 0/1 | — | 1.000 ± 0.000")
+
+
+def _row(experiment, run, **values):
+    base = {"experiment": experiment, "run": str(run), "status": "finished", "recipe": "parity", "cot": "True",
+            "n_layer": "2", "seed": "0", "steps": "10", "test_accuracy": "0.5", "test_accuracy_min": "0",
+            "steps_to_target": "", "eoi_score": "", "iteration_score": "", "acc_L1": "1.0", "acc_L2": "0.5",
+            "device": "cpu", "threads": "1"}
+    return {**base, **{k: str(v) for k, v in values.items()}}
+
+
+def _write(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_f2_shares_f1s_cot_runs_and_per_length_means_are_the_rows(tmp_path):
+    _write(tmp_path / "f1_cot.csv", [_row("f1_cot", 0, seed=0, acc_L2=0.25), _row("f1_cot", 1, seed=1, acc_L2=0.75),
+                                     _row("f1_cot", 2, cot=False, acc_L2=0.0)])
+    _write(tmp_path / "f2_layers.csv", [_row("f2_layers", 0, n_layer=1, acc_L2=0.1)])
+    rows = rows_of(tmp_path, "f2_layers")
+    assert sorted((r["experiment"], r["n_layer"], r["cot"]) for r in rows) == [
+        ("f1_cot", "2", "True"), ("f1_cot", "2", "True"), ("f2_layers", "1", "True")]
+    keys, groups = arms(rows)
+    assert keys == ["n_layer"] and {k: len(v) for k, v in groups.items()} == {("1",): 1, ("2",): 2}
+    assert length_table(rows)[2:] == ["| 1 | 1 | 1.00 | 0.10 |", "| 2 | 2 | 1.00 | 0.50 |"]
+    text = render(tmp_path, draw=False)
+    assert "Shared with `f1_cot` (not trained twice): its runs with cot=True." in text
+    assert "| 2 | 2 | 1.00 | 0.50 |" in text.split("## f2_layers")[1]

@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "arms", "render", "main"]
+__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
@@ -57,11 +57,39 @@ VERDICTS = {
         "within its budget, with no head."),
 }
 IGNORED = {"experiment", "run", "status", "seed"}
+# Rows an experiment shares with another instead of training them twice: F2's two-layer arm is F1's
+# CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
+SHARED = {"f2_layers": [("f1_cot", {"cot": "True"})]}
+PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
+WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against seconds
 
 
 def read(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def run_id(row: dict) -> str:
+    """A run's key across tables (run numbers restart in every sweep)."""
+    return f"{row['experiment']}/{row['run']}"
+
+
+def rows_of(results: Path, name: str) -> list[dict]:
+    """The rows of an experiment: its own table plus the rows it shares with another (``SHARED``)."""
+    rows = read(results / f"{name}.csv")
+    for other, where in SHARED.get(name, []):
+        if (results / f"{other}.csv").exists():
+            rows += [r for r in read(results / f"{other}.csv") if all(r[k] == v for k, v in where.items())]
+    columns = list(dict.fromkeys(c for r in rows for c in r))  # a shared table may have other columns
+    return [{c: r.get(c, "") for c in columns} for r in rows]
+
+
+def curves_of(results: Path, name: str) -> list[dict]:
+    out = []
+    for table in [name] + [other for other, _ in SHARED.get(name, [])]:
+        if (results / f"{table}_curves.csv").exists():
+            out += read(results / f"{table}_curves.csv")
+    return out
 
 
 def _num(v):
@@ -117,14 +145,69 @@ def arm_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _series(curves: list[dict], runs: set[str], metric: str, until: int,
-            not_extended: set[str] = frozenset()) -> tuple[list[int], list[float], list[float]]:
-    """Mean and std over ``runs`` of ``metric`` at every evaluated step; a run that stopped early (at
-    its target) keeps its last value up to ``until``; any other run ends at its last evaluation."""
-    per_run: dict[str, dict[int, float]] = {}
+def _lengths(rows: list[dict]) -> list[int]:
+    return sorted(int(c[5:]) for c in rows[0] if c.startswith("acc_L") and any(_num(r[c]) is not None for r in rows))
+
+
+def length_table(rows: list[dict]) -> list[str]:
+    """Mean test sequence accuracy per length and arm (over seeds; the std is in the figure)."""
+    keys, groups = arms(rows)
+    lengths = _lengths(rows)
+    head = keys + ["n"] + [f"L={L}" for L in lengths]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, rs in groups.items():
+        cells = [v if v != "" else "null" for v in key] + [str(len(rs))]
+        for L in lengths:
+            xs = [x for x in (_num(r[f"acc_L{L}"]) for r in rs) if x is not None]
+            cells.append(f"{statistics.mean(xs):.2f}" if xs else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def length_figure(rows: list[dict], out: Path) -> None:
+    """Mean ± std over seeds of the test sequence accuracy against the input length, one line per arm."""
+    plt = _plt()
+    keys, groups = arms(rows)
+    lengths = _lengths(rows)
+    fig, ax = plt.subplots(figsize=(7, 4.2 + 0.2 * len(groups)))
+    for key, rs in groups.items():
+        label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
+        cols = [[x for x in (_num(r[f"acc_L{L}"]) for r in rs) if x is not None] for L in lengths]
+        mean = [statistics.mean(c) for c in cols]
+        std = [statistics.pstdev(c) for c in cols]
+        line, = ax.plot(lengths, mean, marker="o", ms=3, label=label)
+        ax.fill_between(lengths, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
+                        color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("input length L")
+    ax.set_ylabel("test sequence accuracy (mean ± std over seeds)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(out.stem.replace("_lengths", "") + ": accuracy per length at the end of training", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _series(curves: list[dict], runs: set[str], metric: str, until: float,
+            not_extended: set[str] = frozenset(), x: str = "step") -> tuple[list[float], list[float], list[float]]:
+    """Mean and std over ``runs`` of ``metric`` at every evaluated ``x`` (the step, or ``time_s``); a
+    run that stopped early (at its target) keeps its last value up to ``until``; any other run ends
+    at its last evaluation. Against time, each run's evaluations are binned to 50 points."""
+    per_run: dict[str, dict[float, float]] = {}
+    width = until / 50 if x != "step" else None
     for c in curves:
-        if c["run"] in runs and _num(c[metric]) is not None:
-            per_run.setdefault(c["run"], {})[int(c["step"])] = float(c[metric])
+        if run_id(c) in runs and _num(c[metric]) is not None:
+            at = float(c[x]) if width is None else math.ceil(float(c[x]) / width) * width
+            per_run.setdefault(run_id(c), {})[at] = float(c[metric])
     steps = sorted({s for values in per_run.values() for s in values} | ({until} if per_run else set()))
     table = []
     for run, values in per_run.items():
@@ -139,26 +222,25 @@ def _series(curves: list[dict], runs: set[str], metric: str, until: int,
             [statistics.pstdev(cols[i]) for i in keep])
 
 
-def emergence_figure(curves: list[dict], rows: list[dict], out: Path) -> None:
-    """Mean ± std over seeds of test accuracy and iteration score against the step, one line per arm."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step") -> None:
+    """Mean ± std over seeds of test accuracy and iteration score against ``x`` (the training step,
+    or ``time_s``: wall-clock seconds), one line per arm."""
+    plt = _plt()
     keys, groups = arms(rows)
-    until = max(int(c["step"]) for c in curves)
+    until = max(float(c[x]) for c in curves)
     height = 4.2 + 0.2 * len(groups)
     fig, axes = plt.subplots(1, 2, figsize=(11, height), sharex=True)
     for key, rs in groups.items():
         label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
         for ax, metric in zip(axes, ("test_accuracy", "iteration_score")):
-            steps, mean, std = _series(curves, {r["run"] for r in rs}, metric, until,
-                                       {r["run"] for r in rs if not r.get("stop_reason", "").startswith("target")})
+            steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until,
+                                       {run_id(r) for r in rs if not r.get("stop_reason", "").startswith("target")}, x)
             line, = ax.plot(steps, mean, label=label)
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.15)
     for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "iteration-head score (later layer)")):
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training step" if x == "step" else "wall-clock seconds (same machine)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean ± std over seeds")
@@ -177,28 +259,38 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
              "(one row per run; `*_curves.csv`: every evaluation). Mean ± std over seeds; n = seeds.", ""]
     for name, (claim, question) in EXPERIMENTS.items():
         lines += [f"## {name}", "", f"**The paper:** {claim}", f"**Here:** {question}", ""]
-        table = results / f"{name}.csv"
-        if not table.exists():
+        if not (results / f"{name}.csv").exists():
             lines += [f"Not run yet: `python train.py --multirun experiment={name}`, then "
                       f"`python -m training.results runs/experiments/{name} --out results/{name}.csv "
                       f"--experiment {name}`.", ""]
             continue
-        rows = read(table)
+        rows = rows_of(results, name)
         done = [r for r in rows if r["status"] == "finished"]
         machine = sorted({f"{r['device']}, {r['threads']} torch thread(s) per run" for r in done})
         unfinished = len(rows) - len(done)
         lines += [f"{len(rows)} runs ({'; '.join(machine)})"
                   + (f"; {unfinished} unfinished, reported at their last evaluation" if unfinished else "")
                   + ". A seed has the head when its iteration score is at least 0.5.", ""]
+        for other, where in SHARED.get(name, []):
+            if (results / f"{other}.csv").exists():
+                lines += [f"Shared with `{other}` (not trained twice): its runs with "
+                          + ", ".join(f"{k}={v}" for k, v in where.items()) + ".", ""]
         lines += arm_table(rows) + [""]
+        if name in PER_LENGTH:
+            lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
         if name in VERDICTS:
             lines += [f"**Verdict:** {VERDICTS[name]}", ""]
-        curves = results / f"{name}_curves.csv"
-        if curves.exists():
-            fig = results / "figures" / f"{name}.png"
+        figures = []
+        if name in PER_LENGTH:
+            figures.append((results / "figures" / f"{name}_lengths.png", lambda out: length_figure(rows, out)))
+        curves = curves_of(results, name)
+        if curves:
+            x = "time_s" if name in WALL_CLOCK else "step"
+            figures.append((results / "figures" / f"{name}.png", lambda out: emergence_figure(curves, rows, out, x)))
+        for fig, draw_it in figures:
             if draw:
-                emergence_figure(read(curves), rows, fig)
-            lines += [f"![{name}]({fig.relative_to(results.parent).as_posix()})", ""]
+                draw_it(fig)
+            lines += [f"![{fig.stem}]({fig.relative_to(results.parent).as_posix()})", ""]
     return "\n".join(lines)
 
 
