@@ -640,6 +640,36 @@ def test_readme_layout_table_matches_the_tree():
 
 
 @needs_hub
+def test_readme_released_models_table_is_the_released_files():
+    """The README's table of released models quotes hub/*/training_info.json, eval_results.json and
+    analysis.json: steps, training time, generated accuracy and the last layer's iteration score."""
+    text = section((ROOT / "README.md").read_text(), "## Training")
+    rows = table_rows(text[text.index("| released model (recipe) |"):])
+    by_recipe = {s.recipe: s for s in SUITE}
+    checked = set()
+    for cells in rows:
+        recipe = re.search(r"\(`(\w+)`\)$", cells[0])
+        if len(cells) != 5 or not recipe or recipe.group(1) not in by_recipe:
+            continue
+        spec = by_recipe[recipe.group(1)]
+        folder = HUB / spec.repo
+        info = json.loads((folder / "training_info.json").read_text())
+        results = json.loads((folder / "eval_results.json").read_text())["results"][0]["metrics"]
+        generated = next(m["value"] for m in results if m["type"] == "sequence_accuracy_generated")
+        number = lambda cell: float(re.sub(r"[^0-9.]", "", cell.split("(")[0]))  # noqa: E731
+        assert int(number(cells[1])) == info["step"], cells
+        assert int(number(cells[2])) == round(info["time_s"]), cells
+        assert cells[3] == f"{generated:.3f}", cells
+        if cells[4] != "n/a":
+            analysis = json.loads((folder / "analysis.json").read_text())
+            last = max(h["layer"] for h in analysis["heads"])
+            scores = [f"{h['iteration_mean']:.3f}" for h in analysis["heads"] if h["layer"] == last]
+            assert re.sub(r"[^0-9.]", "", cells[4].split("(")[0]) in scores, cells
+        checked.add(spec.key)
+    assert checked == {s.key for s in SUITE}, f"rows checked: {sorted(checked)}"
+
+
+@needs_hub
 def test_shipped_code_is_the_repositorys():
     """Every code file in hub/ is generated from its source at release time and equal to it (the one
     test of that); revision folders hold no code (their branches get it at upload). After a change to
