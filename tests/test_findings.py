@@ -75,3 +75,14 @@ def test_f2_shares_f1s_cot_runs_and_per_length_means_are_the_rows(tmp_path):
     text = render(tmp_path, draw=False)
     assert "Shared with `f1_cot` (not trained twice): its runs with cot=True." in text
     assert "| 2 | 2 | 1.00 | 0.50 |" in text.split("## f2_layers")[1]
+
+
+def test_readme_quotes_results_md():
+    """The README's findings block is rendered from the same tables (python -m training.findings)."""
+    from training.findings import README_END, README_START, summary
+    text = (ROOT / "README.md").read_text()
+    block = README_START + text.split(README_START, 1)[1].split(README_END, 1)[0] + README_END
+    assert block == summary(RESULTS), "README's findings block is stale: run `python -m training.findings`"
+    for name in EXPERIMENTS:
+        if (RESULTS / f"{name}.csv").exists():
+            assert f"RESULTS.md#{name}" in block and f"## {name}" in (ROOT / "RESULTS.md").read_text()

@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "main"]
+__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "summary", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
@@ -294,6 +294,43 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
     return "\n".join(lines)
 
 
+README_START = "<!-- findings: rendered from results/*.csv by `python -m training.findings`; do not edit -->"
+README_END = "<!-- /findings -->"
+
+
+def summary(results: Path = ROOT / "results") -> str:
+    """What the README quotes from RESULTS.md: per experiment with a table, each arm's headline
+    numbers and the verdict."""
+    lines = []
+    for name, (claim, _) in EXPERIMENTS.items():
+        if not (results / f"{name}.csv").exists():
+            lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`).")
+            continue
+        rows = rows_of(results, name)
+        keys, groups = arms(rows)
+        verdict = f" {VERDICTS[name].split('. ')[0].rstrip('.')}." if name in VERDICTS else ""
+        lines.append(f"- **[{name}](RESULTS.md#{name})**:{verdict} {len(rows)} runs.")
+        for key, rs in groups.items():
+            reached = sum(_num(r["steps_to_target"]) is not None for r in rs)
+            heads = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
+            arm = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key))
+            lines.append(f"  - {arm}: {reached}/{len(rs)} seeds reached 99%, test accuracy "
+                         f"{mean_std(r['test_accuracy'] for r in rs)}, {heads}/{len(rs)} with the head")
+    return "\n".join([README_START] + lines + [README_END])
+
+
+def update_readme(readme: Path, results: Path) -> bool:
+    """Replace the README's findings block with :func:`summary`; False when it has no block."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    before, rest = text.split(README_START, 1)
+    after = rest.split(README_END, 1)[1]
+    from .run_folder import atomic_write_text
+    atomic_write_text(readme, before + summary(results) + after)
+    return True
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.findings", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +341,8 @@ def main(argv=None) -> None:
     from .run_folder import atomic_write_text
     atomic_write_text(Path(args.out), text + "\n")
     print(f"wrote {args.out}")
+    if Path(args.out).resolve() == (ROOT / "RESULTS.md").resolve() and update_readme(ROOT / "README.md", Path(args.results)):
+        print("updated the findings block of README.md")
 
 
 if __name__ == "__main__":
