@@ -137,6 +137,8 @@ class OptimConfig:
     batch_size: int = opt(64, "global batch size (split over processes)", ge=1)
     grad_accum: int = opt(1, "micro-batches per optimizer step (batch_size is per step, in total)", ge=1)
     max_steps: int = opt(6000, "optimizer steps", ge=1)
+    fused: bool = opt(True, "AdamW's fused kernel (one call for all parameters); false: torch's default "
+                            "implementation (the same update up to float rounding)")
 
 
 @dataclass

@@ -191,8 +191,9 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     model = build_model(cfg, resuming=checkpoint is not None)
     set_trainable(model, cfg.trainable)
     o = cfg.optim
-    optimizer = fast_adamw([p for p in model.parameters() if p.requires_grad], lr=o.lr,
-                           betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    adamw = fast_adamw if o.fused else torch.optim.AdamW
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], lr=o.lr,
+                      betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     run = Run(cfg, folder, accelerator, data, model, optimizer, scheduler)
