@@ -49,8 +49,10 @@ def test_arms_pool_seeds_and_keep_what_varies():
 
 def _row(experiment, run, **values):
     base = {"experiment": experiment, "run": str(run), "status": "finished", "recipe": "parity", "cot": "True",
-            "n_layer": "2", "seed": "0", "steps": "10", "test_accuracy": "0.5", "test_accuracy_min": "0",
-            "steps_to_target": "", "eoi_score": "", "iteration_score": "", "acc_L1": "1.0", "acc_L2": "0.5",
+            "n_layer": "2", "n_embd": "64", "position_embedding": "learned", "max_length": "16", "seed": "0",
+            "steps": "10", "test_accuracy": "0.5", "test_accuracy_min": "0",
+            "steps_to_target": "", "eoi_score": "", "iteration_score": "", "iteration_peakiness": "",
+            "acc_L1": "1.0", "acc_L2": "0.5", "acc_L3": "", "acc_L4": "", "acc_L5": "",
             "device": "cpu", "threads": "1"}
     return {**base, **{k: str(v) for k, v in values.items()}}
 
@@ -86,3 +88,17 @@ def test_readme_quotes_results_md():
     for name in EXPERIMENTS:
         if (RESULTS / f"{name}.csv").exists():
             assert f"RESULTS.md#{name}" in block and f"## {name}" in (ROOT / "RESULTS.md").read_text()
+
+
+def test_scaling_maps_average_lengths_from_4_and_seeds_per_cell(tmp_path):
+    rows = [_row("f4_scaling", i, n_embd=w, max_length=L, seed=s, position_embedding=pe, iteration_peakiness=p,
+                 acc_L1=0.0, acc_L2=0.0, acc_L3=0.0, acc_L4=a4, acc_L5=a5)
+            for i, (w, L, s, pe, p, a4, a5) in enumerate([
+                (8, 5, 0, "learned", 0.2, 1.0, 0.5), (8, 5, 1, "learned", 0.4, 0.5, 0.0),
+                (16, 5, 0, "learned", 1.0, 1.0, 1.0), (8, 5, 0, "frozen", 0.0, 0.0, 0.0)])]
+    _write(tmp_path / "f4_scaling.csv", rows)
+    text = render(tmp_path, draw=False).split("## f4_scaling")[1].split("## f5")[0]
+    learned = text.split("**position_embedding=learned**")[1]
+    # width 8: accuracy over L >= 4 per seed 0.75 and 0.25 -> 0.50; peakiness (0.2 + 0.4) / 2 = 0.30
+    assert "| 8 | 0.50 / 0.30 (2) |" in learned and "| 16 | 1.00 / 1.00 (1) |" in learned
+    assert "| 8 | 0.00 / 0.00 (1) |" in text.split("**position_embedding=frozen**")[1]

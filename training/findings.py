@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "summary", "main"]
+__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "summary", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
@@ -61,7 +61,10 @@ IGNORED = {"experiment", "run", "status", "seed"}
 # CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
 SHARED = {"f2_layers": [("f1_cot", {"cot": "True"})]}
 PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
-WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against seconds
+WALL_CLOCK = {"paper_reference"}
+SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, instead of one row per arm
+GRID = ("n_embd", "max_length")
+MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4  # compared at equal wall-clock time: curves against seconds
 
 
 def read(path: Path) -> list[dict]:
@@ -162,6 +165,86 @@ def length_table(rows: list[dict]) -> list[str]:
             cells.append(f"{statistics.mean(xs):.2f}" if xs else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def accuracy_from(row: dict, start: int = MAP_FROM) -> float | None:
+    """Mean test sequence accuracy over the lengths ``start … max_length`` of a run (the reference's
+    average for the scaling maps); all lengths when the run trained none that long."""
+    xs = [_num(row.get(f"acc_L{L}")) for L in range(1, int(row["max_length"]) + 1)]
+    longer = [x for L, x in enumerate(xs, 1) if L >= start and x is not None]
+    every = [x for x in xs if x is not None]
+    return statistics.mean(longer or every) if every else None
+
+
+def scaling_cells(rows: list[dict]) -> tuple[list[str], dict[tuple, dict[tuple[int, int], list[dict]]]]:
+    """The condition columns (what varies besides width, max length and seed) and, per condition,
+    the runs of every (n_embd, max_length) cell."""
+    keys, _ = arms(rows)
+    conditions = [k for k in keys if k not in GRID]
+    out: dict[tuple, dict[tuple[int, int], list[dict]]] = {}
+    for r in rows:
+        cell = (int(r["n_embd"]), int(r["max_length"]))
+        out.setdefault(tuple(r[k] for k in conditions), {}).setdefault(cell, []).append(r)
+    return conditions, dict(sorted(out.items()))
+
+
+def _cell_means(rs: list[dict]) -> tuple[float | None, float | None]:
+    acc = [a for a in map(accuracy_from, rs) if a is not None]
+    peak = [p for p in (_num(r.get("iteration_peakiness")) for r in rs) if p is not None and not math.isnan(p)]
+    return (statistics.mean(acc) if acc else None), (statistics.mean(peak) if peak else None)
+
+
+def scaling_tables(rows: list[dict]) -> list[str]:
+    """Per condition, a width x max-length table: mean over seeds of the test accuracy over lengths
+    >= 4 / the iteration head's thresholded peakiness (fraction of weights > 0.5), and n."""
+    conditions, cells = scaling_cells(rows)
+    lines = []
+    for cond, grid in cells.items():
+        widths = sorted({w for w, _ in grid})
+        lengths = sorted({L for _, L in grid})
+        title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
+        lines += [f"**{title}**: test accuracy over lengths ≥ {MAP_FROM} / iteration peakiness (n seeds)", "",
+                  "| width \\ max length | " + " | ".join(map(str, lengths)) + " |",
+                  "|---|" + "---|" * len(lengths)]
+        for w in widths:
+            row = []
+            for L in lengths:
+                rs = grid.get((w, L), [])
+                acc, peak = _cell_means(rs) if rs else (None, None)
+                fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
+                row.append(f"{fmt(acc)} / {fmt(peak)} ({len(rs)})" if rs else "—")
+            lines.append(f"| {w} | " + " | ".join(row) + " |")
+        lines.append("")
+    return lines
+
+
+def heatmap_figure(rows: list[dict], out: Path) -> None:
+    """The paper's scaling maps: per condition, accuracy and iteration peakiness over width x max length."""
+    plt = _plt()
+    conditions, cells = scaling_cells(rows)
+    fig, axes = plt.subplots(len(cells), 2, figsize=(8, 3.2 * len(cells)), squeeze=False)
+    for (cond, grid), pair in zip(cells.items(), axes):
+        widths = sorted({w for w, _ in grid})
+        lengths = sorted({L for _, L in grid})
+        for i, (ax, what) in enumerate(zip(pair, (f"accuracy, lengths ≥ {MAP_FROM}", "iteration peakiness"))):
+            values = [[(_cell_means(grid[w, L])[i] if (w, L) in grid else None) for L in lengths] for w in widths]
+            image = [[math.nan if v is None else v for v in row] for row in values]
+            ax.imshow(image, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+            for y, row in enumerate(values):
+                for x, v in enumerate(row):
+                    if v is not None:
+                        ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="black" if v > 0.6 else "white")
+            ax.set_xticks(range(len(lengths)), lengths)
+            ax.set_yticks(range(len(widths)), widths)
+            ax.set_xlabel("max length")
+            ax.set_ylabel("width")
+            title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
+            ax.set_title(f"{title}\n{what}", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def _plt():
@@ -275,7 +358,7 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
             if (results / f"{other}.csv").exists():
                 lines += [f"Shared with `{other}` (not trained twice): its runs with "
                           + ", ".join(f"{k}={v}" for k, v in where.items()) + ".", ""]
-        lines += arm_table(rows) + [""]
+        lines += (scaling_tables(rows) if name in SCALING else arm_table(rows) + [""])
         if name in PER_LENGTH:
             lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
         if name in VERDICTS:
@@ -283,7 +366,9 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         figures = []
         if name in PER_LENGTH:
             figures.append((results / "figures" / f"{name}_lengths.png", lambda out: length_figure(rows, out)))
-        curves = curves_of(results, name)
+        if name in SCALING:
+            figures.append((results / "figures" / f"{name}.png", lambda out: heatmap_figure(rows, out)))
+        curves = [] if name in SCALING else curves_of(results, name)
         if curves:
             x = "time_s" if name in WALL_CLOCK else "step"
             figures.append((results / "figures" / f"{name}.png", lambda out: emergence_figure(curves, rows, out, x)))
