@@ -351,9 +351,13 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         done = [r for r in rows if r["status"] == "finished"]
         machine = sorted({f"{r['device']}, {r['threads']} torch thread(s) per run" for r in done})
         unfinished = len(rows) - len(done)
-        lines += [f"{len(rows)} runs ({'; '.join(machine)})"
+        times = [t for t in (_num(r.get("time_s")) for r in rows) if t is not None]
+        spent = (f"; {sum(times) / 3600:.1f} h of training in all, {statistics.median(times) / 60:.1f} min per run "
+                 "(median)") if times else ""
+        lines += [f"{len(rows)} runs ({'; '.join(machine)}){spent}"
                   + (f"; {unfinished} unfinished, reported at their last evaluation" if unfinished else "")
-                  + ". A seed has the head when its iteration score is at least 0.5.", ""]
+                  + ". A seed has the head when its iteration score is at least 0.5. Re-run: "
+                  f"`python train.py --multirun experiment={name}`.", ""]
         for other, where in SHARED.get(name, []):
             if (results / f"{other}.csv").exists():
                 lines += [f"Shared with `{other}` (not trained twice): its runs with "
