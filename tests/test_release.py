@@ -669,6 +669,33 @@ def test_readme_released_models_table_is_the_released_files():
     assert checked == {s.key for s in SUITE}, f"rows checked: {sorted(checked)}"
 
 
+# README rows of "What the ingredients buy" -> the variants of bench/sweeps/results_h100.txt they quote
+INGREDIENT_ROWS = {
+    "parity demo:": ["base"], "… 50% copy rows": ["base_mix0.5"], "… cosine over 6,000 steps": ["base_6k"],
+    "… batch 32": ["base_bs32", "base_bs32_lr2e-3"], "… lr 5e-3": ["base_lr5e-3"],
+    "… width 48;": ["base_width48", "width32_sin_init"],
+    "… width 128 (lr": ["width128", "width128_lr1e-3", "width128_lr1e-3_20k"],
+    "… width 128, batch 128": ["width128_bs128_lr2e-3"], "… learned positions initialised": ["sin_init"],
+    "polynomial, default": ["polynomial"], "polynomial, sin/cos-initialised": ["polynomial_sin_init", "polynomial_sin_init_6k"],
+    "polynomial, sin/cos positions, no copy rows": ["polynomial_sin_init_no_copy"], "copy, sin/cos": ["copy_sin_init"],
+}
+
+
+def test_readme_ingredients_table_quotes_the_sweep_file():
+    sweep = {line.split()[0]: line.split() for line in (ROOT / "bench/sweeps/results_h100.txt").read_text().splitlines()
+             if line and not line.startswith(("#", "variant", "-", "("))}
+    text = (ROOT / "README.md").read_text()
+    rows = table_rows(text[text.index("| variant (3 seeds) |"):])
+    assert len(rows) == len(INGREDIENT_ROWS)
+    for label, reached, steps in rows:
+        variants = next(v for prefix, v in INGREDIENT_ROWS.items() if label.startswith(prefix))
+        fractions, expected = re.findall(r"\d/3", reached), [sweep[v][1] for v in variants]
+        assert fractions == expected or (len(fractions) == 1 and {*expected} == {*fractions}), label
+        quoted = {int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*\d{3}", steps)} - {6000, 10000, 20000}
+        measured = {int(n) for v in variants for n in re.findall(r"\d+", sweep[v][4])}
+        assert quoted <= measured, (label, quoted - measured)
+
+
 @needs_hub
 def test_shipped_code_is_the_repositorys():
     """Every code file in hub/ is generated from its source at release time and equal to it (the one
