@@ -47,6 +47,11 @@ VERDICTS = {
         "thought both are at chance from length 5 on (parity near 1/2, polynomial near 1/11 at every "
         "length), and below chance at the shortest lengths, whose few held-out sequences have answers "
         "the model never saw at that length."),
+    "f2_layers": (
+        "Reproduced. With one layer neither task reaches 99% on any seed and no seed forms the head: "
+        "accuracy falls with length (polynomial iteration is near zero from length 6 on, parity far "
+        "below the two-layer model beyond length 8), while two layers with the same recipe and budget "
+        "(F1's chain-of-thought runs) learn polynomial iteration on every seed and parity on most lengths."),
     "f3_emergence": (
         "Partly reproduced, and the confound resolved. Under matched recipes the position "
         "initialisation decides whether polynomial iteration forms the iteration head: every seed with "
