@@ -102,3 +102,14 @@ def test_scaling_maps_average_lengths_from_4_and_seeds_per_cell(tmp_path):
     # width 8: accuracy over L >= 4 per seed 0.75 and 0.25 -> 0.50; peakiness (0.2 + 0.4) / 2 = 0.30
     assert "| 8 | 0.50 / 0.30 (2) |" in learned and "| 16 | 1.00 / 1.00 (1) |" in learned
     assert "| 8 | 0.00 / 0.00 (1) |" in text.split("**position_embedding=frozen**")[1]
+
+
+def test_a_label_column_tells_shared_arms_apart(tmp_path):
+    _write(tmp_path / "f1_cot.csv", [_row("f1_cot", 0, recipe="parity"), _row("f1_cot", 1, recipe="polynomial")])
+    own = [{k: v for k, v in _row("optimizer_control", 0, acc_L2=0.0).items() if k != "recipe"}]
+    _write(tmp_path / "optimizer_control.csv", own)
+    rows = rows_of(tmp_path, "optimizer_control")
+    assert [(r["experiment"], r["fused"]) for r in rows] == [("optimizer_control", "False"), ("f1_cot", "True")]
+    assert list(rows[0]).index("fused") < list(rows[0]).index("steps")  # a config column, not an outcome
+    keys, groups = arms(rows)
+    assert keys == ["fused"] and sorted(groups) == [("False",), ("True",)]
