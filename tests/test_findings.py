@@ -53,7 +53,7 @@ def _row(experiment, run, **values):
             "steps": "10", "test_accuracy": "0.5", "test_accuracy_min": "0",
             "steps_to_target": "", "eoi_score": "", "iteration_score": "", "iteration_peakiness": "",
             "acc_L1": "1.0", "acc_L2": "0.5", "acc_L3": "", "acc_L4": "", "acc_L5": "",
-            "device": "cpu", "threads": "1"}
+            "device": "cpu", "threads": "1", "time_s": "60"}
     return {**base, **{k: str(v) for k, v in values.items()}}
 
 
@@ -113,3 +113,12 @@ def test_a_label_column_tells_shared_arms_apart(tmp_path):
     assert list(rows[0]).index("fused") < list(rows[0]).index("steps")  # a config column, not an outcome
     keys, groups = arms(rows)
     assert keys == ["fused"] and sorted(groups) == [("False",), ("True",)]
+
+
+def test_paper_reference_is_compared_at_equal_wall_clock(tmp_path):
+    rows = [_row("paper_reference", 0, recipe="paper_reference", steps=4000, time_s=1200, test_accuracy=0.25),
+            _row("paper_reference", 1, recipe="parity", steps=7750, time_s=600, test_accuracy=1.0)]
+    _write(tmp_path / "paper_reference.csv", rows)
+    text = render(tmp_path, draw=False).split("## paper_reference")[1]
+    assert "| paper_reference | 1 | 4,000 | 20.0 | 0.250 ± 0.000 |" in text
+    assert "| parity | 1 | 7,750 | 10.0 | 1.000 ± 0.000 |" in text

@@ -180,6 +180,20 @@ def arm_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def budget_table(rows: list[dict]) -> list[str]:
+    """Per arm, what the same wall-clock budget bought: steps, training time, accuracy (mean over seeds)."""
+    keys, groups = arms(rows)
+    head = keys + ["n", "steps in the budget", "training time (min)", "test accuracy", "min over lengths"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, rs in groups.items():
+        steps = statistics.mean(float(r["steps"]) for r in rs)
+        minutes = statistics.mean(float(r["time_s"]) for r in rs) / 60
+        cells = [v if v != "" else "null" for v in key] + [str(len(rs)), f"{steps:,.0f}", f"{minutes:.1f}",
+                 mean_std(r["test_accuracy"] for r in rs), mean_std(r["test_accuracy_min"] for r in rs)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _lengths(rows: list[dict]) -> list[int]:
     return sorted(int(c[5:]) for c in rows[0] if c.startswith("acc_L") and any(_num(r[c]) is not None for r in rows))
 
@@ -395,6 +409,8 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
                 lines += [f"Shared with `{other}` (not trained twice): its runs with "
                           + ", ".join(f"{k}={v}" for k, v in where.items()) + ".", ""]
         lines += (scaling_tables(rows) if name in SCALING else arm_table(rows) + [""])
+        if name in WALL_CLOCK:
+            lines += ["The same wall-clock budget, on the same machine:", ""] + budget_table(rows) + [""]
         if name in PER_LENGTH:
             lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
         if name in VERDICTS:
