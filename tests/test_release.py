@@ -696,6 +696,26 @@ def test_readme_ingredients_table_quotes_the_sweep_file():
         assert quoted <= measured, (label, quoted - measured)
 
 
+def test_readme_demo_table_is_results_demo_csv():
+    """The README's demo timings are results/demo.csv (written by bench/bench_demo.py)."""
+    import csv
+    import statistics
+
+    rows = list(csv.DictReader(open(ROOT / "results" / "demo.csv")))
+    text = (ROOT / "README.md").read_text()
+    table = table_rows(text[text.index("| seed | steps (polynomial + parity) |"):])
+    assert len(table) == len(rows) >= 3
+    for cells, r in zip(table, rows):
+        assert cells[0] == r["seed"]
+        assert cells[1] == f"{int(r['polynomial_steps']):,} + {int(r['parity_steps']):,}"
+        assert cells[2] == f"{float(r['polynomial_time_s']):.1f} + {float(r['parity_time_s']):.1f} = {float(r['training_time_s']):.1f} s"
+        assert cells[3:] == [f"{float(r[k]):.3f}" for k in ("parity_accuracy_min", "iteration_score", "eoi_score")]
+        assert float(r["parity_accuracy_min"]) >= 0.99 and float(r["copy_accuracy_min"]) >= 0.99
+        assert float(r["iteration_score"]) >= 0.9  # the demo shows the head, every seed
+    median = statistics.median(float(r["training_time_s"]) for r in rows)
+    assert f"Median training time **{median:.1f} s**" in text
+
+
 @needs_hub
 def test_shipped_code_is_the_repositorys():
     """Every code file in hub/ is generated from its source at release time and equal to it (the one
