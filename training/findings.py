@@ -98,10 +98,10 @@ SHARED = {"f2_layers": [("f1_cot", {"cot": "True"})],
 # experiment -> (column, {source table: value}).
 LABELS = {"optimizer_control": ("fused", {"optimizer_control": "False", "f1_cot": "True"})}
 PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
-WALL_CLOCK = {"paper_reference"}
+WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against training seconds
 SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, instead of one row per arm
 GRID = ("n_embd", "max_length")
-MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4  # compared at equal wall-clock time: curves against seconds
+MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
 
 
 def read(path: Path) -> list[dict]:
