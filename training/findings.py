@@ -90,6 +90,7 @@ VERDICTS = {
         "within its budget, with no head."),
 }
 IGNORED = {"experiment", "run", "status", "seed"}
+FACTORS = {"task", "source", "cot", "n_layer", "position_embedding"}  # kept as arm columns whenever they vary
 # Rows an experiment shares with another instead of training them twice: F2's two-layer arm is F1's
 # CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
 SHARED = {"f2_layers": [("f1_cot", {"cot": "True"})],
@@ -156,10 +157,11 @@ def arms(rows: list[dict]) -> tuple[list[str], dict[tuple, list[dict]]]:
         return all(len({r[c] for r in rows if r[d] == v}) == 1 for v in {r[d] for r in rows})
 
     # A column that another arm column determines says nothing more (max_steps follows the recipe;
-    # position_init follows init_from): left out, the earlier of two equivalent columns kept.
+    # position_init follows init_from): left out, the earlier of two equivalent columns kept. The
+    # factors of the designs always stay (copy rows and fixed data can go together in one arm).
     keys = [c for i, c in enumerate(varying)
-            if not any(d != c and determined_by(c, d) and (not determined_by(d, c) or j < i)
-                       for j, d in enumerate(varying))]
+            if c in FACTORS or not any(d != c and determined_by(c, d) and (not determined_by(d, c) or j < i)
+                                       for j, d in enumerate(varying))]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
