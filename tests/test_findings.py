@@ -122,3 +122,12 @@ def test_paper_reference_is_compared_at_equal_wall_clock(tmp_path):
     text = render(tmp_path, draw=False).split("## paper_reference")[1]
     assert "| paper_reference | 1 | 4,000 | 20.0 | 0.250 ± 0.000 |" in text
     assert "| parity | 1 | 7,750 | 10.0 | 1.000 ± 0.000 |" in text
+
+
+def test_a_run_stopped_at_its_target_counts_until_its_own_budget():
+    from training.findings import _series
+    curves = [{"experiment": "x", "run": run, "step": str(step), "acc": str(value)}
+              for run, step, value in [("a", 1, 0.5), ("a", 2, 1.0), ("b", 1, 0.0), ("b", 2, 0.2), ("b", 3, 0.4),
+                                       ("b", 4, 0.6), ("c", 10, 0.3)]]
+    steps, mean, _ = _series(curves, {"x/a", "x/b"}, "acc", until=10, extend_to={"x/a": 4.0})
+    assert steps == [1, 2, 3, 4] and mean == [0.25, 0.6, 0.7, 0.8]  # a keeps 1.0 to step 4, not to 10

@@ -345,20 +345,23 @@ def length_figure(rows: list[dict], out: Path) -> None:
 
 
 def _series(curves: list[dict], runs: set[str], metric: str, until: float,
-            not_extended: set[str] = frozenset(), x: str = "step") -> tuple[list[float], list[float], list[float]]:
+            extend_to: dict[str, float] | None = None, x: str = "step") -> tuple[list[float], list[float], list[float]]:
     """Mean and std over ``runs`` of ``metric`` at every evaluated ``x`` (the step, or ``time_s``); a
-    run that stopped early (at its target) keeps its last value up to ``until``; any other run ends
-    at its last evaluation. Against time, each run's evaluations are binned to 50 points."""
+    run in ``extend_to`` (one that stopped early, at its target) keeps its last value up to the ``x``
+    given there (its own step budget); any other run ends at its last evaluation. Against time, each
+    run's evaluations are binned to 50 points."""
+    extend_to = extend_to or {}
     per_run: dict[str, dict[float, float]] = {}
     width = until / 50 if x != "step" else None
     for c in curves:
         if run_id(c) in runs and _num(c[metric]) is not None:
             at = float(c[x]) if width is None else math.ceil(float(c[x]) / width) * width
             per_run.setdefault(run_id(c), {})[at] = float(c[metric])
-    steps = sorted({s for values in per_run.values() for s in values} | ({until} if per_run else set()))
+    steps = sorted({s for values in per_run.values() for s in values}
+                   | {extend_to[r] for r in per_run if r in extend_to})
     table = []
     for run, values in per_run.items():
-        last, row, end = None, [], max(values) if run in not_extended else until
+        last, row, end = None, [], extend_to.get(run, max(values))
         for s in steps:
             last = values.get(s, last)
             row.append(last if s <= end else None)
@@ -380,8 +383,11 @@ def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "
     for key, rs in groups.items():
         label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
         for ax, metric in zip(axes, ("test_accuracy", "iteration_score")):
-            steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until,
-                                       {run_id(r) for r in rs if not r.get("stop_reason", "").startswith("target")}, x)
+            # A run that stopped at its target keeps its value to the end of its own step budget (a
+            # table without a max_steps column has one budget for all: the last step of any run).
+            extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
+                      if x == "step" and r.get("stop_reason", "").startswith("target")}
+            steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
             line, = ax.plot(steps, mean, label=label)
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.15)
