@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import platform
 import statistics
@@ -31,16 +32,14 @@ COLUMNS = ["seed", "threads", "machine", "polynomial_steps", "polynomial_time_s"
 def train(seed: int, out: Path, threads: int) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     common = [f"seed={seed}", "overwrite=true", "progress=false", f"threads={threads}"]
-    for cmd in ([f"recipe=demo_polynomial", f"output_dir={out / 'polynomial'}"],
-                [f"recipe=demo_parity", f"init_from={out / 'polynomial' / 'final'}", f"output_dir={out / 'parity'}"]):
+    for cmd in (["recipe=demo_polynomial", f"output_dir={out / 'polynomial'}"],
+                ["recipe=demo_parity", f"init_from={out / 'polynomial' / 'final'}", f"output_dir={out / 'parity'}"]):
         print("$ python train.py", " ".join(cmd + common), flush=True)
         subprocess.run([sys.executable, "train.py", *cmd, *common], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
 
 
 def row(seed: int, out: Path) -> dict:
-    import json
-
     s = {stage: json.loads((out / stage / "summary.json").read_text()) for stage in STAGES}
     parity = s["parity"]
     copy_min = parity.get("test_accuracy_min_all_tasks", parity["test_accuracy_min"])
