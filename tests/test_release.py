@@ -14,7 +14,6 @@ points them at another release folder.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os

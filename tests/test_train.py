@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from datasets_builders import tasks
 from training.config import ConfigError, compose, validate
 from training.data import TaskData, collate, labels_for
-from training.loop import build_model, resolve
+from training.loop import build_model
 from training.run_folder import checkpoint_steps, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
