@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.findings import EXPERIMENTS, arm_table, arms, length_table, render, rows_of
+from training.findings import EXPERIMENTS, arm_table, arms, length_table, read, render, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -88,6 +88,29 @@ def test_readme_quotes_results_md():
     for name in EXPERIMENTS:
         if (RESULTS / f"{name}.csv").exists():
             assert f"RESULTS.md#{name}" in block and f"## {name}" in (ROOT / "RESULTS.md").read_text()
+
+
+def test_readme_recipe_table_is_results_f1_cot():
+    """The README's "What we measured" table is F1's chain-of-thought runs, rendered from the table."""
+    from training.findings import RECIPES_END, RECIPES_START, recipes_table
+    text = (ROOT / "README.md").read_text()
+    block = RECIPES_START + text.split(RECIPES_START, 1)[1].split(RECIPES_END, 1)[0] + RECIPES_END
+    assert block == recipes_table(RESULTS), "README's recipes table is stale: run `python -m training.findings`"
+    cot = [r for r in read(RESULTS / "f1_cot.csv") if r["cot"] == "True"]
+    assert block.count("\n| `") == len(cot) == 6
+
+
+def test_update_readme_rewrites_every_block_and_nothing_else(tmp_path):
+    from training.findings import RECIPES_END, RECIPES_START, README_END, README_START, update_readme
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nmiddle\n{RECIPES_START}\nold\n{RECIPES_END}\nend\n")
+    assert update_readme(readme, RESULTS)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("\nend\n") and "\nmiddle\n" in text
+    assert "| `polynomial` | 2 |" in text and "RESULTS.md#f1_cot" in text
+    (tmp_path / "plain.md").write_text("no blocks\n")
+    assert not update_readme(tmp_path / "plain.md", RESULTS)
+    assert (tmp_path / "plain.md").read_text() == "no blocks\n"
 
 
 def test_scaling_maps_average_lengths_from_4_and_seeds_per_cell(tmp_path):

@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "summary", "main"]
+__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "summary", "recipes_table", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
@@ -458,6 +458,30 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
 
 README_START = "<!-- findings: rendered from results/*.csv by `python -m training.findings`; do not edit -->"
 README_END = "<!-- /findings -->"
+RECIPES_START = "<!-- recipes: rendered from results/f1_cot.csv by `python -m training.findings`; do not edit -->"
+RECIPES_END = "<!-- /recipes -->"
+
+
+def recipes_table(results: Path = ROOT / "results") -> str:
+    """What the README says each recipe costs and reaches on this machine: F1's chain-of-thought
+    runs, one row per seed (the recipes exactly as shipped, from scratch)."""
+    lines = [RECIPES_START]
+    if not (results / "f1_cot.csv").exists():
+        lines.append("Not run yet (`python train.py --multirun experiment=f1_cot`).")
+        return "\n".join(lines + [RECIPES_END])
+    rows = [r for r in read(results / "f1_cot.csv") if r["cot"] == "True"]
+    rows.sort(key=lambda r: (r["recipe"], int(r["seed"])))
+    lines += ["| recipe | seed | steps to 99% on every length | training time | mean test accuracy | worst length "
+              "| layer-2 iteration score |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        reached = _num(r["steps_to_target"]) is not None
+        steps = f"{int(float(r['steps_to_target'])):,}" if reached else f"not within {int(float(r['steps'])):,}"
+        seconds = float(r["time_to_target_s"] if reached else r["time_s"])
+        lines.append(f"| `{r['recipe']}` | {r['seed']} | {steps} | {seconds:.0f} s | {float(r['test_accuracy']):.3f} "
+                     f"| {float(r['test_accuracy_min']):.3f} | {float(r['iteration_score']):.3f} |")
+    machines = sorted({f"{r['device']} with {r['threads']} torch thread(s) per run" for r in rows})
+    lines += ["", f"Device: {'; '.join(machines)}."]
+    return "\n".join(lines + [RECIPES_END])
 
 
 def summary(results: Path = ROOT / "results") -> str:
@@ -481,16 +505,24 @@ def summary(results: Path = ROOT / "results") -> str:
     return "\n".join([README_START] + lines + [README_END])
 
 
+def readme_blocks(results: Path) -> list[tuple[str, str, str]]:
+    """The README's rendered blocks: (start marker, end marker, text with both markers)."""
+    return [(README_START, README_END, summary(results)), (RECIPES_START, RECIPES_END, recipes_table(results))]
+
+
 def update_readme(readme: Path, results: Path) -> bool:
-    """Replace the README's findings block with :func:`summary`; False when it has no block."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return False
-    before, rest = text.split(README_START, 1)
-    after = rest.split(README_END, 1)[1]
-    from .run_folder import atomic_write_text
-    atomic_write_text(readme, before + summary(results) + after)
-    return True
+    """Replace each rendered block the README has (:func:`readme_blocks`); False when it has none."""
+    text = original = readme.read_text()
+    found = False
+    for start, end, block in readme_blocks(results):
+        if start in text and end in text:
+            before, rest = text.split(start, 1)
+            text = before + block + rest.split(end, 1)[1]
+            found = True
+    if text != original:
+        from .run_folder import atomic_write_text
+        atomic_write_text(readme, text)
+    return found
 
 
 def main(argv=None) -> None:
@@ -504,7 +536,7 @@ def main(argv=None) -> None:
     atomic_write_text(Path(args.out), text + "\n")
     print(f"wrote {args.out}")
     if Path(args.out).resolve() == (ROOT / "RESULTS.md").resolve() and update_readme(ROOT / "README.md", Path(args.results)):
-        print("updated the findings block of README.md")
+        print("updated the rendered blocks of README.md")
 
 
 if __name__ == "__main__":
