@@ -339,6 +339,47 @@ def test_exact_resume_after_sigkill(copy_run, tmp_path):
     assert [r["step"] for r in records(out)] == [10, 20, 30, 40, 50, 60]
 
 
+def test_a_run_stopped_by_its_time_limit_continues_with_more_time(copy_run, tmp_path):
+    """max_minutes stops a run with a checkpoint at that step; resume with a larger budget continues it
+    to the same weights as the uninterrupted run, and the same budget changes nothing."""
+    ref, _ = copy_run
+    out = tmp_path / "timed"
+    args = ["optim.max_steps=60", "eval_every=10", "save_every=20", "snapshot_steps=[30]"]
+    res = run_cli(train_cmd(out, *args, "max_minutes=0.0005"), timeout=600)  # 30 ms of training
+    assert res.returncode == 0, res.stderr[-3000:]
+    first = json.loads((out / "summary.json").read_text())
+    stop = first["steps"]
+    assert first["stop_reason"] == "time limit 0.0005 min" and 0 < stop < 60, first
+    assert stop in checkpoint_steps(out / "checkpoints") and records(out)[-1]["step"] == stop
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    res = run_cli(train_cmd(out, *args, "max_minutes=0.0005", "resume=latest"), timeout=300)
+    assert res.returncode == 0 and "a larger max_minutes" in res.stdout, res.stdout[-2000:]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    res = run_cli(train_cmd(out, *args, "max_minutes=null", "resume=latest"), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"stopped on its time limit at step {stop}" in res.stdout
+    done = json.loads((out / "summary.json").read_text())
+    assert (done["steps"], done["stop_reason"]) == (60, "max_steps")
+    from safetensors.torch import load_file
+    a, b = load_file(ref / "final" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [r["step"] for r in records(out)]
+    assert steps == sorted({10, 20, 30, 40, 50, 60, stop}), steps
+    same = {r["step"]: r["test"] for r in records(ref)}
+    assert all(r["test"] == same[r["step"]] for r in records(out) if r["step"] in same)
+    assert (out / "snapshots" / "step_30" / "model.safetensors").exists()
+
+
+def test_a_time_limited_run_without_checkpoints_is_never_restarted_by_resume(tmp_path):
+    out = tmp_path / "timed"
+    args = ["optim.max_steps=60", "eval_every=10", "save_every=0", "max_minutes=0.0005"]
+    assert run_cli(train_cmd(out, *args), timeout=600).returncode == 0
+    before = {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")}
+    res = run_cli(train_cmd(out, *args[:-1], "max_minutes=null", "resume=auto"), timeout=300)
+    assert res.returncode == 0 and "cannot be continued" in res.stdout, res.stdout[-2000:]
+    assert {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
     res = run_cli(train_cmd(out, "optim.max_steps=40", "save_every=1", "eval_every=100", "optim.lr=1e30",

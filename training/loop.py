@@ -26,8 +26,8 @@ from modeling.fast_step import fast_adamw
 from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, from_dict, model_config, to_dict, validate
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary, write_figures
-from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, is_write_error,
-                         no_space_message, write_manifest)
+from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, checkpoint_steps,
+                         is_write_error, no_space_message, write_manifest)
 
 __all__ = ["train", "resolve", "build_model", "set_trainable", "lr_lambda", "TrainingError"]
 
@@ -263,7 +263,6 @@ def _train_step(run: Run) -> None:
         total += loss.detach().float().item()
     grad_norm = acc.clip_grad_norm_(run.model.parameters(), o.grad_clip)
     if not torch.isfinite(grad_norm):  # same value on every process (gradients are all-reduced)
-        from .run_folder import checkpoint_steps
         good = checkpoint_steps(run.folder.ckpt_dir)
         raise TrainingError(f"non-finite loss/gradient at step {run.step} (loss {total:.4g}); training "
                             f"stopped without saving. Last good checkpoint: "
@@ -358,6 +357,9 @@ def _loop(run: Run) -> None:
     bar.close()
     if run.step != first and run.last_eval != run.step:
         _evaluate(run, eval_sets)  # stopped (time limit) between two evaluations
+    if (run.stop_reason.startswith("time limit") and cfg.save_every and run.step != first
+            and run.step % cfg.save_every != 0):
+        _save_checkpoint(run)  # where a larger max_minutes continues it (resume=latest)
 
 
 def _finish(run: Run, quiet: bool) -> dict:
@@ -380,14 +382,31 @@ def _finish(run: Run, quiet: bool) -> dict:
     return s
 
 
+def continues_on_more_time(done: dict, cfg: TrainConfig) -> bool:
+    """Whether ``resume`` continues a finished run (its ``summary.json``): it stopped on its time limit,
+    has steps left, and ``cfg`` allows more training time than it had."""
+    return (str(done.get("stop_reason", "")).startswith("time limit") and done["steps"] < cfg.optim.max_steps
+            and (cfg.max_minutes is None or 60 * cfg.max_minutes > float(done.get("time_s") or 0.0)))
+
+
 def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
     """Train one run; returns its summary record (``summary.json``)."""
     cfg = resolve(cfg, sweep_dir)
     folder = RunFolder(cfg.output_dir)
     if cfg.resume is not None and folder.is_finished():
-        print(f"{folder.path} holds a finished run (step {json.loads((folder.path / 'summary.json').read_text())['steps']}); "
-              "nothing to resume. Use overwrite=true to train it again.")
-        return json.loads((folder.path / "summary.json").read_text())
+        done = json.loads((folder.path / "summary.json").read_text())
+        if not continues_on_more_time(done, cfg):
+            more = (f" It stopped on its time limit: a larger max_minutes (now {cfg.max_minutes}) continues it."
+                    if str(done.get("stop_reason", "")).startswith("time limit") else "")
+            print(f"{folder.path} holds a finished run (step {done['steps']}, {done.get('stop_reason')}); "
+                  f"nothing to resume.{more} Use overwrite=true to train it again.")
+            return done
+        if not checkpoint_steps(folder.ckpt_dir):
+            print(f"{folder.path} stopped on its time limit at step {done['steps']} but holds no checkpoint "
+                  "(save_every=0), so it cannot be continued; nothing was changed. Use overwrite=true to train it again.")
+            return done
+        print(f"{folder.path} stopped on its time limit at step {done['steps']} after "
+              f"{done.get('time_s', 0) / 60:.1f} min of training; continuing it with max_minutes={cfg.max_minutes}")
     run, checkpoint = _setup(cfg)
     try:
         if checkpoint is not None:
