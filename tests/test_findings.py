@@ -125,6 +125,11 @@ def test_scaling_maps_average_lengths_from_4_and_seeds_per_cell(tmp_path):
     # width 8: accuracy over L >= 4 per seed 0.75 and 0.25 -> 0.50; peakiness (0.2 + 0.4) / 2 = 0.30
     assert "| 8 | 0.50 / 0.30 (2) |" in learned and "| 16 | 1.00 / 1.00 (1) |" in learned
     assert "| 8 | 0.00 / 0.00 (1) |" in text.split("**position_embedding=frozen**")[1]
+    from training.findings import summary
+    readme = summary(tmp_path)
+    assert ("  - position_embedding=learned: 2 cells × 1-2 seeds; 1/2 cells at ≥ 0.90 accuracy over lengths ≥ 4; "
+            "mean over cells: accuracy 0.75, iteration peakiness 0.65") in readme
+    assert "  - position_embedding=frozen: 1 cell × 1 seed; 0/1 cells" in readme
 
 
 def test_a_label_column_tells_shared_arms_apart(tmp_path):

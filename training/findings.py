@@ -282,33 +282,68 @@ def scaling_tables(rows: list[dict]) -> list[str]:
     return lines
 
 
+POSITION_KEYS = ("position_embedding", "position_init", "position_init_std")  # the maps' columns
+
+
 def heatmap_figure(rows: list[dict], out: Path) -> None:
-    """The paper's scaling maps: per condition, accuracy and iteration peakiness over width x max length."""
+    """The paper's scaling maps: one row per task condition (task, CoT, layers), and per position
+    table (learned / frozen, its initialisation) a pair of maps, accuracy and iteration peakiness,
+    over width x max length; mean over seeds, the value written in every cell."""
     plt = _plt()
     conditions, cells = scaling_cells(rows)
-    fig, axes = plt.subplots(len(cells), 2, figsize=(8, 3.2 * len(cells)), squeeze=False)
-    for (cond, grid), pair in zip(cells.items(), axes):
-        widths = sorted({w for w, _ in grid})
-        lengths = sorted({L for _, L in grid})
-        for i, (ax, what) in enumerate(zip(pair, (f"accuracy, lengths ≥ {MAP_FROM}", "iteration peakiness"))):
-            values = [[(_cell_means(grid[w, L])[i] if (w, L) in grid else None) for L in lengths] for w in widths]
-            image = [[math.nan if v is None else v for v in row] for row in values]
-            ax.imshow(image, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
-            for y, row in enumerate(values):
-                for x, v in enumerate(row):
-                    if v is not None:
-                        ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                color="black" if v > 0.6 else "white")
-            ax.set_xticks(range(len(lengths)), lengths)
-            ax.set_yticks(range(len(widths)), widths)
-            ax.set_xlabel("max length")
-            ax.set_ylabel("width")
-            title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
-            ax.set_title(f"{title}\n{what}", fontsize=8)
+    pos = [i for i, k in enumerate(conditions) if k in POSITION_KEYS]
+    task = [i for i, k in enumerate(conditions) if k not in POSITION_KEYS]
+    task_keys = sorted({tuple(c[i] for i in task) for c in cells})
+    pos_keys = sorted({tuple(c[i] for i in pos) for c in cells})
+    describe = lambda idx, key: ", ".join(f"{conditions[i]}={v or 'null'}" for i, v in zip(idx, key))  # noqa: E731
+    fig, axes = plt.subplots(len(task_keys), 2 * len(pos_keys), squeeze=False,
+                             figsize=(3.3 * 2 * len(pos_keys), 3.0 * len(task_keys)))
+    for r, tk in enumerate(task_keys):
+        for c, pk in enumerate(pos_keys):
+            cond = tuple(tk[task.index(i)] if i in task else pk[pos.index(i)] for i in range(len(conditions)))
+            grid = cells.get(cond, {})
+            for i, what in enumerate((f"accuracy, lengths ≥ {MAP_FROM}", "iteration peakiness")):
+                ax = axes[r][2 * c + i]
+                if not grid:
+                    ax.set_axis_off()
+                    continue
+                widths = sorted({w for w, _ in grid})
+                lengths = sorted({L for _, L in grid})
+                values = [[(_cell_means(grid[w, L])[i] if (w, L) in grid else None) for L in lengths] for w in widths]
+                ax.imshow([[math.nan if v is None else v for v in row] for row in values],
+                          vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+                for y, row in enumerate(values):
+                    for x, v in enumerate(row):
+                        if v is not None:
+                            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                    color="black" if v > 0.6 else "white")
+                ax.set_xticks(range(len(lengths)), lengths)
+                ax.set_yticks(range(len(widths)), widths)
+                ax.set_xlabel("max length")
+                ax.set_ylabel("width")
+                ax.set_title(f"{describe(task, tk) or 'all runs'}\n{describe(pos, pk)}\n{what}", fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def scaling_summary(rows: list[dict]) -> list[str]:
+    """One line per condition for the README: how many cells reach 0.9, and the means over cells."""
+    conditions, cells = scaling_cells(rows)
+    lines = []
+    for cond, grid in cells.items():
+        means = [_cell_means(rs) for rs in grid.values()]
+        acc = [a for a, _ in means if a is not None]
+        peak = [p for _, p in means if p is not None]
+        seeds = sorted({len(rs) for rs in grid.values()})
+        title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
+        lines.append(f"  - {title}: {len(grid)} cell{'s' * (len(grid) != 1)} × {'-'.join(map(str, seeds))} "
+                     f"seed{'s' * (seeds != [1])}; "
+                     f"{sum(a >= 0.9 for a in acc)}/{len(grid)} cells at ≥ 0.90 accuracy over lengths ≥ {MAP_FROM}; "
+                     f"mean over cells: accuracy {statistics.mean(acc):.2f}"
+                     + (f", iteration peakiness {statistics.mean(peak):.2f}" if peak else ""))
+    return lines
 
 
 def _plt():
@@ -496,6 +531,9 @@ def summary(results: Path = ROOT / "results") -> str:
         keys, groups = arms(rows)
         verdict = f" {VERDICTS[name].split('. ')[0].rstrip('.')}." if name in VERDICTS else ""
         lines.append(f"- **[{name}](RESULTS.md#{name})**:{verdict} {len(rows)} runs.")
+        if name in SCALING:
+            lines += scaling_summary(rows)
+            continue
         for key, rs in groups.items():
             reached = sum(_num(r["steps_to_target"]) is not None for r in rs)
             heads = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
