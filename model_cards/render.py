@@ -39,7 +39,7 @@ from datasets_builders.files import write_text_atomic
 from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
 
-from .suite import DATASET_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from .suite import DATASET_NAME, SEEDS, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 from . import verify
 from .verify import sha256_file
 
@@ -60,6 +60,7 @@ __all__ = [
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MODEL_TEMPLATE = TEMPLATES / "model_card.md"
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # the experiments' per-run tables
 DATASET_TEMPLATE = TEMPLATES / "dataset_card.md"
 DATASET_BEGIN = "<!-- models: rendered by model_cards/render.py"
 DATASET_END = "<!-- end of models -->"
@@ -437,6 +438,28 @@ def card_data(m: Measured, spec: ModelSpec, namespace: str, base_model: str | No
                          model_name=name, eval_results=eval_results, **extra)
 
 
+def seeds_summary(key: str, results: Path = RESULTS) -> str | None:
+    """What the model's recipe did over seeds (``SEEDS``), from the experiment's per-run table: the
+    sentence a card puts next to its single run; ``None`` when no experiment covers it."""
+    from training.findings import HEAD, _num, mean_std, rows_of
+    if key not in SEEDS or not (results / f"{SEEDS[key][0]}.csv").exists():
+        return None
+    experiment, where, words = SEEDS[key]
+    rows = [r for r in rows_of(results, experiment) if all(r.get(k) == v for k, v in where.items())]
+    if not rows:
+        return None
+    n = len(rows)
+    reached = sum(_num(r["steps_to_target"]) is not None for r in rows)
+    budget = {int(float(r["max_steps"])) for r in rows if _num(r.get("max_steps")) is not None}
+    within = f" within {budget.pop():,} steps" if len(budget) == 1 else ""
+    scores = [_num(r.get("iteration_score")) for r in rows]
+    heads = (f", {sum((x or 0) >= HEAD for x in scores)}/{n} with the iteration head (score ≥ {HEAD})"
+             if any(x is not None for x in scores) else "")
+    return (f"Over seeds, {words} (`{experiment}` in the source repository's RESULTS.md, "
+            f"`results/{experiment}.csv`): {reached}/{n} seeds reached 99% on every test length{within}; "
+            f"mean test accuracy {mean_std(r['test_accuracy'] for r in rows)} over seeds{heads}.")
+
+
 def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec | None = None,
                       hub_dir: str | os.PathLike | None = None) -> str:
     """The README.md of an assembled model folder, from its measured files.
@@ -488,7 +511,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
                           f"--n {max(a['n_per_length'].values())} --seed {a['seed']}") if has_heads else "",
         emergence_figure=figures.get("emergence"),
         emergence_description=_emergence_description(a) if a else "",
-        citation=CITATION.strip(),
+        citation=CITATION.strip(), seeds_summary=seeds_summary(spec.key),
     )
     card = ModelCard.from_template(card_data(m, spec, namespace, base_model), template_path=str(MODEL_TEMPLATE),
                                    **kwargs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DATASET_NAME", "ModelSpec", "SUITE", "SUITE_BY_KEY", "repo_id"]
+__all__ = ["DATASET_NAME", "ModelSpec", "SEEDS", "SUITE", "SUITE_BY_KEY", "repo_id"]
 
 #: Name of the dataset repository (made with ``datasets_builders.export``).
 DATASET_NAME = "iteration-head-tasks"
@@ -69,6 +69,19 @@ SUITE: tuple[ModelSpec, ...] = (
 )
 
 SUITE_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in SUITE}
+
+#: Where each model's recipe was trained over seeds (``results/<experiment>.csv``, RESULTS.md): the
+#: experiment, the rows of its arm ({column: value}) and what that arm is, in words. A card quotes
+#: the arm so that one released run is read against the spread of its recipe.
+SEEDS: dict[str, tuple[str, dict[str, str], str]] = {
+    "parity": ("f1_cot", {"recipe": "parity", "cot": "True"}, "this recipe, from scratch"),
+    "polynomial": ("f1_cot", {"recipe": "polynomial", "cot": "True"}, "this recipe, from scratch"),
+    "parity-nocot": ("f1_cot", {"recipe": "parity", "cot": "False"},
+                     "the parity recipe without chain of thought"),
+    "parity-1layer": ("f2_layers", {"recipe": "parity", "n_layer": "1"}, "the parity recipe with one layer"),
+    "parity-from-polynomial": ("f5_transfer", {"init_from": "hub/iteration-head-polynomial", "trainable": "[]"},
+                               "this recipe, fine-tuned from the released polynomial model"),
+}
 
 
 def repo_id(namespace: str, name: str) -> str:

@@ -600,6 +600,25 @@ def test_hub_release_is_complete():
     release.check_folders(HUB, specs)
 
 
+@needs_hub
+def test_hub_cards_quote_their_recipe_over_seeds_from_the_results_tables():
+    """A released model is one run; its card says what the recipe did over seeds, from results/."""
+    import csv
+    from model_cards.suite import SEEDS
+    for spec in SUITE:
+        card = (HUB / spec.repo / "README.md").read_text()
+        line = render.seeds_summary(spec.key)
+        if spec.key not in SEEDS:
+            assert line is None and "Over seeds" not in card, spec.key
+            continue
+        assert line and f"- {line}\n" in card, f"{spec.repo}: card is stale: re-render with python -m model_cards.render"
+        experiment, where, _ = SEEDS[spec.key]
+        with open(ROOT / "results" / f"{experiment}.csv") as f:
+            rows = [r for r in csv.DictReader(f) if all(r.get(k) == v for k, v in where.items())]
+        reached = sum(bool(r["steps_to_target"]) for r in rows)
+        assert len(rows) >= 3 and f": {reached}/{len(rows)} seeds reached 99%" in line, (spec.key, line)
+
+
 # ---------------------------------------------------------------------------------------------
 # The repository README's Quickstart
 # ---------------------------------------------------------------------------------------------
