@@ -412,25 +412,29 @@ def _series(curves: list[dict], runs: set[str], metric: str, until: float,
 
 
 def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step") -> None:
-    """Mean ± std over seeds of test accuracy and iteration score against ``x`` (the training step,
-    or ``time_s``: training seconds), one line per arm."""
+    """Mean ± std over seeds of test accuracy and both attention scores (layer 1 on ``<eoi>``, the
+    later layer's iteration head) against ``x`` (the training step, or ``time_s``: training
+    seconds), one line per arm; an arm without a score (no chain of thought) has no line there."""
     plt = _plt()
     keys, groups = arms(rows)
     until = max(float(c[x]) for c in curves)
     height = 4.2 + 0.2 * len(groups)
-    fig, axes = plt.subplots(1, 2, figsize=(11, height), sharex=True)
+    metrics = ("test_accuracy", "eoi_score", "iteration_score")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per arm in every panel
+    fig, axes = plt.subplots(1, len(metrics), figsize=(15, height), sharex=True)
     for key, rs in groups.items():
         label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
-        for ax, metric in zip(axes, ("test_accuracy", "iteration_score")):
+        for ax, metric in zip(axes, metrics):
             # A run that stopped at its target keeps its value to the end of its own step budget (a
             # table without a max_steps column has one budget for all: the last step of any run).
             extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
                       if x == "step" and r.get("stop_reason", "").startswith("target")}
             steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
-            line, = ax.plot(steps, mean, label=label)
+            line, = ax.plot(steps, mean, label=label, color=colors[list(groups).index(key) % len(colors)])
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.15)
-    for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "iteration-head score (later layer)")):
+    for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "layer-1 attention on <eoi>",
+                                "iteration-head score (later layer)")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step" if x == "step" else "training seconds (evaluations excluded; same machine)")
         ax.set_ylim(-0.02, 1.02)
