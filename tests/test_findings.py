@@ -159,3 +159,35 @@ def test_a_run_stopped_at_its_target_counts_until_its_own_budget():
                                        ("b", 4, 0.6), ("c", 10, 0.3)]]
     steps, mean, _ = _series(curves, {"x/a", "x/b"}, "acc", until=10, extend_to={"x/a": 4.0})
     assert steps == [1, 2, 3, 4] and mean == [0.25, 0.6, 0.7, 0.8]  # a keeps 1.0 to step 4, not to 10
+
+
+def test_f4_verdict_holds_in_its_table():
+    """What F4's verdict says, checked cell by cell against results/f4_scaling.csv."""
+    from training.findings import _cell_means, accuracy_from, scaling_cells
+    rows = rows_of(RESULTS, "f4_scaling")
+    conditions, cells = scaling_cells(rows)
+
+    def grid(**where):
+        (key,) = [k for k in cells if all(k[conditions.index(c)] == v for c, v in where.items())]
+        return cells[key]
+
+    sincos = grid(recipe="polynomial", cot="True", n_layer="2", position_init="sinusoidal")
+    for L in (12, 16):  # width 64 learns the long max lengths on every seed, with the head
+        assert all(accuracy_from(r) >= 0.9 and float(r["iteration_peakiness"]) >= 0.9 for r in sincos[64, L])
+    assert all(_cell_means(sincos[w, L])[0] < 0.5 for w in (8, 16) for L in (4, 8, 12, 16))
+    assert any(accuracy_from(r) >= 0.9 for L in (4, 8) for r in sincos[32, L])
+    assert _cell_means(sincos[64, 4])[0] < 0.9
+    for init in ("normal",):  # N(0, 1) tables, learned or frozen: almost nothing learned
+        for pe in ("learned", "frozen"):
+            g = grid(recipe="polynomial", cot="True", n_layer="2", position_init=init, position_embedding=pe)
+            assert statistics.mean(_cell_means(rs)[0] for rs in g.values()) < 0.1
+    for where in ({"cot": "False"}, {"n_layer": "1"}, {"recipe": "parity"}):
+        for key, g in cells.items():
+            if all(key[conditions.index(c)] == v for c, v in where.items()):
+                assert len(g) == 16 and all(len(rs) >= 3 for rs in g.values()), (where, key)
+                assert max(_cell_means(rs)[0] for rs in g.values()) < (0.2 if where == {"cot": "False"} else 0.9), key
+                if where == {"n_layer": "1"}:  # only max length 4 partly learned, at the widest widths
+                    best = max(g, key=lambda cell: _cell_means(g[cell])[0])
+                    assert best[1] == 4 and best[0] >= 32, (key, best)
+                    if key[conditions.index("position_embedding")] == "learned":
+                        assert _cell_means(g[best])[0] >= 0.3, (key, best)
