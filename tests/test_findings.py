@@ -191,3 +191,22 @@ def test_f4_verdict_holds_in_its_table():
                     assert best[1] == 4 and best[0] >= 32, (key, best)
                     if key[conditions.index("position_embedding")] == "learned":
                         assert _cell_means(g[best])[0] >= 0.3, (key, best)
+
+
+def test_f3_one_factor_verdict_holds_in_its_table():
+    """F3's verdict on the polynomial recipe's factors, one changed at a time, against the table."""
+    from training.findings import HEAD, _num
+    rows = [r for r in rows_of(RESULTS, "f3_emergence") if r["recipe"] == "polynomial"
+            and r["position_init"] == "sinusoidal"]
+
+    def arm(task, source):
+        rs = [r for r in rows if r["task"] == task and r["source"] == source]
+        heads = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
+        return len(rs), heads, sum(_num(r["steps_to_target"]) is not None for r in rs)
+
+    n, heads, reached = arm("mix", "fresh")  # the recipe: every seed
+    assert n >= 5 and heads == reached == n
+    n, heads, reached = arm("polynomial", "fresh")  # no copy rows: most seeds no head, none learns
+    assert n >= 5 and heads < n / 2 and reached == 0
+    n, heads, reached = arm("mix", "fixed")  # fixed split: most seeds, not all
+    assert n >= 5 and n / 2 < heads < n and n / 2 < reached < n
