@@ -441,7 +441,7 @@ def card_data(m: Measured, spec: ModelSpec, namespace: str, base_model: str | No
 def seeds_summary(key: str, results: Path = RESULTS) -> str | None:
     """What the model's recipe did over seeds (``SEEDS``), from the experiment's per-run table: the
     sentence a card puts next to its single run; ``None`` when no experiment covers it."""
-    from training.findings import HEAD, _num, mean_std, rows_of
+    from training.findings import HEAD, _num, mean_std, rows_of, seeds_reached, seeds_with_head
     if key not in SEEDS or not (results / f"{SEEDS[key][0]}.csv").exists():
         return None
     experiment, where, words = SEEDS[key]
@@ -449,14 +449,12 @@ def seeds_summary(key: str, results: Path = RESULTS) -> str | None:
     if not rows:
         return None
     n = len(rows)
-    reached = sum(_num(r["steps_to_target"]) is not None for r in rows)
     budget = {int(float(r["max_steps"])) for r in rows if _num(r.get("max_steps")) is not None}
     within = f" within {budget.pop():,} steps" if len(budget) == 1 else ""
-    scores = [_num(r.get("iteration_score")) for r in rows]
-    heads = (f", {sum((x or 0) >= HEAD for x in scores)}/{n} with the iteration head (score ≥ {HEAD})"
-             if any(x is not None for x in scores) else "")
+    heads = (f", {seeds_with_head(rows)}/{n} with the iteration head (score ≥ {HEAD})"
+             if any(_num(r.get("iteration_score")) is not None for r in rows) else "")
     return (f"Over seeds, {words} (`{experiment}` in the source repository's RESULTS.md, "
-            f"`results/{experiment}.csv`): {reached}/{n} seeds reached 99% on every test length{within}; "
+            f"`results/{experiment}.csv`): {seeds_reached(rows)}/{n} seeds reached 99% on every test length{within}; "
             f"mean test accuracy {mean_std(r['test_accuracy'] for r in rows)} over seeds{heads}.")
 
 

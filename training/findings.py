@@ -18,7 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
-__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "summary", "recipes_table", "main"]
+__all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "seeds_reached", "seeds_with_head", "summary", "recipes_table", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
@@ -205,6 +205,21 @@ def mean_std(values) -> str:
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
 
 
+def label(keys, values) -> str:
+    """``key=value, ...`` naming an arm or a condition (an empty value is the config's null)."""
+    return ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, values))
+
+
+def seeds_reached(rs: list[dict]) -> int:
+    """How many runs reached the target accuracy (99% on every test length) within their budget."""
+    return sum(_num(r["steps_to_target"]) is not None for r in rs)
+
+
+def seeds_with_head(rs: list[dict]) -> int:
+    """How many runs have the iteration head (iteration score >= HEAD)."""
+    return sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
+
+
 def arm_table(rows: list[dict]) -> list[str]:
     keys, groups = arms(rows)
     head = keys + ["n", "reached 99%", "steps to 99% (median)", "test accuracy", "min over lengths",
@@ -212,7 +227,7 @@ def arm_table(rows: list[dict]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, rs in groups.items():
         reached = [int(float(r["steps_to_target"])) for r in rs if _num(r["steps_to_target"]) is not None]
-        with_head = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
+        with_head = seeds_with_head(rs)
         cells = [v if v != "" else "null" for v in key] + [str(len(rs)), f"{len(reached)}/{len(rs)}",
                              f"{statistics.median(reached):.0f}" if reached else "—",
                              mean_std(r["test_accuracy"] for r in rs), mean_std(r["test_accuracy_min"] for r in rs),
@@ -290,7 +305,7 @@ def scaling_tables(rows: list[dict]) -> list[str]:
     for cond, grid in cells.items():
         widths = sorted({w for w, _ in grid})
         lengths = sorted({L for _, L in grid})
-        title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
+        title = label(conditions, cond) or "all runs"
         lines += [f"**{title}**: test accuracy over lengths ≥ {MAP_FROM} / iteration peakiness (n seeds)", "",
                   "| width \\ max length | " + " | ".join(map(str, lengths)) + " |",
                   "|---|" + "---|" * len(lengths)]
@@ -319,7 +334,7 @@ def heatmap_figure(rows: list[dict], out: Path) -> None:
     task = [i for i, k in enumerate(conditions) if k not in POSITION_KEYS]
     task_keys = sorted({tuple(c[i] for i in task) for c in cells})
     pos_keys = sorted({tuple(c[i] for i in pos) for c in cells})
-    describe = lambda idx, key: ", ".join(f"{conditions[i]}={v or 'null'}" for i, v in zip(idx, key))  # noqa: E731
+    describe = lambda idx, key: label([conditions[i] for i in idx], key)  # noqa: E731
     fig, axes = plt.subplots(len(task_keys), 2 * len(pos_keys), squeeze=False,
                              figsize=(3.3 * 2 * len(pos_keys), 3.0 * len(task_keys)))
     for r, tk in enumerate(task_keys):
@@ -361,7 +376,7 @@ def scaling_summary(rows: list[dict]) -> list[str]:
         acc = [a for a, _ in means if a is not None]
         peak = [p for _, p in means if p is not None]
         seeds = sorted({len(rs) for rs in grid.values()})
-        title = ", ".join(f"{k}={v or 'null'}" for k, v in zip(conditions, cond)) or "all runs"
+        title = label(conditions, cond) or "all runs"
         lines.append(f"  - {title}: {len(grid)} cell{'s' * (len(grid) != 1)} × {'-'.join(map(str, seeds))} "
                      f"seed{'s' * (seeds != [1])}; "
                      f"{sum(a >= 0.9 for a in acc)}/{len(grid)} cells at ≥ 0.90 accuracy over lengths ≥ {MAP_FROM}; "
@@ -384,11 +399,11 @@ def length_figure(rows: list[dict], out: Path) -> None:
     lengths = _lengths(rows)
     fig, ax = plt.subplots(figsize=(7, 4.2 + 0.2 * len(groups)))
     for key, rs in groups.items():
-        label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
+        name = f"{label(keys, key)} (n={len(rs)})"
         cols = [[x for x in (_num(r[f"acc_L{L}"]) for r in rs) if x is not None] for L in lengths]
         mean = [statistics.mean(c) for c in cols]
         std = [statistics.pstdev(c) for c in cols]
-        line, = ax.plot(lengths, mean, marker="o", ms=3, label=label)
+        line, = ax.plot(lengths, mean, marker="o", ms=3, label=name)
         ax.fill_between(lengths, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
                         color=line.get_color(), alpha=0.15)
     ax.set_xlabel("input length L")
@@ -443,14 +458,14 @@ def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per arm in every panel
     fig, axes = plt.subplots(1, len(metrics), figsize=(15, height), sharex=True)
     for key, rs in groups.items():
-        label = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key)) + f" (n={len(rs)})"
+        name = f"{label(keys, key)} (n={len(rs)})"
         for ax, metric in zip(axes, metrics):
             # A run that stopped at its target keeps its value to the end of its own step budget (a
             # table without a max_steps column has one budget for all: the last step of any run).
             extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
                       if x == "step" and r.get("stop_reason", "").startswith("target")}
             steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
-            line, = ax.plot(steps, mean, label=label, color=colors[list(groups).index(key) % len(colors)])
+            line, = ax.plot(steps, mean, label=name, color=colors[list(groups).index(key) % len(colors)])
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=line.get_color(), alpha=0.15)
     for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "layer-1 attention on <eoi>",
@@ -556,18 +571,15 @@ def summary(results: Path = ROOT / "results") -> str:
             lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`).")
             continue
         rows = rows_of(results, name)
-        keys, groups = arms(rows)
         verdict = f" {VERDICTS[name].split('. ')[0].rstrip('.')}." if name in VERDICTS else ""
         lines.append(f"- **[{name}](RESULTS.md#{name})**:{verdict} {len(rows)} runs.")
         if name in SCALING:
             lines += scaling_summary(rows)
             continue
+        keys, groups = arms(rows)
         for key, rs in groups.items():
-            reached = sum(_num(r["steps_to_target"]) is not None for r in rs)
-            heads = sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
-            arm = ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, key))
-            lines.append(f"  - {arm}: {reached}/{len(rs)} seeds reached 99%, test accuracy "
-                         f"{mean_std(r['test_accuracy'] for r in rs)}, {heads}/{len(rs)} with the head")
+            lines.append(f"  - {label(keys, key)}: {seeds_reached(rs)}/{len(rs)} seeds reached 99%, test accuracy "
+                         f"{mean_std(r['test_accuracy'] for r in rs)}, {seeds_with_head(rs)}/{len(rs)} with the head")
     return "\n".join([README_START] + lines + [README_END])
 
 
