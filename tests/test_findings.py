@@ -47,6 +47,25 @@ def test_arms_pool_seeds_and_keep_what_varies():
     assert table[3].startswith("| 16 | 1 | 0/1 | — | 1.000 ± 0.000")
 
 
+def test_figures_name_arms_in_words():
+    from training.findings import words
+    keys = ["task", "position_init", "position_init_std", "init", "source"]
+    row = {"recipe": "parity", "mix_with": "parity", "task": "mix", "position_init": "normal",
+           "position_init_std": "", "init": "normal", "source": "fresh"}
+    assert words(keys, row) == "30% copy rows, positions N(0, 0.02), fresh data"
+    row = {**row, "task": "parity", "position_init_std": "1.0", "init": "pytorch", "source": "fixed"}
+    assert words(keys, row) == "no copy rows, positions N(0, 1), PyTorch's default init, fixed split"
+    row = {**row, "position_init": "sinusoidal", "position_init_std": ""}
+    assert words(keys, row).startswith("no copy rows, positions from sin/cos, PyTorch's")
+    # a column it has no words for keeps its key=value; a constant std still names the table
+    assert words(["position_init", "lr"], {"position_init": "normal", "position_init_std": "1.0", "lr": "0.003"}) \
+        == "positions N(0, 1), lr=0.003"
+    assert words(["init_from", "trainable"], {"init_from": "hub/revisions/iteration-head-polynomial/step500",
+                                              "trainable": '["model.blocks.1.mlp.*"]'}) \
+        == "from iteration-head-polynomial/step500, only model.blocks.1.mlp.*"
+    assert words(["init_from", "trainable"], {"init_from": "", "trainable": "[]"}) == "from scratch, all weights"
+
+
 def _row(experiment, run, **values):
     base = {"experiment": experiment, "run": str(run), "status": "finished", "recipe": "parity", "cot": "True",
             "n_layer": "2", "n_embd": "64", "position_embedding": "learned", "max_length": "16", "seed": "0",

@@ -129,6 +129,7 @@ LABELS = {"optimizer_control": ("fused", {"optimizer_control": "False", "f1_cot"
 PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
 WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against training seconds
 SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, instead of one row per arm
+PANEL_ROWS = {"f3_emergence": "recipe"}  # emergence figures with one row of panels per value of this column
 GRID = ("n_embd", "max_length")
 MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
 
@@ -208,6 +209,41 @@ def mean_std(values) -> str:
 def label(keys, values) -> str:
     """``key=value, ...`` naming an arm or a condition (an empty value is the config's null)."""
     return ", ".join(f"{k}={v or 'null'}" for k, v in zip(keys, values))
+
+
+# How figures name an arm: a column's value in words where the raw `key=value` says little to a reader.
+WORDS = {("task", "mix"): "30% copy rows", ("source", "fresh"): "fresh data", ("source", "fixed"): "fixed split",
+         ("position_init", "sinusoidal"): "positions from sin/cos", ("init", "pytorch"): "PyTorch's default init",
+         ("init", "normal"): "", ("cot", "True"): "CoT", ("cot", "False"): "no CoT",
+         ("position_embedding", "learned"): "learned", ("position_embedding", "frozen"): "frozen"}
+
+
+def words(keys, row: dict) -> str:
+    """An arm's name for a figure, from its columns ``keys`` of one of its runs ``row``: :data:`WORDS`
+    where it has the value; the position table's initialisation as N(0, std) (a null std is the
+    model's initializer_range, 0.02); the task a ``mix`` recipe mixes with means no copy rows;
+    anything else ``key=value``."""
+    out = []
+    for k in keys:
+        v = row[k]
+        if (k, v) in WORDS:
+            out.append(WORDS[k, v])
+        elif k in ("position_init", "position_init_std"):
+            std = _num(row.get("position_init_std"))
+            if row.get("position_init") == "normal" and (k == "position_init_std" or "position_init_std" not in keys):
+                out.append(f"positions N(0, {0.02 if std is None else std:g})")
+        elif k == "task" and v == row.get("mix_with"):  # the recipe's own task without the copy rows
+            out.append("no copy rows")
+        elif k == "recipe":
+            out.append(v)
+        elif k == "init_from":  # fine-tuning: which model it starts from
+            out.append("from scratch" if not v else "from " + "/".join(Path(v).parts[-2:] if "revisions" in v
+                                                                      else Path(v).parts[-1:]))
+        elif k == "trainable":
+            out.append("all weights" if v in ("", "[]") else "only " + v.strip("[]").replace('"', ""))
+        else:
+            out.append(f"{k}={v or 'null'}")
+    return ", ".join(w for w in out if w)
 
 
 def seeds_reached(rs: list[dict]) -> int:
@@ -321,46 +357,60 @@ def scaling_tables(rows: list[dict]) -> list[str]:
     return lines
 
 
-POSITION_KEYS = ("position_embedding", "position_init", "position_init_std")  # the maps' columns
+POSITION_KEYS = ("position_embedding", "position_init", "position_init_std", "init")  # the maps' columns
 
 
-def heatmap_figure(rows: list[dict], out: Path) -> None:
-    """The paper's scaling maps: one row per task condition (task, CoT, layers), and per position
-    table (learned / frozen, its initialisation) a pair of maps, accuracy and iteration peakiness,
-    over width x max length; mean over seeds, the value written in every cell."""
+MEASURES = (f"test accuracy over lengths ≥ {MAP_FROM}", "iteration peakiness (fraction of weights > 0.5)")
+
+
+def heatmap_figure(rows: list[dict], out: Path, measure: int = 0) -> None:
+    """The paper's scaling maps of one measure (0: accuracy, 1: iteration peakiness): one row per task
+    condition (task, CoT, layers), one column per position table (learned / frozen, its
+    initialisation), each map over width x max length; mean over seeds, the value in every cell."""
     plt = _plt()
     conditions, cells = scaling_cells(rows)
     pos = [i for i, k in enumerate(conditions) if k in POSITION_KEYS]
     task = [i for i, k in enumerate(conditions) if k not in POSITION_KEYS]
     task_keys = sorted({tuple(c[i] for i in task) for c in cells})
     pos_keys = sorted({tuple(c[i] for i in pos) for c in cells})
-    describe = lambda idx, key: label([conditions[i] for i in idx], key)  # noqa: E731
-    fig, axes = plt.subplots(len(task_keys), 2 * len(pos_keys), squeeze=False,
-                             figsize=(3.3 * 2 * len(pos_keys), 3.0 * len(task_keys)))
+
+    def name(idx, key):  # a condition's words, from one of its runs
+        first = next(rs[0] for c, grid in cells.items() for rs in grid.values()
+                     if tuple(c[i] for i in idx) == key)
+        return words([conditions[i] for i in idx], first)
+
+    fig, axes = plt.subplots(len(task_keys), len(pos_keys), squeeze=False,
+                             figsize=(3.4 * len(pos_keys), 3.0 * len(task_keys) + 0.6))
     for r, tk in enumerate(task_keys):
         for c, pk in enumerate(pos_keys):
+            ax = axes[r][c]
             cond = tuple(tk[task.index(i)] if i in task else pk[pos.index(i)] for i in range(len(conditions)))
             grid = cells.get(cond, {})
-            for i, what in enumerate((f"accuracy, lengths ≥ {MAP_FROM}", "iteration peakiness")):
-                ax = axes[r][2 * c + i]
-                if not grid:
-                    ax.set_axis_off()
-                    continue
-                widths = sorted({w for w, _ in grid})
-                lengths = sorted({L for _, L in grid})
-                values = [[(_cell_means(grid[w, L])[i] if (w, L) in grid else None) for L in lengths] for w in widths]
-                ax.imshow([[math.nan if v is None else v for v in row] for row in values],
-                          vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
-                for y, row in enumerate(values):
-                    for x, v in enumerate(row):
-                        if v is not None:
-                            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                    color="black" if v > 0.6 else "white")
-                ax.set_xticks(range(len(lengths)), lengths)
-                ax.set_yticks(range(len(widths)), widths)
+            if r == 0:
+                ax.set_title(name(pos, pk) or "all runs", fontsize=8)
+            if not grid:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(name(task, tk), fontsize=8)
+                continue
+            widths = sorted({w for w, _ in grid})
+            lengths = sorted({L for _, L in grid})
+            values = [[(_cell_means(grid[w, L])[measure] if (w, L) in grid else None) for L in lengths] for w in widths]
+            ax.imshow([[math.nan if v is None else v for v in row] for row in values],
+                      vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+            for y, row in enumerate(values):
+                for x, v in enumerate(row):
+                    if v is not None:
+                        ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="black" if v > 0.6 else "white")
+            ax.set_xticks(range(len(lengths)), lengths)
+            ax.set_yticks(range(len(widths)), widths)
+            if r == len(task_keys) - 1:
                 ax.set_xlabel("max length")
-                ax.set_ylabel("width")
-                ax.set_title(f"{describe(task, tk) or 'all runs'}\n{describe(pos, pk)}\n{what}", fontsize=7)
+            ax.set_ylabel((name(task, tk) + "\nwidth") if c == 0 else "width", fontsize=8)
+    fig.suptitle(f"{out.stem}: {MEASURES[measure]}, mean over seeds", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
@@ -446,41 +496,49 @@ def _series(curves: list[dict], runs: set[str], metric: str, until: float,
             [statistics.pstdev(cols[i]) for i in keep])
 
 
-def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step") -> None:
+def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step", by: str | None = None) -> None:
     """Mean ± std over seeds of test accuracy and both attention scores (layer 1 on ``<eoi>``, the
     later layer's iteration head) against ``x`` (the training step, or ``time_s``: training
-    seconds), one line per arm; an arm without a score (no chain of thought) has no line there."""
+    seconds), one line per arm; an arm without a score (no chain of thought) has no line there.
+    With ``by`` (an arm column, e.g. the recipe), one row of panels per value of that column."""
     plt = _plt()
     keys, groups = arms(rows)
+    by = by if by in keys else None
+    panel_rows = sorted({key[keys.index(by)] for key in groups}) if by else [None]
+    shown = [k for k in keys if k != by]
     until = max(float(c[x]) for c in curves)
-    height = 4.2 + 0.2 * len(groups)
     metrics = ("test_accuracy", "eoi_score", "iteration_score")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # one colour per arm in every panel
-    fig, axes = plt.subplots(1, len(metrics), figsize=(15, height), sharex=True)
-    for key, rs in groups.items():
-        name = f"{label(keys, key)} (n={len(rs)})"
-        for ax, metric in zip(axes, metrics):
-            # A run that stopped at its target keeps its value to the end of its own step budget (a
-            # table without a max_steps column has one budget for all: the last step of any run).
-            extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
-                      if x == "step" and r.get("stop_reason", "").startswith("target")}
-            steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
-            line, = ax.plot(steps, mean, label=name, color=colors[list(groups).index(key) % len(colors)])
-            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=line.get_color(), alpha=0.15)
-    for ax, title in zip(axes, ("test sequence accuracy (mean over lengths)", "layer-1 attention on <eoi>",
-                                "iteration-head score (later layer)")):
-        ax.set_title(title, fontsize=10)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    variants = list(dict.fromkeys(words(shown, rs[0]) for rs in groups.values()))  # an arm's colour, in every row
+    fig, axes = plt.subplots(len(panel_rows), len(metrics), figsize=(15, 4.6 * len(panel_rows)), sharex=True,
+                             squeeze=False)
+    for axes_row, value in zip(axes, panel_rows):
+        members = {key: rs for key, rs in groups.items() if by is None or key[keys.index(by)] == value}
+        for key, rs in members.items():
+            i = variants.index(words(shown, rs[0]))
+            name = f"{words(shown, rs[0]) or 'all runs'} (n={len(rs)})"
+            for ax, metric in zip(axes_row, metrics):
+                # A run that stopped at its target keeps its value to the end of its own step budget (a
+                # table without a max_steps column has one budget for all: the last step of any run).
+                extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
+                          if x == "step" and r.get("stop_reason", "").startswith("target")}
+                steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
+                line, = ax.plot(steps, mean, label=name, color=colors[i % len(colors)])
+                ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                                color=line.get_color(), alpha=0.15)
+        for ax, title in zip(axes_row, ("test sequence accuracy (mean over lengths)", "layer-1 attention on <eoi>",
+                                        "iteration-head score (later layer)")):
+            ax.set_title(title if value is None else f"{value}: {title}", fontsize=10)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        axes_row[0].set_ylabel("mean ± std over seeds")
+        axes_row[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for ax in axes[-1]:
         ax.set_xlabel("training step" if x == "step" else "training seconds (evaluations excluded; same machine)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean ± std over seeds")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=1, frameon=False)
     fig.suptitle(out.stem)
-    fig.tight_layout(rect=(0, (0.2 * len(groups) + 0.15) / height, 1, 1))
+    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -522,11 +580,13 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         if name in PER_LENGTH:
             figures.append((results / "figures" / f"{name}_lengths.png", lambda out: length_figure(rows, out)))
         if name in SCALING:
-            figures.append((results / "figures" / f"{name}.png", lambda out: heatmap_figure(rows, out)))
+            figures.append((results / "figures" / f"{name}.png", lambda out: heatmap_figure(rows, out, 0)))
+            figures.append((results / "figures" / f"{name}_peakiness.png", lambda out: heatmap_figure(rows, out, 1)))
         curves = [] if name in SCALING else curves_of(results, name)
         if curves:
             x = "time_s" if name in WALL_CLOCK else "step"
-            figures.append((results / "figures" / f"{name}.png", lambda out: emergence_figure(curves, rows, out, x)))
+            figures.append((results / "figures" / f"{name}.png",
+                            lambda out: emergence_figure(curves, rows, out, x, PANEL_ROWS.get(name))))
         for fig, draw_it in figures:
             if draw:
                 draw_it(fig)
