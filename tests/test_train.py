@@ -114,6 +114,24 @@ def test_every_experiment_and_each_of_its_arms_is_valid(experiment):
             assert cfg.max_minutes is None or experiment == "paper_reference", "experiments stop on steps"
 
 
+@pytest.mark.parametrize("arm", sorted(p.stem for p in (ROOT / "configs" / "posinit").glob("*.yaml")))
+def test_every_position_arm_composes_over_every_recipe(arm):
+    for recipe in ("parity", "polynomial"):
+        cfg = compose([f"recipe={recipe}", f"posinit={arm}"])
+        validate(cfg)
+        assert cfg.model.position_embedding == ("frozen" if "frozen" in arm else "learned")
+
+
+def test_the_paper_arm_is_the_reference_table_under_the_paper_init():
+    """posinit=paper is one name for `posinit=reference model.init=pytorch` (how F3/F4's runs were
+    launched): the same resolved config, so their runs are one arm."""
+    from training.config import to_dict
+    assert to_dict(compose(["recipe=polynomial", "posinit=paper"])) == to_dict(
+        compose(["recipe=polynomial", "posinit=reference", "model.init=pytorch"]))
+    assert to_dict(compose(["posinit=paper_frozen"])) == to_dict(compose(["posinit=frozen", "model.init=pytorch"]))
+    assert to_dict(compose(["posinit=paper"])) != to_dict(compose(["posinit=reference"]))
+
+
 def test_model_section_is_the_model_config():
     """One source for the architecture: the schema's model keys and defaults are IterGPTConfig's."""
     from modeling import IterGPTConfig
@@ -360,6 +378,8 @@ def test_a_run_stopped_by_its_time_limit_continues_with_more_time(copy_run, tmp_
     assert f"stopped on its time limit at step {stop}" in res.stdout
     done = json.loads((out / "summary.json").read_text())
     assert (done["steps"], done["stop_reason"]) == (60, "max_steps")
+    import yaml  # the folder records the budget the run finished under, not the first one
+    assert yaml.safe_load((out / "train_config.yaml").read_text())["max_minutes"] is None
     from safetensors.torch import load_file
     a, b = load_file(ref / "final" / "model.safetensors"), load_file(out / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -201,8 +201,10 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     fresh = checkpoint is None  # resume=auto on a run killed before its first checkpoint starts it over
     if run.main:
         folder.claim(replace=cfg.overwrite or (resuming and fresh))
-        if fresh:
-            atomic_write_text(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        # A resumed run's learning config is the saved one (check_resume); its infrastructure (the
+        # max_minutes it is continued with, threads, trackers) is this session's: recorded, so the
+        # folder says what budget the finished run had.
+        atomic_write_text(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     accelerator.wait_for_everyone()
     return run, checkpoint
 
