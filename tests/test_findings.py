@@ -261,3 +261,38 @@ def test_paper_reference_verdict_holds_in_its_table():
     assert max(float(r["time_s"]) for r in ours) < 300 and min(float(r["time_s"]) for r in paper) >= 2400
     mean = lambda rs: statistics.mean(float(r["test_accuracy"]) for r in rs)  # noqa: E731
     assert abs(mean(ours) - mean(paper)) < 0.05
+
+
+def test_f3_position_verdict_holds_in_its_table():
+    """F3's verdict on the position tables (matched recipes: copy rows, fresh data), on parity, and on
+    the paper's initialisation with the paper's data conditions, against the table."""
+    from training.findings import seeds_reached, seeds_with_head
+    rows = rows_of(RESULTS, "f3_emergence")
+
+    def arm(recipe, table, copy=True, source="fresh"):
+        init, position_init, std = {"sincos": ("normal", "sinusoidal", ""), "gpt2": ("normal", "normal", ""),
+                                    "reference": ("normal", "normal", "1.0"), "paper": ("pytorch", "normal", "1.0")}[table]
+        rs = [r for r in rows if r["recipe"] == recipe and r["init"] == init and r["position_init"] == position_init
+              and r["position_init_std"] == std and (r["task"] == "mix") == copy and r["source"] == source]
+        assert len(rs) >= 5, (recipe, table, copy, source)
+        return rs, seeds_with_head(rs), seeds_reached(rs)
+
+    n = 5
+    _, heads, reached = arm("polynomial", "sincos")
+    assert heads == reached == n
+    _, heads, reached = arm("polynomial", "paper")  # most form it, some reach 99%
+    assert heads > n / 2 and 0 < reached < n
+    _, heads, reached = arm("polynomial", "reference")  # some form it, none reaches 99%
+    assert 0 < heads < n and reached == 0
+    _, heads, reached = arm("polynomial", "gpt2")  # none forms it; one reaches 99% without
+    assert heads == 0 and reached == 1
+    parity = {t: arm("parity", t) for t in ("sincos", "gpt2", "reference", "paper")}
+    assert all(heads < n / 2 for _, heads, _ in parity.values())
+    assert parity["gpt2"][2] > n / 2 and parity["paper"][1] == 1
+    mean = lambda rs: statistics.mean(float(r["test_accuracy"]) for r in rs)  # noqa: E731
+    assert mean(parity["paper"][0]) > max(mean(parity["reference"][0]), mean(parity["sincos"][0]))
+    _, heads, _ = arm("parity", "paper", copy=False, source="fixed")
+    assert heads == 1
+    _, poly_heads, poly_reached = arm("polynomial", "paper")
+    _, heads, reached = arm("polynomial", "paper", copy=False, source="fixed")
+    assert heads < poly_heads and reached < poly_reached
