@@ -82,8 +82,9 @@ VERDICTS = {
         "seeds pass the detector's threshold and the third is just below it, every score still rising when "
         "the budget ends. Every seed is at least 98% right on every length from 5 to 16; the misses are "
         "short lengths, above all length 2, whose half/half split leaves only 00 and 11 to train on (a "
-        "shortcut: s_2 = 0). Our parity recipe on the same machine ends its 10,000 steps in under 5 "
-        "minutes, as accurate on average (one seed at 99% on every length), with no head on any seed."),
+        "shortcut: s_2 = 0). Our parity recipe on the same machine is done in under 5 minutes (at 99% on "
+        "every length, or after its 10,000 steps), as accurate on average (one seed at 99%), with no head "
+        "on any seed."),
     "f3_emergence": (
         "Partly reproduced, and the confound resolved. Under matched recipes the initialisation of the "
         "position table decides whether polynomial iteration forms the iteration head: with sin/cos "
