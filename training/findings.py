@@ -530,15 +530,16 @@ def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "
     shown = [k for k in keys if k != by]
     until = max(float(c[x]) for c in curves)
     metrics = ("test_accuracy", "eoi_score", "iteration_score")
-    variants = list(dict.fromkeys(words(shown, rs[0]) for rs in groups.values()))  # an arm's colour, in every row
+    named = {key: words(shown, rs[0]) for key, rs in groups.items()}
+    variants = list(dict.fromkeys(named.values()))  # an arm's colour, the same in every row
     colors = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20").colors
     fig, axes = plt.subplots(len(panel_rows), len(metrics), figsize=(15, 4.6 * len(panel_rows)), sharex=True,
                              squeeze=False)
     for axes_row, value in zip(axes, panel_rows):
         members = {key: rs for key, rs in groups.items() if by is None or key[keys.index(by)] == value}
         for key, rs in members.items():
-            i = variants.index(words(shown, rs[0]))
-            name = f"{words(shown, rs[0]) or 'all runs'} (n={len(rs)})"
+            i = variants.index(named[key])
+            name = f"{named[key] or 'all runs'} (n={len(rs)})"
             for ax, metric in zip(axes_row, metrics):
                 # A run that stopped at its target keeps its value to the end of its own step budget (a
                 # table without a max_steps column has one budget for all: the last step of any run).
