@@ -55,6 +55,8 @@ def test_figures_name_arms_in_words():
     assert words(keys, row) == "30% copy rows, positions N(0, 0.02), fresh data"
     row = {**row, "task": "parity", "position_init_std": "1.0", "init": "pytorch", "source": "fixed"}
     assert words(keys, row) == "no copy rows, positions N(0, 1), PyTorch's default init, fixed split"
+    # the reference's N(0, 1) table under our init sits beside much smaller tokens: the name says so
+    assert words(keys, {**row, "init": "normal"}) == "no copy rows, positions N(0, 1) beside tokens N(0, 0.02), fixed split"
     row = {**row, "position_init": "sinusoidal", "position_init_std": ""}
     assert words(keys, row).startswith("no copy rows, positions from sin/cos, PyTorch's")
     # a column it has no words for keeps its key=value; a constant std still names the table
@@ -81,6 +83,32 @@ def _write(path, rows):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def test_the_crossing_table_puts_every_arm_in_one_cell():
+    """F3's crossing at a glance: each cell is its arm's seeds with the head, seeds at 99% and mean
+    accuracy; "no copy rows" is one column for both tasks; every run is counted once."""
+    from training.findings import CROSSING, crossing_table, seeds_reached, seeds_with_head, words
+    rows = rows_of(RESULTS, "f3_emergence")
+    by, across, order = CROSSING["f3_emergence"]
+    lines = crossing_table(rows, by, across, order)
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[2:] == list(order)  # both tasks' "no copy rows" columns are one
+    keys, groups = arms(rows)
+    down = [k for k in keys if k != by and k not in across]
+    counted = 0
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for column, cell in zip(header[2:], cells[2:]):
+            rs = [r for r in rows if r[by] == cells[0] and words(down, r) == cells[1]
+                  and words([k for k in keys if k in across], r) == column]
+            if not rs:
+                assert cell == "not run"
+                continue
+            acc = statistics.mean(float(r["test_accuracy"]) for r in rs)
+            assert cell == f"{seeds_with_head(rs)}/{len(rs)} · {seeds_reached(rs)}/{len(rs)} · {acc:.3f}"
+            counted += len(rs)
+    assert counted == len(rows)
 
 
 def test_f2_shares_f1s_cot_runs_and_per_length_means_are_the_rows(tmp_path):

@@ -150,7 +150,11 @@ LABELS = {"optimizer_control": ("fused", {"optimizer_control": "False", "f1_cot"
 PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
 WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against training seconds
 SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, instead of one row per arm
-PANEL_ROWS = {"f3_emergence": "recipe"}  # emergence figures with one row of panels per value of this column
+# A crossed design shown at a glance: experiment -> (the column that makes a figure per value, the arm
+# columns whose conditions make its columns, named in words and shown in this order); the other arm
+# columns make its rows (and its lines).
+CROSSING = {"f3_emergence": ("recipe", ("task", "source"), ("30% copy rows, fresh data", "30% copy rows, fixed split",
+                                                            "no copy rows, fresh data", "no copy rows, fixed split"))}
 GRID = ("n_embd", "max_length")
 MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
 
@@ -242,7 +246,8 @@ WORDS = {("task", "mix"): "30% copy rows", ("source", "fresh"): "fresh data", ("
 def words(keys, row: dict) -> str:
     """An arm's name for a figure, from its columns ``keys`` of one of its runs ``row``: :data:`WORDS`
     where it has the value; the position table's initialisation as N(0, std) (a null std is the
-    model's initializer_range, 0.02); the task a ``mix`` recipe mixes with means no copy rows;
+    model's initializer_range, 0.02), beside the token embeddings' N(0, 0.02) if it differs from them
+    under our initialisation; the task a ``mix`` recipe mixes with means no copy rows;
     anything else ``key=value``."""
     out = []
     for k in keys:
@@ -252,7 +257,8 @@ def words(keys, row: dict) -> str:
         elif k in ("position_init", "position_init_std"):
             std = _num(row.get("position_init_std"))
             if row.get("position_init") == "normal" and (k == "position_init_std" or "position_init_std" not in keys):
-                out.append(f"positions N(0, {0.02 if std is None else std:g})")
+                tokens = " beside tokens N(0, 0.02)" if std not in (None, 0.02) and row.get("init") == "normal" else ""
+                out.append(f"positions N(0, {0.02 if std is None else std:g}){tokens}")
         elif k == "task" and v == row.get("mix_with"):  # the recipe's own task without the copy rows
             out.append("no copy rows")
         elif k == "recipe":
@@ -518,51 +524,133 @@ def _series(curves: list[dict], runs: set[str], metric: str, until: float,
             [statistics.pstdev(cols[i]) for i in keep])
 
 
-def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step", by: str | None = None) -> None:
+def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step") -> None:
     """Mean ± std over seeds of test accuracy and both attention scores (layer 1 on ``<eoi>``, the
     later layer's iteration head) against ``x`` (the training step, or ``time_s``: training
-    seconds), one line per arm; an arm without a score (no chain of thought) has no line there.
-    With ``by`` (an arm column, e.g. the recipe), one row of panels per value of that column."""
+    seconds), one line per arm; an arm without a score (no chain of thought) has no line there."""
     plt = _plt()
     keys, groups = arms(rows)
-    by = by if by in keys else None
-    panel_rows = sorted({key[keys.index(by)] for key in groups}) if by else [None]
-    shown = [k for k in keys if k != by]
-    until = max(float(c[x]) for c in curves)
-    metrics = ("test_accuracy", "eoi_score", "iteration_score")
-    named = {key: words(shown, rs[0]) for key, rs in groups.items()}
-    variants = list(dict.fromkeys(named.values()))  # an arm's colour, the same in every row
-    colors = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20").colors
-    fig, axes = plt.subplots(len(panel_rows), len(metrics), figsize=(15, 4.6 * len(panel_rows)), sharex=True,
-                             squeeze=False)
-    for axes_row, value in zip(axes, panel_rows):
-        members = {key: rs for key, rs in groups.items() if by is None or key[keys.index(by)] == value}
-        for key, rs in members.items():
-            i = variants.index(named[key])
-            name = f"{named[key] or 'all runs'} (n={len(rs)})"
-            for ax, metric in zip(axes_row, metrics):
-                # A run that stopped at its target keeps its value to the end of its own step budget (a
-                # table without a max_steps column has one budget for all: the last step of any run).
-                extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
-                          if x == "step" and r.get("stop_reason", "").startswith("target")}
-                steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
-                line, = ax.plot(steps, mean, label=name, color=colors[i % len(colors)])
-                ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                                color=line.get_color(), alpha=0.15)
-        for ax, title in zip(axes_row, ("test sequence accuracy (mean over lengths)", "layer-1 attention on <eoi>",
-                                        "iteration-head score (later layer)")):
-            ax.set_title(title if value is None else f"{value}: {title}", fontsize=10)
-            ax.set_ylim(-0.02, 1.02)
-            ax.grid(alpha=0.3)
-        axes_row[0].set_ylabel("mean ± std over seeds")
-        axes_row[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    for ax in axes[-1]:
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 4.6), sharex=True)
+    named = {words(keys, rs[0]) or "all runs": rs for rs in groups.values()}
+    if len(named) < len(groups):  # two arms in the same words: their key=value names tell them apart
+        named = {label(keys, key): rs for key, rs in groups.items()}
+    _draw_arms(axes, curves, named, x)
+    for ax, title in zip(axes, METRICS.values()):
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("mean ± std over seeds")
+    axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for ax in axes:
         ax.set_xlabel("training step" if x == "step" else "training seconds (evaluations excluded; same machine)")
-    fig.suptitle(out.stem)
+    _save(fig, out, out.stem)
+
+
+METRICS = {"test_accuracy": "test sequence accuracy (mean over lengths)", "eoi_score": "layer-1 attention on <eoi>",
+           "iteration_score": "iteration-head score (later layer)"}
+
+
+def _draw_arms(axes, curves: list[dict], named: dict[str, list[dict]], x: str = "step",
+               colors: dict[str, object] | None = None) -> None:
+    """On ``axes`` (one per metric of :data:`METRICS`), each arm of ``named`` (its name -> its runs) as
+    mean ± std over its seeds; ``colors`` gives an arm's colour by name (default: tab10/tab20 in order)."""
+    plt = _plt()
+    if colors is None:
+        cmap = plt.get_cmap("tab10" if len(named) <= 10 else "tab20").colors
+        colors = {name: cmap[i % len(cmap)] for i, name in enumerate(named)}
+    until = max(float(c[x]) for c in curves)
+    for name, rs in named.items():
+        # A run that stopped at its target keeps its value to the end of its own step budget (a table
+        # without a max_steps column has one budget for all: the last step of any run).
+        extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
+                  if x == "step" and r.get("stop_reason", "").startswith("target")}
+        for ax, metric in zip(axes, METRICS):
+            steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
+            ax.plot(steps, mean, label=f"{name} (n={len(rs)})", color=colors[name])
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=colors[name], alpha=0.15)
+    for ax in axes:
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+
+
+def _save(fig, out: Path, title: str) -> None:
+    fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    fig.clf()
+    _plt().close(fig)
+
+
+def crossing(rows: list[dict], by: str, across: tuple[str, ...], order: tuple[str, ...] = ()):
+    """A crossed design: ``(down, columns, cells)``: ``down`` the arm columns but ``by`` and ``across``;
+    ``columns`` the conditions of the arm columns ``across``, in words (so that "no copy rows" is one
+    condition whichever task it is), those in ``order`` first and in that order; and
+    ``cells[by value][down key][column]`` the runs of that arm."""
+    keys, groups = arms(rows)
+    down = [k for k in keys if k != by and k not in across]
+    across = [k for k in keys if k in across]
+    cells: dict = {}
+    for key, rs in groups.items():
+        value = key[keys.index(by)] if by in keys else ""
+        row = tuple(key[keys.index(k)] for k in down)
+        cells.setdefault(value, {}).setdefault(row, {})[words(across, rs[0]) or "all runs"] = rs
+    named = {c for grid in cells.values() for by_column in grid.values() for c in by_column}
+    columns = [c for c in order if c in named] + sorted(named - set(order))
+    return down, columns, cells
+
+
+def crossing_table(rows: list[dict], by: str, across: tuple[str, ...], order: tuple[str, ...] = ()) -> list[str]:
+    """The crossed design at a glance: a row per ``by`` value and arm of the other columns, a column per
+    condition of ``across``; each cell: seeds with the head · seeds at 99% · mean test accuracy."""
+    down, columns, cells = crossing(rows, by, across, order)
+    head = [by, "position table" if set(down) <= set(POSITION_KEYS) else ", ".join(down) or "arm"] + columns
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for value, grid in cells.items():
+        for row, by_column in grid.items():
+            some = next(iter(by_column.values()))[0]
+            out = [value, words(down, some) or "all runs"]
+            for c in columns:
+                rs = by_column.get(c)
+                out.append("not run" if rs is None else
+                           f"{seeds_with_head(rs)}/{len(rs)} · {seeds_reached(rs)}/{len(rs)} · "
+                           f"{statistics.mean(float(r['test_accuracy']) for r in rs):.3f}")
+            lines.append("| " + " | ".join(out) + " |")
+    return lines
+
+
+def crossing_figures(curves: list[dict], rows: list[dict], folder: Path, name: str, by: str,
+                     across: tuple[str, ...], order: tuple[str, ...] = (), draw: bool = True) -> list[Path]:
+    """One emergence figure per ``by`` value (``<name>_<value>.png``): a column of panels per condition
+    of ``across``, a row per metric, a line per arm of the other columns (the same colour in every
+    figure). Returns the figures' paths (drawn only with ``draw``)."""
+    down, columns, cells = crossing(rows, by, across, order)
+    outs = [folder / f"{name}_{value}.png" for value in cells]
+    if not draw:
+        return outs
+    plt = _plt()
+    names = list(dict.fromkeys(words(down, rs[0]) for grid in cells.values()
+                               for r in grid.values() for rs in r.values()))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
+    colors = {n: cmap[i % len(cmap)] for i, n in enumerate(names)}
+    for out, (value, grid) in zip(outs, cells.items()):
+        fig, axes = plt.subplots(len(METRICS), len(columns), figsize=(4.2 * len(columns), 3.4 * len(METRICS)),
+                                 sharex=True, squeeze=False)
+        for j, c in enumerate(columns):
+            panel = {words(down, by_column[c][0]): by_column[c] for by_column in grid.values() if c in by_column}
+            col_axes = [axes[i][j] for i in range(len(METRICS))]
+            if panel:
+                _draw_arms(col_axes, curves, panel, colors=colors)
+            else:
+                col_axes[0].text(0.5, 0.5, "not run", ha="center", va="center", transform=col_axes[0].transAxes)
+            axes[0][j].set_title(c, fontsize=10)
+            axes[-1][j].set_xlabel("training step")
+        for i, title in enumerate(METRICS.values()):
+            axes[i][0].set_ylabel(f"{title}\nmean ± std over seeds", fontsize=9)
+        handles = [plt.Line2D([], [], color=colors[n]) for n in names]
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False,
+                   bbox_to_anchor=(0.5, -0.04), fontsize=9)
+        _save(fig, out, f"{name}, {value}: one panel column per data condition, one line per position table")
+    return outs
 
 
 def render(results: Path = ROOT / "results", draw: bool = True) -> str:
@@ -591,6 +679,9 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
             if (results / f"{other}.csv").exists():
                 lines += [f"Shared with `{other}` (not trained twice): its runs with "
                           + ", ".join(f"{k}={v}" for k, v in where.items()) + ".", ""]
+        if name in CROSSING:
+            lines += ["The crossing at a glance (each cell: seeds with the head · seeds at 99% on every length · mean "
+                      "test accuracy; the arm table below has the spreads):", ""] + crossing_table(rows, *CROSSING[name]) + [""]
         lines += (scaling_tables(rows) if name in SCALING else arm_table(rows) + [""])
         if name in WALL_CLOCK:
             lines += ["What each run did on the same machine (the wall-clock budget stops a run unless its "
@@ -606,10 +697,13 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
             figures.append((results / "figures" / f"{name}.png", lambda out: heatmap_figure(rows, out, 0)))
             figures.append((results / "figures" / f"{name}_peakiness.png", lambda out: heatmap_figure(rows, out, 1)))
         curves = [] if name in SCALING else curves_of(results, name)
-        if curves:
+        if curves and name in CROSSING:
+            figures += [(out, lambda out: None) for out in
+                        crossing_figures(curves, rows, results / "figures", name, *CROSSING[name], draw=draw)]
+        elif curves:
             x = "time_s" if name in WALL_CLOCK else "step"
             figures.append((results / "figures" / f"{name}.png",
-                            lambda out: emergence_figure(curves, rows, out, x, PANEL_ROWS.get(name))))
+                            lambda out: emergence_figure(curves, rows, out, x)))
         for fig, draw_it in figures:
             if draw:
                 draw_it(fig)
