@@ -753,6 +753,10 @@ def summary(results: Path = ROOT / "results") -> str:
         if name in SCALING:
             lines += scaling_summary(rows)
             continue
+        if name in CROSSING:
+            lines += ["", "  Each cell: seeds with the head · seeds at 99% on every length · mean test accuracy.", ""]
+            lines += crossing_table(rows, *CROSSING[name]) + [""]
+            continue
         keys, groups = arms(rows)
         for key, rs in groups.items():
             lines.append(f"  - {label(keys, key)}: {seeds_reached(rs)}/{len(rs)} seeds reached 99%, test accuracy "
