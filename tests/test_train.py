@@ -132,6 +132,23 @@ def test_the_paper_arm_is_the_reference_table_under_the_paper_init():
     assert to_dict(compose(["posinit=paper"])) != to_dict(compose(["posinit=reference"]))
 
 
+@pytest.mark.parametrize("ingredient", ["optimizer", "batch", "width", "dropout", "residual"])
+def test_each_paper_ingredient_adds_the_paper_recipes_values_and_nothing_else(ingredient):
+    """experiment=paper_ingredients: the baseline is exactly F3's parity arm under the paper's
+    initialisation and data conditions, and each ingredient changes only keys it takes, with the values
+    of recipe=paper_reference."""
+    from training.config import to_dict
+    base = to_dict(compose(["experiment=paper_ingredients", "ingredient=none"]))
+    assert base == to_dict(compose(["experiment=f3_emergence", "recipe=parity", "posinit=paper", "copyrows=none",
+                                    "data.source=fixed"]))
+    cfg = compose(["experiment=paper_ingredients", f"ingredient={ingredient}"])
+    validate(cfg)
+    arm, paper = to_dict(cfg), to_dict(compose(["recipe=paper_reference"]))
+    changed = {(s, k) for s in ("model", "data", "optim") for k in base[s] if arm[s][k] != base[s][k]}
+    assert changed and all(arm[s][k] == paper[s][k] for s, k in changed)
+    assert {k for k in arm if k not in ("model", "data", "optim") and arm[k] != base[k]} == set()
+
+
 def test_model_section_is_the_model_config():
     """One source for the architecture: the schema's model keys and defaults are IterGPTConfig's."""
     from modeling import IterGPTConfig
