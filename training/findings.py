@@ -294,6 +294,12 @@ def seeds_reached(rs: list[dict]) -> int:
     return sum(_num(r["steps_to_target"]) is not None for r in rs)
 
 
+def unfinished_note(rs: list[dict]) -> str:
+    """`` (N unfinished)`` when N of the runs did not finish (they are reported at their last evaluation)."""
+    n = sum(r["status"] != "finished" for r in rs)
+    return f" ({n} unfinished)" if n else ""
+
+
 def seeds_with_head(rs: list[dict]) -> int:
     """How many runs have the iteration head (iteration score >= HEAD)."""
     return sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
@@ -307,8 +313,7 @@ def arm_table(rows: list[dict]) -> list[str]:
     for key, rs in groups.items():
         reached = [int(float(r["steps_to_target"])) for r in rs if _num(r["steps_to_target"]) is not None]
         with_head = seeds_with_head(rs)
-        unfinished = sum(r["status"] != "finished" for r in rs)  # reported at their last evaluation
-        cells = [v if v != "" else "null" for v in key] + [f"{len(rs)}" + (f" ({unfinished} unfinished)" if unfinished else ""),
+        cells = [v if v != "" else "null" for v in key] + [f"{len(rs)}{unfinished_note(rs)}",
                              f"{len(reached)}/{len(rs)}",
                              f"{statistics.median(reached):.0f}" if reached else "—",
                              mean_std(r["test_accuracy"] for r in rs), mean_std(r["test_accuracy_min"] for r in rs),
@@ -777,8 +782,7 @@ def summary(results: Path = ROOT / "results") -> str:
             continue
         keys, groups = arms(rows)
         for key, rs in groups.items():
-            unfinished = sum(r["status"] != "finished" for r in rs)
-            lines.append(f"  - {label(keys, key)}{f' ({unfinished} unfinished)' if unfinished else ''}: "
+            lines.append(f"  - {label(keys, key)}{unfinished_note(rs)}: "
                          f"{seeds_reached(rs)}/{len(rs)} seeds reached 99%, test accuracy "
                          f"{mean_std(r['test_accuracy'] for r in rs)}, {seeds_with_head(rs)}/{len(rs)} with the head")
     return "\n".join([README_START] + lines + [README_END])
