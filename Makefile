@@ -1,8 +1,17 @@
 # The two commands of the README. Both install what they need first (scripts/install.sh).
-.PHONY: install demo test bench
+.PHONY: install demo test bench lock test-newest
 
+# The tested versions (requirements/lock.txt); skipped when nothing it depends on changed.
 install:
 	bash scripts/install.sh
+
+# Re-resolve requirements/lock.txt from pyproject.toml's ranges (then run `make test` and commit it).
+lock:
+	bash scripts/lock.sh
+
+# The suite against the newest releases the ranges allow, in .venv-newest (CI runs it as a warning).
+test-newest:
+	bash scripts/test_newest.sh
 
 # The demo on the CPU: grow the iteration head on polynomial iteration (stage 1), then fine-tune
 # parity from it (stage 2); each stage prints per-length accuracy, every head's scores and when the

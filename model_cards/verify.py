@@ -26,9 +26,23 @@ from pathlib import Path
 
 from datasets_builders.files import write_text_atomic
 
-__all__ = ["MANIFEST", "ManifestError", "find_manifests", "main", "problems", "verify", "write_manifest"]
+__all__ = ["MANIFEST", "ManifestError", "VERSION_STAMPS", "find_manifests", "main", "problems", "verify",
+           "without_version_stamps", "write_manifest"]
 
 MANIFEST = "manifest.json"
+# Keys a library writes with its own version into every file it saves (config.json,
+# generation_config.json): they change with each of its releases and say nothing about the model, so
+# a comparison of a shipped file with a fresh one leaves them out.
+VERSION_STAMPS = frozenset({"transformers_version"})
+
+
+def without_version_stamps(doc):
+    """``doc`` (parsed JSON) without its :data:`VERSION_STAMPS`, at any depth: what to compare."""
+    if isinstance(doc, dict):
+        return {k: without_version_stamps(v) for k, v in doc.items() if k not in VERSION_STAMPS}
+    if isinstance(doc, list):
+        return [without_version_stamps(v) for v in doc]
+    return doc
 
 
 class ManifestError(ValueError):
