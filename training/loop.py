@@ -23,7 +23,7 @@ from datasets_builders import tasks
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from modeling.fast_step import fast_adamw
 
-from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, from_dict, model_config, to_dict, validate
+from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, model_config, read_saved, to_dict, validate
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary, write_figures
 from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, checkpoint_steps,
@@ -68,6 +68,12 @@ def _init_config(path: str) -> IterGPTConfig:
     if config.vocab_size != tasks.VOCAB_SIZE:
         raise ConfigError(f"init_from={path!r}: vocab_size={config.vocab_size} but the tasks' vocabulary has "
                           f"{tasks.VOCAB_SIZE} tokens")
+    ours = {"pad_token_id": tasks.PAD_ID, "bos_token_id": tasks.BOS_ID, "eos_token_id": tasks.EOS_ID,
+            "eoi_token_id": tasks.EOI_ID}
+    foreign = [f"{k}={getattr(config, k)} (the tasks': {v})" for k, v in ours.items() if getattr(config, k) != v]
+    if foreign:  # it would train, then evaluate.py and the analysis would refuse the model it saved
+        raise ConfigError(f"init_from={path!r} has special token ids of another vocabulary: {', '.join(foreign)}; "
+                          "start from a model trained on this project's tokenizer")
     return config
 
 
@@ -121,7 +127,11 @@ def _learning(values: dict) -> dict:
 
 def check_resume(cfg: TrainConfig, folder: RunFolder) -> None:
     """A resumed run must be the run in the folder: same learning config (infrastructure may differ)."""
-    saved = from_dict(yaml.safe_load(folder.config_path.read_text()), where=str(folder.config_path))
+    try:
+        saved = read_saved(folder.config_path)
+    except ConfigError as err:
+        raise RunFolderError(f"cannot resume {folder.path}: {err}. Restore the file to continue the run, or use "
+                             "overwrite=true (instead of resume) to train it again from step 0") from None
     saved = _with_model(saved, model_config(saved))  # a run folder of an older version: derived values
     old, new = _learning(to_dict(saved)), _learning(to_dict(cfg))
     diff = [k for k in sorted(old) if old[k] != new.get(k)]
@@ -162,15 +172,49 @@ class Run:
 
 
 def _accelerator(cfg: TrainConfig, out: Path):
+    """The Accelerator of a run. ``TaskData`` already deals each process its share of one global batch
+    and the loop accumulates micro-batches itself, so accelerate must do neither: the scheduler steps
+    once per optimizer step (not once per process) and ``backward`` never divides the loss."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration
+    _refuse_launcher_accumulation(cfg)
     trackers = [t.strip() for t in cfg.report_to.split(",") if t.strip() and t.strip() != "none"]
     try:
         return Accelerator(mixed_precision=cfg.mixed_precision, log_with=trackers or None,
+                           step_scheduler_with_optimizer=False,
+                           gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1),
                            project_config=ProjectConfiguration(project_dir=str(out),
                                                                logging_dir=str(out / "logs")))
     except (ValueError, ImportError) as err:
         raise ConfigError(f"report_to={cfg.report_to!r} / mixed_precision={cfg.mixed_precision!r}: {err}") from None
+
+
+def launcher_accumulation() -> int | None:
+    """The N of ``accelerate launch --gradient_accumulation_steps N`` (or its environment variable),
+    if this process was started that way. accelerate forwards the flag to DeepSpeed runs only; for
+    every other launch it is read from the launcher's command line (Linux ``/proc``)."""
+    env = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if env:
+        return int(env)
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    if not any("accelerate" in Path(a).name for a in argv[:3]):
+        return None
+    for i, a in enumerate(argv):
+        if a.startswith("--gradient_accumulation_steps"):
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _refuse_launcher_accumulation(cfg: TrainConfig) -> None:
+    n = launcher_accumulation()
+    if n is not None and n != cfg.optim.grad_accum:
+        raise ConfigError(f"accelerate launch --gradient_accumulation_steps {n} is not applied by train.py "
+                          f"(optim.grad_accum={cfg.optim.grad_accum}); drop the launcher flag and set "
+                          f"optim.grad_accum={n}: optim.batch_size stays the global batch per step")
 
 
 def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
@@ -186,6 +230,8 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     accelerator = _accelerator(cfg, folder.path)
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ConfigError("mixed_precision=fp16 needs a GPU (on a CPU it silently does nothing); use bf16")
+    # Record the precision really used (a launcher or `accelerate config` may have chosen it).
+    cfg = dataclasses.replace(cfg, mixed_precision=accelerator.mixed_precision)
     set_seed(cfg.seed)
     data = TaskData(cfg)
     model = build_model(cfg, resuming=checkpoint is not None)
@@ -201,6 +247,9 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
     fresh = checkpoint is None  # resume=auto on a run killed before its first checkpoint starts it over
     if run.main:
         folder.claim(replace=cfg.overwrite or (resuming and fresh))
+        if folder.removed_temporaries:
+            names = ", ".join(str(p.relative_to(folder.path)) for p in folder.removed_temporaries[:4])
+            print(f"removed {len(folder.removed_temporaries)} temporary file(s) of a killed run: {names}")
         # A resumed run's learning config is the saved one (check_resume); its infrastructure (the
         # max_minutes it is continued with, threads, trackers) is this session's: recorded, so the
         # folder says what budget the finished run had.
@@ -250,11 +299,13 @@ def _save_model(run: Run, path: Path, info: dict) -> None:
 
 def _train_step(run: Run) -> None:
     """One optimizer step over ``grad_accum`` micro-batches; the loss is the mean over every target
-    token of the step, as one big batch would give."""
+    token of the step's global batch, as one big batch on one process would give."""
     acc, o = run.accelerator, run.cfg.optim
     micro = [{k: v.to(acc.device) for k, v in b.items()}
              for b in run.data.batches(run.step, acc.process_index, acc.num_processes)]
     n_targets = sum(int((b["labels"] != -100).sum()) for b in micro)
+    if acc.num_processes > 1:  # DDP averages the processes' gradients: weigh by the global count
+        n_targets = acc.reduce(torch.tensor(n_targets, device=acc.device), reduction="sum").item() / acc.num_processes
     total = 0.0
     for i, batch in enumerate(micro):
         weight = int((batch["labels"] != -100).sum()) / max(n_targets, 1)
