@@ -58,6 +58,7 @@ __all__ = [
     "CheckpointError",
     "check_checkpoint_files",
     "load_model",
+    "read_records",
     "check_device",
     "teacher_forced_correct",
     "head_scores",
@@ -536,10 +537,36 @@ def read_training_points(path: str, task_name: str | None = None) -> list[dict]:
     """:func:`training_points` of a ``metrics.jsonl`` file (``[]`` when there is none). The one
     reader of curve points, shipped with this file; the training package reads raw records with
     ``training.run_folder.read_metrics``."""
+    return training_points(read_records(path), task_name)
+
+
+def read_records(path: str) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (``[]`` when there is none): the one reader of that file,
+    shipped with this file (``training.run_folder.read_metrics`` is this function). A half-written last
+    line (a run killed while writing it) is dropped with a warning; a damaged line elsewhere is a
+    ``ValueError`` naming the file and the line."""
+    import warnings
+
     if not os.path.isfile(path):
         return []
-    with open(path) as f:
-        return training_points((json.loads(line) for line in f if line.strip()), task_name)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            out.append(record)
+        elif i == len(lines):
+            warnings.warn(f"{path}: line {i} is incomplete (a run killed while writing it); ignored")
+        else:
+            raise ValueError(f"{path}: line {i} is not JSON; the file is damaged (repair or delete "
+                             "that line)")
+    return out
 
 
 def _snapshot_dirs(run_dir: str) -> list[tuple[int, str]]:
@@ -762,6 +789,37 @@ def _is_this_folder(path: str) -> bool:
     return os.path.isdir(path) and os.path.samefile(path, here) and os.path.isfile(os.path.join(here, "modeling_itergpt.py"))
 
 
+def check_release_manifest(path: str) -> None:
+    """A released folder carries ``manifest.json`` (size and sha256 of every file, written by the
+    release; ``python -m model_cards.verify`` checks all of it): the files a model is loaded from
+    (config, weights, tokenizer) must match it, so a tampered or half-copied release is refused, not
+    evaluated. Folders without a manifest (``runs/<name>/final``) are not releases: nothing to check."""
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.isfile(manifest):
+        return
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            doc = json.load(f)
+        recorded = {**doc.get("added_at_upload", {}), **doc["files"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{manifest} is damaged ({err}): download the model again") from None
+    import hashlib
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json"):
+        file, want = os.path.join(path, name), recorded.get(name)
+        if want is None or not os.path.isfile(file):
+            continue
+        digest = hashlib.sha256()
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if os.path.getsize(file) != want.get("bytes") or digest.hexdigest() != want.get("sha256"):
+            raise CheckpointError(f"{file} differs from the release's manifest.json (sha256): the folder was "
+                                  "changed after its release; download it again, or re-record a deliberate "
+                                  f"change with python -m model_cards.verify {path} --write")
+
+
 def check_checkpoint_files(path: str) -> None:
     """Raise :class:`CheckpointError` when ``path`` is not a loadable model: a local folder needs a
     JSON ``config.json`` and undamaged ``model.safetensors``; anything else must be a Hub id
@@ -785,6 +843,7 @@ def check_checkpoint_files(path: str) -> None:
                     f.keys()
             except Exception as err:  # noqa: BLE001 - safetensors raises its own error type
                 raise CheckpointError(f"{weights} is damaged or truncated ({err}): copy or download it again") from None
+        check_release_manifest(path)
         return
     if os.path.exists(path):
         raise CheckpointError(f"model path {path!r} is a file: give the model folder that holds config.json")

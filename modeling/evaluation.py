@@ -167,8 +167,9 @@ def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
             try:
                 with open(path, encoding="utf-8") as f:
                     data = json.load(f)
-            except (OSError, ValueError):
-                continue
+            except (OSError, ValueError) as err:  # never read as "the checkpoint does not say"
+                raise ValueError(f"{path} is damaged ({err}): restore it, or move it away and pass --task "
+                                 "(and --lengths) yourself") from None
             if isinstance(data, dict):
                 candidates.extend((d, False) for d in _dicts(data))
     found: dict[str, Any] = {}

@@ -108,6 +108,13 @@ def damaged(tmp_path: Path, model: Path, what: str) -> str:
                                                                  "AutoModelForCausalLM": "modeling_x.XModel"})
         (folder / "config.json").write_text(json.dumps(config))
         (folder / "modeling_x.py").write_text("raise SystemExit('remote code ran')\n")
+    elif what == "garbage_training_info":
+        (folder / "training_info.json").write_text('{"train_config": {"data": {"task": "poly')
+    elif what == "tampered_release":  # a released folder (manifest.json) with one flipped weight byte
+        verify.write_manifest(folder)
+        data = bytearray((folder / "model.safetensors").read_bytes())
+        data[-1] ^= 0x01
+        (folder / "model.safetensors").write_bytes(bytes(data))
     return str(folder)
 
 
@@ -117,6 +124,8 @@ def damaged(tmp_path: Path, model: Path, what: str) -> str:
     ("garbage_config", r"config.json is not valid JSON .*re-save the model"),
     ("truncated_weights", r"model.safetensors is damaged or truncated .*copy or download it again"),
     ("remote_code", "ships its own Python code .*pass --trust_remote_code only if you trust"),
+    ("garbage_training_info", r"training_info.json is damaged .*restore it, or move it away and pass --task"),
+    ("tampered_release", r"model.safetensors differs from the release's manifest.json \(sha256\)"),
     ("modulus", "--modulus 7: .* was trained with modulus=11: drop --modulus or pass --modulus 11"),
     ("task", "--task parity: .* was trained on polynomial: drop --task or pass --task polynomial"),
     ("no_cot", "--no-cot: .* was trained with chain of thought: drop --no-cot"),
@@ -130,7 +139,7 @@ def test_evaluate_errors_are_one_line(case, expected, model, tmp_path, capsys):
         path = str(tmp_path / "runs" / "parity" / "final")
     elif case == "hub_offline":
         path = "some-org/some-model"
-    elif case in ("garbage_config", "truncated_weights", "remote_code"):
+    elif case in ("garbage_config", "truncated_weights", "remote_code", "garbage_training_info", "tampered_release"):
         path = damaged(tmp_path, model, case)
     out = tmp_path / "r.json"
     if case == "out_is_folder":
@@ -163,14 +172,19 @@ def test_evaluate_agrees_with_the_checkpoint_when_flags_match(model, tmp_path):
     ("out_is_a_file", "cannot write the report to .*: choose another --out"),
     ("lengths", "length 0 is invalid: input lengths start at 1"),
     ("run", "--run .* is not a folder"),
+    ("run_metrics", r"metrics.jsonl: line 1 is not JSON; the file is damaged"),
+    ("tampered_release", r"differs from the release's manifest.json"),
 ])
 def test_analysis_errors_are_one_line(case, expected, model, tmp_path, capsys):
     path, task, extra = str(model), "polynomial", []
     out = tmp_path / "analysis"
     if case == "missing":
         path = str(tmp_path / "nowhere" / "model")
-    elif case == "garbage_config":
+    elif case in ("garbage_config", "tampered_release"):
         path = damaged(tmp_path, model, case)
+    elif case == "run_metrics":
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 10,, broken\n{"step": 20}\n')
     elif case == "no_cot":
         path = str(save_model(tmp_path / "nocot", {**DATA, "cot": False}))
     elif case == "task":
@@ -178,7 +192,7 @@ def test_analysis_errors_are_one_line(case, expected, model, tmp_path, capsys):
     elif case == "out_is_a_file":
         out.write_text("not a folder")
     extra = {"modulus": ["--modulus", "5"], "lengths": ["--lengths", "0-3"],
-             "run": ["--run", str(tmp_path / "no_run")]}.get(case, [])
+             "run": ["--run", str(tmp_path / "no_run")], "run_metrics": ["--run", str(tmp_path / "run")]}.get(case, [])
     argv = ["--model", path, "--task", task, "--out", str(out), "--n", "4", "--ablation", "none", "--quiet", *extra]
     line = error_line(capsys, analysis.cli, argv)
     assert re.search(expected, line), line

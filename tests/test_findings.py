@@ -367,3 +367,38 @@ def test_paper_ingredients_verdict_holds_in_its_table():
           and r["recipe"] == "parity"}
     for r in arms_["none"]:
         assert (r["test_accuracy"], r["iteration_score"]) == (f3[r["seed"]]["test_accuracy"], f3[r["seed"]]["iteration_score"])
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncate", "line 3 is truncated"),
+    ("abc", "column test_accuracy: 'abc' must be a fraction in [0, 1]"),
+    ("2.5", "column test_accuracy: '2.5' must be a fraction in [0, 1]"),
+    ("extra", "line 3 has 1 cell(s) more than the header"),
+    ("status", "column status: 'done' must be one of finished, unfinished, failed"),
+])
+def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results, ignore=shutil.ignore_patterns("figures", "*.parquet"))
+    table = results / "f1_cot.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    cells = next(csv.reader([lines[2]]))
+    if damage == "truncate":
+        lines[2] = lines[2][:len(lines[2]) // 3] + "\n"
+    elif damage == "extra":
+        lines[2] = lines[2].rstrip("\n") + ",1\n"
+    else:
+        column = "status" if damage == "status" else "test_accuracy"
+        cells[header.index(column)] = "done" if damage == "status" else damage
+        lines[2] = ",".join(cells) + "\n"
+    table.write_text("".join(lines))
+    out = tmp_path / "RESULTS.md"
+    res = subprocess.run([sys.executable, "-m", "training.findings", "--results", str(results), "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert f"{table}: " in line and expected in line and line.endswith("nothing was written"), line
+    assert not out.exists()

@@ -198,3 +198,100 @@ def test_max_length_beyond_the_datasets_lengths_is_refused():
                    "data.max_length=20"])
     with pytest.raises(ConfigError, match=r"has no rows of length\(s\) \[17, 18, 19, 20\]"):
         TaskData(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# the re-audit's cases: each a clear refusal that changes nothing, in real processes
+# ---------------------------------------------------------------------------------------------
+def _copy(run: Path, to: Path) -> Path:
+    subprocess.run(["cp", "-r", str(run), str(to)], check=True)
+    return to
+
+
+def test_resume_without_its_config_refuses_and_names_what_is_left(finished_run, tmp_path):
+    folder = _copy(finished_run, tmp_path / "run")
+    (folder / "summary.json").unlink()
+    (folder / "train_config.yaml").unlink()
+    before = snapshot(folder)
+    for resume in ("latest", "auto"):
+        res = run_cli(train_cmd(folder, "optim.max_steps=20", "eval_every=10", "save_every=10", f"resume={resume}"),
+                      timeout=300)
+        assert res.returncode == 2, res.stdout[-2000:]
+        line = res.stderr.strip().splitlines()[-1]
+        assert "train_config.yaml is missing" in line and "checkpoints" in line and "metrics.jsonl" in line, line
+        assert snapshot(folder) == before  # no restart from step 0, no second history
+
+
+@pytest.mark.parametrize("key", ["output_dir", "init_from", "data.dataset"])
+def test_an_explicitly_empty_path_is_an_error_not_the_default(key, tmp_path):
+    res = run_cli([sys.executable, "train.py", "recipe=copy", f"{key}=", "optim.max_steps=5",
+                   "report_to=none"], timeout=300)
+    assert res.returncode == 2 and f"{key}='' is empty" in res.stderr, res.stderr[-2000:]
+
+
+def test_a_folder_of_lookalike_files_is_not_a_run_folder(tmp_path):
+    (tmp_path / "train_config.yaml").write_text("my: notes\n")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    before = snapshot(tmp_path)
+    res = run_cli(train_cmd(tmp_path, "overwrite=true", "optim.max_steps=5"), timeout=300)
+    assert res.returncode == 2 and "is not a run folder of train.py" in res.stderr, res.stderr[-2000:]
+    assert snapshot(tmp_path) == before
+
+
+def test_resume_removes_the_temporary_files_of_killed_writers(finished_run, tmp_path):
+    folder = _copy(finished_run, tmp_path / "run")
+    (folder / "summary.json").unlink()
+    stale = [folder / ".final.tmp-999999", folder / "checkpoints" / ".step_30.tmp-999998",
+             folder / ".metrics.jsonl.tmp-999997"]
+    stale[0].mkdir()
+    (stale[0] / "model.safetensors").write_bytes(b"x" * 1000)
+    stale[1].mkdir()
+    stale[2].write_text("half")
+    res = run_cli(train_cmd(folder, "optim.max_steps=20", "eval_every=10", "save_every=10", "resume=latest"),
+                  timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "removed 3 temporary file(s) of a killed run" in res.stdout
+    assert not [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_garbage_config_on_resume_is_one_line_naming_the_file(finished_run, tmp_path):
+    folder = _copy(finished_run, tmp_path / "run")
+    (folder / "summary.json").unlink()
+    (folder / "train_config.yaml").write_text("model: [unclosed\n")
+    res = run_cli(train_cmd(folder, "optim.max_steps=20", "eval_every=10", "save_every=10", "resume=latest"),
+                  timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert "train_config.yaml: not valid YAML" in line and "overwrite=true" in line, line
+
+
+def test_init_from_a_model_of_another_vocabulary_is_refused_before_training(finished_run, tmp_path):
+    model = tmp_path / "foreign"
+    subprocess.run(["cp", "-r", str(finished_run / "final"), str(model)], check=True)
+    config = json.loads((model / "config.json").read_text())
+    config["eoi_token_id"] = 5
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "ft"
+    res = run_cli(train_cmd(out, f"init_from={model}", "optim.max_steps=5"), timeout=300)
+    assert res.returncode == 2 and "eoi_token_id=5 (the tasks': 61)" in res.stderr, res.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_disk_full_while_saving_a_checkpoint_on_a_real_tmpfs_is_one_line(tmp_path):
+    """torch.save on a full disk raises "[enforce fail at inline_container.cc] unexpected pos" with no
+    errno: a real 200 KiB tmpfs (room for the config and metrics, not for the checkpoint)."""
+    from test_faults import _mount_works, in_namespace
+    if not _mount_works("tmpfs"):
+        pytest.skip("no private mount namespace here (unshare -r -m) for a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cmd = train_cmd(disk / "run", "optim.max_steps=20", "eval_every=10", "save_every=10")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(in_namespace(f"mount -t tmpfs -o size=200k tmpfs {disk}", cmd,
+                                      after=f"ls -A {disk}/run {disk}/run/checkpoints"),
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("error: no space left writing") and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert ".tmp-" not in res.stdout  # the half-written checkpoint folder was removed

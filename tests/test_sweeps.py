@@ -78,13 +78,55 @@ def test_rerun_with_resume_auto_continues_and_a_failed_job_does_not_stop_the_swe
     (copy / "2" / "summary.json").unlink()
     res = run_cli([sys.executable, "train.py", *GRID, f"hydra.sweep.dir={copy}", "hydra.launcher.n_jobs=2",
                    "resume=auto"], timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]  # the sweep's exit status: one job failed
+    assert "error: 1 job(s) of the sweep failed" in res.stderr
     assert res.stdout.count("holds a finished run") == 2  # jobs 0 and 3: nothing retrained
     assert (copy / "1" / "summary.json").exists()
     assert "error: cannot resume" in res.stderr and "optim.lr=0.001 (now 0.003)" in res.stderr
     rows = read_csv(copy / "results.csv")
-    assert [(r["run"], r["status"]) for r in rows] == [("0", "finished"), ("1", "finished"), ("2", "unfinished"),
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "finished"), ("1", "finished"), ("2", "failed"),
                                                        ("3", "finished")]
+    assert "cannot resume" in rows[2]["error"] and rows[2]["n_embd"] == "32"  # its arm stays in the table
+    assert "lr" not in rows[2]  # the job's own config (lr 0.003 as all jobs), not the other run's in its folder
+    # The failure is recorded beside the run folders, never inside the folder of the other run.
+    assert {p.name for p in (copy / "2").iterdir()} == {p.name for p in (out / "2").iterdir()} - {"summary.json"}
+    assert (copy / "failed_jobs" / "2.json").is_file()
+
+
+def test_a_job_that_fails_before_its_run_folder_is_a_failed_row_and_the_exit_status(tmp_path):
+    out = tmp_path / "bad"
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=10", "eval_every=10",
+                   "save_every=0", "optim.lr=3e-3,-1", f"hydra.sweep.dir={out}", "hydra.launcher.n_jobs=1"],
+                  timeout=600)
+    assert res.returncode == 1, res.stderr[-3000:]
+    rows = read_csv(out / "results.csv")
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "finished"), ("1", "failed")]
+    assert "optim.lr=-1" in rows[1]["error"] and rows[1]["n_embd"] == "32"
+    assert "failed: 1: " in res.stdout
+    # Re-run with the arm fixed: its failure record goes, the table is whole.
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=10", "eval_every=10",
+                   "save_every=0", "optim.lr=3e-3,1e-3", f"hydra.sweep.dir={out}", "hydra.launcher.n_jobs=1",
+                   "resume=auto"], timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [r["status"] for r in read_csv(out / "results.csv")] == ["finished", "finished"]
+
+
+def test_results_of_damaged_runs_name_the_run_and_file_and_keep_the_rest(sweep, tmp_path):
+    out, _ = sweep
+    copy = tmp_path / "damaged"
+    shutil.copytree(out, copy)
+    (copy / "0" / "train_config.yaml").write_text("seed: 0\n")  # cut down: would read as the default task
+    (copy / "1" / "train_config.yaml").write_text("model: [unclosed\n")  # not YAML
+    summary = copy / "2" / "summary.json"
+    summary.write_text(summary.read_text()[:40])  # truncated
+    res = run_cli([sys.executable, "-m", "training.results", str(copy)], timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    rows = read_csv(copy / "results.csv")
+    assert [(r["run"], r["status"]) for r in rows] == [("0", "failed"), ("1", "failed"), ("2", "failed"),
+                                                       ("3", "finished")]
+    assert "0/train_config.yaml: lacks recipe" in rows[0]["error"]
+    assert "1/train_config.yaml: not valid YAML" in rows[1]["error"]
+    assert "2/summary.json: not readable JSON" in rows[2]["error"]
 
 
 def test_slurm_launcher_config_composes():

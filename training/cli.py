@@ -3,13 +3,17 @@ expected failure into one ``error: ...`` line."""
 
 from __future__ import annotations
 
+import json
 import sys
+import traceback
+from pathlib import Path
 
 import torch
 
 from .config import ConfigError, describe, register
 from .loop import TrainingError, train
-from .run_folder import RunFolderError
+from .results import FAILED_JOBS
+from .run_folder import RunFolderError, atomic_write_text
 
 __all__ = ["run", "setup"]
 
@@ -52,17 +56,24 @@ def run(cfg) -> dict:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     sweep_dir = _sweep_job_dir()
+    if sweep_dir:
+        _failure_record().unlink(missing_ok=True)  # a re-run job's earlier failure
     try:
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
-        return _fail(ConfigError(str(err).splitlines()[0]), sweep_dir)
+        return _fail(ConfigError(str(err).splitlines()[0]), sweep_dir, cfg)
     torch.set_num_threads(config.threads or (1 if sweep_dir else torch.get_num_threads()))
     if sweep_dir and not _explicit("progress"):
         config.progress = False  # parallel jobs' bars would interleave; each prints its summary
     try:
         return train(config, sweep_dir)
     except (ConfigError, RunFolderError, TrainingError, ValueError) as err:
-        return _fail(err, sweep_dir)
+        return _fail(err, sweep_dir, cfg)
+    except Exception as err:  # noqa: BLE001  in a sweep, an unexpected error fails this job, not the others
+        if sweep_dir is None:
+            raise
+        traceback.print_exc()
+        return _fail(RuntimeError(f"{type(err).__name__}: {err}"), sweep_dir, cfg)
 
 
 def _explicit(key: str) -> bool:
@@ -71,8 +82,28 @@ def _explicit(key: str) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == key for o in HydraConfig.get().overrides.task)
 
 
-def _fail(err: Exception, sweep_dir: str | None) -> dict:
+def _fail(err: Exception, sweep_dir: str | None, cfg=None) -> dict:
+    """One ``error:`` line; a single run exits 2, a sweep job records its error where
+    ``training.results`` finds it (a ``failed`` row) and the sweep goes on."""
     print(f"error: {err}", file=sys.stderr)
     if sweep_dir is None:
         sys.exit(2)
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    record = _failure_record()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
+    except Exception:  # noqa: BLE001  a config that does not even resolve: the error says why
+        config = None
+    atomic_write_text(record, json.dumps({"run": HydraConfig.get().sweep.subdir, "error": str(err),
+                                          "config": config}) + "\n")
     return {"error": str(err)}
+
+
+def _failure_record() -> Path:
+    """Where a failed sweep job records its error: ``<sweep dir>/failed_jobs/<job>.json`` (beside the
+    run folders, never inside one that may hold another run)."""
+    from hydra.core.hydra_config import HydraConfig
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir) / FAILED_JOBS / f"{str(hc.sweep.subdir).replace('/', '__')}.json"

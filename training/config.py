@@ -24,7 +24,8 @@ from modeling import IterGPTConfig
 from modeling.configuration_itergpt import ACTIVATIONS, INITS, NORMS, POSITION_EMBEDDINGS, POSITION_INITS, RESIDUALS
 
 __all__ = ["TrainConfig", "DataConfig", "OptimConfig", "ModelConfig", "ConfigError", "validate",
-           "model_config", "describe", "register", "to_dict", "from_dict", "compose", "INFRASTRUCTURE_KEYS"]
+           "model_config", "describe", "register", "to_dict", "from_dict", "read_saved", "compose",
+           "INFRASTRUCTURE_KEYS"]
 
 
 class ConfigError(ValueError):
@@ -216,6 +217,10 @@ def validate(cfg: TrainConfig) -> None:
     """Every range, then the checks that involve several keys. Raises :class:`ConfigError`."""
     _check_section(cfg)
     d, o = cfg.data, cfg.optim
+    for key, value in (("output_dir", cfg.output_dir), ("init_from", cfg.init_from), ("data.dataset", d.dataset)):
+        if value is not None and not str(value).strip():  # `output_dir=$UNSET` must not mean "the default"
+            raise ConfigError(f"{key}={value!r} is empty (an unset shell variable?): give a path, or leave "
+                              f"{key} out for its default")
     if d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} > data.max_length={d.max_length}")
     if d.task == "mix" and d.mix_with != "parity" and d.dataset:
@@ -262,6 +267,42 @@ def from_dict(values: dict, where: str = "config") -> TrainConfig:
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{where}: {_omegaconf_message(err)}") from None
+
+
+# Keys every saved config of this project holds (a file without them is cut down or not ours: read
+# with defaults it would describe another run, e.g. the default task).
+SAVED_KEYS = ("recipe", "seed", "data.task", "data.cot", "data.max_length", "model.n_layer", "model.n_embd",
+              "optim.max_steps", "optim.lr")
+
+
+def read_saved(path: str | Path) -> TrainConfig:
+    """A run's saved ``train_config.yaml`` (or a sweep job's composed config), checked: readable YAML,
+    a mapping, the :data:`SAVED_KEYS`, and the schema's types. Errors name the file."""
+    import yaml
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); the run's saved config is "
+                          "damaged") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: holds {type(values).__name__}, not a mapping of config keys; the run's saved "
+                          "config is damaged")
+
+    def has(key: str) -> bool:
+        node = values
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+    missing = [k for k in SAVED_KEYS if not has(k)]
+    if missing:
+        raise ConfigError(f"{path}: lacks {', '.join(missing)}; the file is cut down or not a train.py config, "
+                          "so the run it belongs to is unknown")
+    return from_dict(values, where=str(path))
 
 
 def _omegaconf_message(err) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
+import sys
 import statistics
 from pathlib import Path
 
@@ -175,9 +177,62 @@ GRID = ("n_embd", "max_length")
 MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
 
 
+class TableError(ValueError):
+    """A results table that cannot be trusted (a truncated or edited row): nothing is rendered from it."""
+
+
+# What every measured column may hold; an empty cell is a value not measured (an unfinished run).
+FRACTION_COLUMNS = re.compile(r"(test_accuracy(_min(_all_tasks)?)?|(eoi|iteration)_(score|peakiness)|target|"
+                              r"acc_L\d+|(first|iteration)_mean_[\d.]+)")
+COUNT_COLUMNS = re.compile(r"(seed|steps|steps_to_target|step|head_step|max_steps|n_layer|n_embd|max_length|"
+                           r"num_processes|threads)")
+NONNEGATIVE_COLUMNS = re.compile(r"(time_s|time_to_target_s|final_loss)")
+STATUSES = ("finished", "unfinished", "failed")
+
+
+def _check_cell(column: str, value: str) -> str | None:
+    """What is wrong with one cell, or ``None``."""
+    if value == "":
+        return None
+    if column == "status":
+        return None if value in STATUSES else f"must be one of {', '.join(STATUSES)}"
+    if column in ("cot", "reached_target"):
+        return None if value in ("True", "False") else "must be True or False"
+    numeric = [(FRACTION_COLUMNS, 0.0, 1.0, "a fraction in [0, 1]"), (COUNT_COLUMNS, 0.0, math.inf, "a count >= 0"),
+               (NONNEGATIVE_COLUMNS, 0.0, math.inf, "a number >= 0")]
+    for pattern, lo, hi, what in numeric:
+        if pattern.fullmatch(column):
+            number = _num(value)
+            if number is None or not (lo <= number <= hi) or (pattern is COUNT_COLUMNS and number != int(number)):
+                return f"must be {what}"
+    return None
+
+
 def read(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+    """The rows of a results table, every cell checked (complete rows, types, ranges): a damaged table
+    is a :class:`TableError` naming the file, line, column and value, never a quietly wrong mean."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, csv.Error, UnicodeDecodeError) as err:
+        raise TableError(f"{path}: cannot be read ({err})") from None
+    if not columns:
+        raise TableError(f"{path}: empty (no header); regenerate it with python -m training.results")
+    for line, row in enumerate(rows, 2):
+        if None in row:
+            raise TableError(f"{path}: line {line} has {len(row[None])} cell(s) more than the header's {len(columns)}")
+        missing = [c for c in columns if row[c] is None]
+        if missing:
+            raise TableError(f"{path}: line {line} is truncated (no value for {', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''}); regenerate the table")
+        for column in columns:
+            problem = _check_cell(column, row[column])
+            if problem:
+                raise TableError(f"{path}: line {line}, column {column}: {row[column]!r} {problem}; "
+                                 "the table is damaged: regenerate it with python -m training.results")
+    return rows
 
 
 def run_id(row: dict) -> str:
@@ -814,7 +869,11 @@ def main(argv=None) -> None:
     p.add_argument("--results", default=str(ROOT / "results"), help="folder of the per-run tables")
     p.add_argument("--out", default=str(ROOT / "RESULTS.md"))
     args = p.parse_args(argv)
-    text = render(Path(args.results))
+    try:
+        text = render(Path(args.results))  # every table is read and checked before anything is written
+    except TableError as err:
+        print(f"error: {err}; nothing was written", file=sys.stderr)
+        sys.exit(2)
     from .run_folder import atomic_write_text
     atomic_write_text(Path(args.out), text + "\n")
     print(f"wrote {args.out}")

@@ -7,8 +7,10 @@ demand (a partly finished or re-run sweep, or runs gathered by hand)::
     python -m training.results runs/sweeps/<date>            # -> runs/sweeps/<date>/results.csv + .parquet
     python -m training.results runs/experiments/f4 --out results/f4_scaling.csv --experiment f4_scaling
 
-A run folder without ``summary.json`` (still training, killed, failed) gets ``status`` ``unfinished``
-and its last evaluation's numbers, so a partial sweep can already be read.
+A run folder without ``summary.json`` (still training, killed) gets ``status`` ``unfinished`` and its
+last evaluation's numbers, so a partial sweep can already be read. A sweep job that failed, or a run
+whose files are damaged, gets ``status`` ``failed`` and an ``error`` naming the file; the command (and
+a ``--multirun``) then exits non-zero with the number of failed runs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 
 from .report import summary
 from .run_folder import RunFolderError, atomic_write_text, read_metrics
@@ -43,40 +44,87 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _run_row(folder: Path) -> dict | None:
-    """``{"run", "status", "config": {dotted key: value}, "outcome": {...}}`` of one run folder."""
-    from .config import from_dict, model_config, to_dict
-    config_path = folder / "train_config.yaml"
-    cfg = from_dict(yaml.safe_load(config_path.read_text()), where=str(config_path))
-    # The resolved config (keys a run's version did not write get their defaults): runs of different
-    # versions in one sweep differ only where their values do.
-    values = to_dict(cfg)
-    resolved = model_config(cfg)  # derived model values (n_inner) as the model had them
-    values["model"] = {k: getattr(resolved, k) for k in values["model"]}
-    config = {k: v for k, v in _flat(values).items() if k not in SKIP_KEYS}
-    if (folder / "summary.json").exists():
-        return {"status": "finished", "config": config,
-                "outcome": json.loads((folder / "summary.json").read_text())}
-    records = read_metrics(folder / "metrics.jsonl")
+FAILED_JOBS = "failed_jobs"  # <sweep dir>/failed_jobs/<job>.json: the error of a failed sweep job (training.cli)
+
+
+def _run_row(folder: Path, failure: dict | None = None) -> dict:
+    """``{"status", "config": {dotted key: value}, "outcome": {...}}`` of one run folder. A sweep job
+    that failed (``failure``), or a folder whose files cannot be read, is a ``failed`` row whose
+    ``error`` names the file: it stays in the table instead of silently leaving its arm."""
+    from .config import ConfigError, from_dict
+    try:
+        if failure is not None and failure.get("config"):  # the job's own arm, whatever its folder holds
+            cfg, config = _flat_config(from_dict(failure["config"]))
+        else:
+            cfg, config = _read_config(folder)
+    except ConfigError as err:
+        return {"status": "failed", "config": {}, "outcome": {"error": failure["error"] if failure else str(err)}}
+    if failure is not None:
+        return {"status": "failed", "config": config, "outcome": {"error": failure["error"]}}
+    try:
+        if (folder / "summary.json").exists():
+            return {"status": "finished", "config": config, "outcome": _read_json(folder / "summary.json")}
+        records = read_metrics(folder / "metrics.jsonl")
+    except RunFolderError as err:
+        return {"status": "failed", "config": config, "outcome": {"error": str(err)}}
     outcome = summary(records, cfg, "unfinished") if any("test" in r for r in records) else {}
     return {"status": "unfinished", "config": config, "outcome": outcome}
 
 
+def _read_config(folder: Path):
+    from .config import read_saved
+    return _flat_config(read_saved(folder / "train_config.yaml"))
+
+
+def _flat_config(cfg):
+    """A config and its flat resolved values (keys a run's version did not write get their defaults,
+    derived model values as the model had them)."""
+    from .config import model_config, to_dict
+    values = to_dict(cfg)
+    resolved = model_config(cfg)
+    values["model"] = {k: getattr(resolved, k) for k in values["model"]}
+    return cfg, {k: v for k, v in _flat(values).items() if k not in SKIP_KEYS}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{path}: not readable JSON ({err}); the file is damaged") from None
+    if not isinstance(doc, dict):
+        raise RunFolderError(f"{path}: not a JSON object; the file is damaged")
+    return doc
+
+
+def _failures(root: Path) -> dict[Path, dict]:
+    """``{run folder: {"error", "config"}}`` of the failed sweep jobs recorded under ``root``."""
+    out = {}
+    for path in root.rglob(f"{FAILED_JOBS}/*.json"):
+        try:
+            doc = _read_json(path)
+        except RunFolderError as err:
+            doc = {"error": str(err)}
+        out[path.parent.parent / str(doc.get("run", path.stem))] = {"config": doc.get("config"),
+                                                                     "error": str(doc.get("error"))}
+    return out
+
+
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every run folder under ``sweep_dir`` (any depth), in path order."""
+    """Every run folder (a ``train_config.yaml``) and every failed sweep job under ``sweep_dir`` (any
+    depth), in path order."""
     root = Path(sweep_dir)
     if not root.is_dir():
         raise RunFolderError(f"{root} is not a folder")
-    rows = []
+
     def natural(path: Path) -> tuple:  # job 2 before job 10
         return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.relative_to(root).parts)
 
-    for config_path in sorted(root.rglob("train_config.yaml"), key=natural):
-        if {"checkpoints", "snapshots", "final"} & set(config_path.relative_to(root).parts):
+    failures = _failures(root)
+    rows = []
+    for folder in sorted({p.parent for p in root.rglob("train_config.yaml")} | set(failures), key=natural):
+        if {"checkpoints", "snapshots", "final"} & set(folder.relative_to(root).parts):
             continue
-        row = _run_row(config_path.parent)
-        row["run"] = config_path.parent.relative_to(root).as_posix()
-        rows.append(row)
+        rows.append({"run": folder.relative_to(root).as_posix(), **_run_row(folder, failures.get(folder))})
     return rows
 
 
@@ -130,14 +178,16 @@ def curves(rows: list[dict], sweep_dir: Path, experiment: str | None = None) -> 
     """The long table of every evaluation of every run: the same identity and varying config columns
     as :func:`table`, then per step the main task's test accuracy (mean, min) and head scores.
     Emergence figures are drawn from it."""
-    from .config import from_dict
+    from .config import read_saved
     from .report import _task_metrics, main_task
     config_columns = _config_columns(rows)
     names = _short(config_columns)
     out = []
     for r in rows:
+        if r["status"] == "failed":
+            continue
         folder = Path(sweep_dir) / r["run"]
-        cfg = from_dict(yaml.safe_load((folder / "train_config.yaml").read_text()))
+        cfg = read_saved(folder / "train_config.yaml")
         ident = {"experiment": experiment} if experiment else {}
         ident.update({"run": r["run"], **{names[c]: r["config"].get(c) for c in config_columns}})
         for rec in read_metrics(folder / "metrics.jsonl"):
@@ -176,6 +226,9 @@ def print_table(csv_path: Path, rows: int = 12) -> None:
     with open(csv_path) as f:
         data = list(csv.DictReader(f))
     print(f"{len(data)} run(s) -> {csv_path} (+ .parquet)")
+    for r in data:
+        if r["status"] == "failed":
+            print(f"  failed: {r['run']}: {r.get('error', '')}")
     config = list(data[0])[:list(data[0]).index("steps")] if data else []
     shown = [c for c in config if c not in ("experiment", "run", "status") and len({r[c] for r in data}) > 1]
     shown = ["run", "status", *shown, "steps", "steps_to_target", "test_accuracy", "iteration_score"]
@@ -194,12 +247,23 @@ class ResultsCallback(Callback):
     """Hydra callback: when a multirun ends, write its sweep folder's ``results.csv``."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        """Write the table, then end the sweep with the number of failed jobs as its exit status."""
         try:
             path = write_results(config.hydra.sweep.dir)
             print_table(path)
         except (RunFolderError, ValueError, OSError) as err:  # ConfigError is a ValueError
             print(f"results: {err}; re-collect with python -m training.results {config.hydra.sweep.dir}",
                   file=sys.stderr)
+            sys.exit(1)
+        failed = failed_runs(path)
+        if failed:
+            print(f"error: {failed} job(s) of the sweep failed (status=failed in {path})", file=sys.stderr)
+            sys.exit(min(failed, 100))
+
+
+def failed_runs(csv_path: Path) -> int:
+    with open(csv_path) as f:
+        return sum(r["status"] == "failed" for r in csv.DictReader(f))
 
 
 def main(argv=None) -> None:
@@ -210,10 +274,15 @@ def main(argv=None) -> None:
     p.add_argument("--experiment", default=None, help="an experiment name for the first column")
     args = p.parse_args(argv)
     try:
-        print_table(write_results(args.sweep_dir, args.out, args.experiment))
+        path = write_results(args.sweep_dir, args.out, args.experiment)
     except (RunFolderError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    print_table(path)
+    if failed_runs(path):
+        print(f"error: {failed_runs(path)} run(s) failed or could not be read (status=failed in {path})",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -44,13 +44,31 @@ class RunFolderError(RuntimeError):
     """The run folder cannot be used as asked (the message says why and what to do)."""
 
 
+# torch.save reports a failed write without its errno: "[enforce fail at inline_container.cc:...]
+# unexpected pos ...", "PytorchStreamWriter failed writing file ...", "basic_ios::clear: iostream error".
+TORCH_WRITE_ERRORS = re.compile(r"inline_container\.cc|PytorchStreamWriter failed|iostream error|file write failed")
+
+
+def _free_bytes(path) -> int | None:
+    for p in (Path(path), *Path(path).parents):
+        try:
+            st = os.statvfs(p)
+            return st.f_bavail * st.f_frsize
+        except OSError:
+            continue
+    return None
+
+
 def no_space_message(err: Exception, path) -> str:
     """One line for a failed write: an ``OSError``, or a library's error that wraps one (safetensors
-    says "I/O error: ... (os error 28)")."""
+    says "I/O error: ... (os error 28)"; torch.save no errno at all: then the free space decides)."""
     code = getattr(err, "errno", None)
     if code is None:
         found = re.search(r"os error (\d+)", str(err))
         code = int(found.group(1)) if found else None
+    if code is None and TORCH_WRITE_ERRORS.search(str(err)):
+        free = _free_bytes(path)
+        code = errno.ENOSPC if free is not None and free < (1 << 20) else None
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return f"no space left writing {path} ({os.strerror(code)}); free some space, then resume=latest"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -59,7 +77,7 @@ def no_space_message(err: Exception, path) -> str:
 
 
 def is_write_error(err: Exception) -> bool:
-    return isinstance(err, OSError) or "os error" in str(err)
+    return isinstance(err, OSError) or "os error" in str(err) or bool(TORCH_WRITE_ERRORS.search(str(err)))
 
 
 def _remove(path: Path) -> None:
@@ -102,6 +120,11 @@ def atomic_dir(final: Path, write) -> None:
         tmp.rename(final)
 
 
+def _temporary(name: str) -> bool:
+    """A name :func:`atomic_write_text` / :func:`atomic_dir` use while writing or replacing."""
+    return re.fullmatch(r"\..+\.(tmp|old)-\d+", name) is not None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -141,24 +164,14 @@ def checkpoint_steps(folder: Path) -> list[int]:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a ``metrics.jsonl``. A half-written last line (a kill mid-write) is dropped with
-    a warning; a damaged line elsewhere is an error naming the file and the line."""
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            if i == len(lines):
-                warnings.warn(f"{path}: line {i} is incomplete (a run killed while writing it); ignored")
-                continue
-            raise RunFolderError(f"{path}: line {i} is not JSON; the file is damaged (repair or delete "
-                                 "that line)") from None
-    return out
+    """The records of a ``metrics.jsonl`` (``modeling.analysis.read_records``, the reader that ships
+    with every checkpoint): a half-written last line is dropped with a warning, a damaged line
+    elsewhere is a :class:`RunFolderError` naming the file and the line."""
+    from modeling.analysis import read_records
+    try:
+        return read_records(str(path))
+    except ValueError as err:
+        raise RunFolderError(str(err)) from None
 
 
 class RunFolder:
@@ -172,23 +185,39 @@ class RunFolder:
         self.metrics_path = self.path / "metrics.jsonl"
         self.config_path = self.path / "train_config.yaml"
         self._lock_fd: int | None = None
+        self.removed_temporaries: list[Path] = []
 
     # --- what is there ------------------------------------------------------------------------
     def entries(self) -> list[Path]:
         return sorted(self.path.iterdir()) if self.path.is_dir() else []
 
     def is_run_folder(self) -> bool:
-        """Created by train.py: the marker, or (older runs) a train_config.yaml next to metrics."""
+        """Created by train.py: the marker, or the complete layout of a run of an older version (its
+        config, its metrics and at least one complete checkpoint). A config and a metrics file alone
+        prove nothing: any folder can hold files of those names."""
         return (self.path / MARKER).exists() or (
-            self.config_path.exists() and (self.metrics_path.exists() or self.ckpt_dir.exists()))
+            self.config_path.exists() and self.metrics_path.exists() and bool(checkpoint_steps(self.ckpt_dir)))
+
+    def leftovers(self) -> list[str]:
+        """What a run left in the folder, besides its marker, lock and temporary files."""
+        return [p.name for p in self.entries() if p.name not in (MARKER, ".lock") and not _temporary(p.name)]
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files and folders of writers that were killed (``.<name>.tmp-<pid>``,
+        ``.<name>.old-<pid>``) anywhere in the run folder. Only safe while holding the lock: no live
+        writer of this folder can exist then."""
+        found = [p for where in (self.path, self.ckpt_dir, self.snap_dir) if where.is_dir()
+                 for p in where.iterdir() if _temporary(p.name)]
+        for p in found:
+            _remove(p)
+        return found
 
     def foreign_entries(self) -> list[str]:
         return [p.name for p in self.entries() if not self._own(p.name)]
 
     @staticmethod
     def _own(name: str) -> bool:
-        return (name in OWN_ENTRIES or name.endswith(OWN_SUFFIXES) or name.startswith(".")
-                and (".tmp-" in name or ".old-" in name))
+        return name in OWN_ENTRIES or name.endswith(OWN_SUFFIXES) or _temporary(name)
 
     def is_finished(self) -> bool:
         return (self.final_dir / "training_info.json").exists() and (self.path / "summary.json").exists()
@@ -203,6 +232,12 @@ class RunFolder:
         if resume is not None:
             if entries and not self.is_run_folder():
                 raise RunFolderError(f"cannot resume {p}: it is not a run folder of train.py")
+            left = self.leftovers()
+            if left and not self.config_path.exists():
+                raise RunFolderError(f"cannot resume {p}: its train_config.yaml is missing, so the run it holds "
+                                     f"({', '.join(left)}) cannot be checked against this config; nothing was "
+                                     "changed. Restore train_config.yaml to continue it, or use overwrite=true "
+                                     "(instead of resume) to train it again from step 0")
             if not entries and resume != "auto":
                 raise RunFolderError(f"cannot resume {p}: there is no run there (resume=auto starts one)")
             return
@@ -224,7 +259,7 @@ class RunFolder:
 
     def claim(self, replace: bool) -> None:
         """Create the folder, take its lock (refusing a live owner), delete the old run's entries when
-        ``replace``, and mark the folder. Call only once the new run is known to be able to start."""
+        ``replace`` and the temporary files of killed writers in any case, and mark the folder. Call only once the new run is known to be able to start."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock()
@@ -232,6 +267,7 @@ class RunFolder:
                 for entry in self.entries():
                     if entry.name != ".lock" and self._own(entry.name):
                         _remove(entry)
+            self.removed_temporaries = self.remove_temporaries()
             marker = self.path / MARKER
             if not marker.exists():
                 atomic_write_text(marker, json.dumps({"created_by": "iteration-head train.py"}) + "\n")
