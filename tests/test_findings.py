@@ -393,7 +393,10 @@ def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp
     else:
         column = "status" if damage == "status" else "test_accuracy"
         cells[header.index(column)] = "done" if damage == "status" else damage
-        lines[2] = ",".join(cells) + "\n"
+        import io
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(cells)
+        lines[2] = buf.getvalue()
     table.write_text("".join(lines))
     out = tmp_path / "RESULTS.md"
     res = subprocess.run([sys.executable, "-m", "training.findings", "--results", str(results), "--out", str(out)],
