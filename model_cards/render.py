@@ -291,7 +291,8 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
     config = tasks.dataset_config_name(m.task, m.cot)
     link = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo}) config `{config}`"
     task_words = {"copy": "bit strings, copied", "parity": "bit strings and their running parity",
-                  "mix": f"parity rows and copy rows, a fraction {d.get('mix_ratio')} of them copy",
+                  "mix": f"{d.get('mix_with') or 'parity'} rows and copy rows, a fraction {d.get('mix_ratio')} of "
+                         "them copy",
                   "polynomial": f"integers 1 … {d.get('modulus')} − 1 and the iterates of "
                                 f"P(s, x) = {_polynomial_text(d.get('polynomial'))} mod {d.get('modulus')}",
                   }.get(d["task"], d["task"])
@@ -451,11 +452,16 @@ def seeds_summary(key: str, results: Path = RESULTS) -> str | None:
     n = len(rows)
     budget = {int(float(r["max_steps"])) for r in rows if _num(r.get("max_steps")) is not None}
     within = f" within {budget.pop():,} steps" if len(budget) == 1 else ""
-    heads = (f", {seeds_with_head(rows)}/{n} with the iteration head (score ≥ {HEAD})"
+    from training.evidence import wilson
+
+    def k_of_n(k: int) -> str:  # with its Wilson 95% interval: n is small
+        lo, hi = wilson(k, n)
+        return f"{k}/{n} [95% CI {lo:.2f}–{hi:.2f}]"
+    heads = (f", {k_of_n(seeds_with_head(rows))} with the iteration head (score ≥ {HEAD})"
              if any(_num(r.get("iteration_score")) is not None for r in rows) else "")
-    return (f"Over seeds, {words} (`{experiment}` in the source repository's RESULTS.md, "
-            f"`results/{experiment}.csv`): {seeds_reached(rows)}/{n} seeds reached 99% on every test length{within}; "
-            f"mean test accuracy {mean_std(r['test_accuracy'] for r in rows)} over seeds{heads}.")
+    return (f"Over seeds, {words} (`{experiment}` in the source repository's RESULTS.md, with its computed "
+            f"verdicts; `results/{experiment}.csv`): {k_of_n(seeds_reached(rows))} seeds reached 99% on every "
+            f"test length{within}; mean test accuracy {mean_std(r['test_accuracy'] for r in rows)} over seeds{heads}.")
 
 
 def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec | None = None,

@@ -616,7 +616,10 @@ def test_hub_cards_quote_their_recipe_over_seeds_from_the_results_tables():
         with open(ROOT / "results" / f"{experiment}.csv") as f:
             rows = [r for r in csv.DictReader(f) if all(r.get(k) == v for k, v in where.items())]
         reached = sum(bool(r["steps_to_target"]) for r in rows)
-        assert len(rows) >= 3 and f": {reached}/{len(rows)} seeds reached 99%" in line, (spec.key, line)
+        from statsmodels.stats.proportion import proportion_confint
+        lo, hi = proportion_confint(reached, len(rows), method="wilson")
+        assert len(rows) >= 3 and f": {reached}/{len(rows)} [95% CI {lo:.2f}–{hi:.2f}] seeds reached 99%" in line, \
+            (spec.key, line)
 
 
 # ---------------------------------------------------------------------------------------------

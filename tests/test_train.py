@@ -494,3 +494,13 @@ def test_fine_tuning_records_the_architecture_and_starts_with_a_step0_evaluation
     model = yaml.safe_load((out / "train_config.yaml").read_text())["model"]
     assert (model["n_embd"], model["n_positions"]) == (32, 16)  # the init model's, not the recipe's
     assert "(" in res.stdout and "trainable)" in res.stdout
+
+
+def test_a_run_of_an_experiment_records_its_records_hash(tmp_path):
+    from training.evidence import record_sha256
+    out = tmp_path / "rec"
+    res = run_cli(train_cmd(out, "optim.max_steps=5", "eval_every=5", "save_every=0", "record=f1_cot"), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["record_sha256"] == record_sha256("f1_cot")
+    with pytest.raises(ConfigError, match="record='nope': no .*records/nope.yaml"):
+        validate(compose(["recipe=copy", "record=nope"]))

@@ -173,11 +173,14 @@ class TrainConfig:
     report_to: str = opt("tensorboard", "accelerate tracker(s), comma-separated, or none (metrics.jsonl "
                          "is always written)")
     threads: Optional[int] = opt(None, "torch threads (null: all cores for one run, 1 per sweep job)", ge=1)
+    record: Optional[str] = opt(None, "the declared experiment record this run belongs to (configs/records/"
+                                "<name>.yaml, set by configs/experiment/<name>.yaml): its sha256 goes into "
+                                "summary.json, so a record changed after its runs started is flagged")
     progress: bool = opt(True, "show a progress bar")
 
 
 INFRASTRUCTURE_KEYS = ("output_dir", "resume", "overwrite", "mixed_precision", "report_to", "threads",
-                       "progress", "max_minutes")
+                       "progress", "max_minutes", "record")
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
 
@@ -245,6 +248,10 @@ def validate(cfg: TrainConfig) -> None:
         tasks.make_task("polynomial", d.modulus, d.polynomial)  # its own clear ValueError
     if cfg.init_from is None:
         model_config(cfg)
+    from .evidence import RECORDS_DIR
+    if cfg.record is not None and not (RECORDS_DIR / f"{cfg.record}.yaml").is_file():
+        raise ConfigError(f"record={cfg.record!r}: no {RECORDS_DIR / (cfg.record + '.yaml')}; an experiment "
+                          "declares its record before its runs (see training/evidence.py)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import sys
 import statistics
 from pathlib import Path
 
+from . import evidence
+
 __all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "seeds_reached", "seeds_with_head", "summary", "recipes_table", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,97 +67,6 @@ EXPERIMENTS = {
                           "batch_size (256 padded sequences), n_embd (width 128), embd_pdrop (dropout 0.1), "
                           "residual (the reference layout); the arm with none of them is F3's."),
 }
-# Verdicts, written after reading the tables (no number here: the tables give them).
-VERDICTS = {
-    "f1_cot": (
-        "Reproduced. With chain of thought, polynomial iteration reaches 99% on every length in every "
-        "seed (with the iteration head), and parity is learned on most lengths by every seed but "
-        "reaches 99% on all of them in only one within the budget (the parity recipe's weak spot: its "
-        "misses sit at lengths 9-12 and on the single held-out length-2 sequence). Without chain of "
-        "thought both are at chance from length 5 on (parity near 1/2, polynomial near 1/11 at every "
-        "length), and below chance at the shortest lengths, whose few held-out sequences have answers "
-        "the model never saw at that length."),
-    "f2_layers": (
-        "Reproduced. With one layer neither task reaches 99% on any seed and no seed forms the head: "
-        "accuracy falls with length (polynomial iteration is near zero from length 6 on, parity far "
-        "below the two-layer model beyond length 8), while two layers with the same recipe and budget "
-        "(F1's chain-of-thought runs) learn polynomial iteration on every seed and parity on most lengths."),
-    "optimizer_control": (
-        "No difference that three seeds can show: one seed of each arm reaches 99% within the budget. "
-        "The default-AdamW arm ends higher on average and on its worst length, but its seeds spread as "
-        "widely as the arms differ. Float rounding alone moves a trajectory: seed 0 with the default "
-        "AdamW repeats the F3 run of the same recipe and seed (trained before the fused kernel) to the "
-        "last digit, and with the fused kernel it ends elsewhere. More seeds would settle it."),
-    "paper_reference": (
-        "Partly reproduced within the budget, and it answers F3's question for parity. On one CPU thread, "
-        "40 minutes a seed (about a tenth of its 64,000 steps; how many steps fit depends on the "
-        "machine's load), "
-        "the paper's own recipe (PyTorch's default initialisation with N(0, 1) embeddings, the fixed split, "
-        "batch 256, Adam 3e-4, no copy rows) grows the iteration head on parity from scratch: two of three "
-        "seeds pass the detector's threshold and the third is just below it, every score still rising when "
-        "the budget ends. Every seed is at least 98% right on every length from 5 to 16; the misses are "
-        "short lengths, above all length 2, whose half/half split leaves only 00 and 11 to train on (a "
-        "shortcut: s_2 = 0). Our parity recipe on the same machine is done in under 5 minutes (at 99% on "
-        "every length, or after its 10,000 steps), as accurate on average (one seed at 99%), with no head "
-        "on any seed."),
-    "f3_emergence": (
-        "Partly reproduced, and the confound resolved by a full crossing: the position table (N(0, 0.02) "
-        "ours, sin/cos, the paper's initialisation of every weight) × copy rows × data (fresh, the fixed "
-        "split), five seeds per arm and task. For polynomial iteration two ingredients decide together "
-        "whether the iteration head forms: positions that start at the scale of the tokens (sin/cos, or the "
-        "paper's initialisation, where tokens and positions are both N(0, 1)) and the copy rows. With both, "
-        "most seeds form the head, on fresh data and on the fixed split (from sin/cos on fresh data every "
-        "seed, all at 99%); without the copy rows at most two seeds of five form it in any arm, and none "
-        "reaches 99% from sin/cos; from N(0, 0.02) positions no seed forms it under any of the four data "
-        "conditions (one reaches 99% without it, by another circuit, as our parity models do). An N(0, 1) "
-        "table beside our N(0, 0.02) tokens, 50 times smaller than it, is in between: some seeds form the "
-        "head, none reaches 99%. The fixed split instead of fresh data moves polynomial's counts by a seed "
-        "or two, and no conclusion. Parity forms no reliable head in any arm: at most two seeds of five "
-        "(the paper's initialisation, copy rows, the fixed split), none from N(0, 0.02) positions, which "
-        "give its most accurate arm, without a head (copy rows, fresh data: most seeds at 99%). Under the "
-        "paper's own initialisation and data conditions (no copy rows, the fixed split) one seed of five "
-        "forms it; the paper's complete recipe does on most seeds (paper_reference), so for parity what "
-        "grows the head lies in the rest of that recipe (paper_ingredients adds its ingredients one at a "
-        "time) or in its far longer training. In every matched pair the fixed split lowers parity's "
-        "accuracy; the copy rows raise it from N(0, 0.02) positions and lower it under the paper's "
-        "initialisation, where parity learns best without them (one seed at 99%, with the head). The "
-        "contrast between the released models is a recipe effect and a task effect."),
-    "paper_ingredients": (
-        "Not settled at three seeds and our step budget: no single ingredient makes the head reliable. Every "
-        "finished arm forms it on one seed of three, as the baseline does (F3's arm; its runs here repeat "
-        "F3's runs of the same seeds to the last digit). Embedding dropout gives the only seed that learns "
-        "parity (99% on every length, with the head); the paper's optimizer (Adam 3e-4, constant) learns "
-        "less than ours within the budget; the reference residual does no better than the baseline. Width "
-        "128 was stopped unfinished (a run takes about four times as long here) and the batch of 256 was "
-        "not run: both are for a GPU. What grows parity's head in paper_reference is then these ingredients "
-        "together, or its far longer training, or the width and batch not yet measured."),
-    "f4_scaling": (
-        "Partly reproduced, at a budget far below the paper's, and the position contrast only under the "
-        "paper's own initialisation. With it (PyTorch's defaults: token and position embeddings both "
-        "N(0, 1)), polynomial iteration with chain of thought gives the paper's picture: accuracy rises "
-        "with width and falls with max length (width 8 learns no cell; widths 16 to 64 learn max length 4; "
-        "width 64 with the learned table every max length up to 12), the iteration head comes with the "
-        "accuracy, and the learned table does much better than the frozen one where that is at its limit "
-        "(width 16 at max length 8, width 64 at max length 12) and about as well elsewhere. Beside our "
-        "token embeddings at N(0, 0.02) the same N(0, 1) table, learned or frozen, learns almost nothing: "
-        "50 times larger than the tokens, it drowns them. Our recipe's table, "
-        "learned from a sin/cos start, learns only at width 64 (max lengths 12 and 16 on every seed, with "
-        "the head) and some short max lengths at width 32. Without chain of thought polynomial iteration "
-        "stays at chance (1/11 per answer) in every cell, and with one layer nothing beyond max length 4 "
-        "is learned, as the paper finds; unlike its claim, max length 4 itself is learned at the widest "
-        "widths (fully at width 64 under the paper's initialisation). Parity with chain of thought reaches "
-        "0.9 in no cell within 3,000 steps, far fewer than its recipe's (F1); it comes closest under the "
-        "paper's initialisation, learned positions (the only table run there for parity and one layer). The "
-        "paper's maps, trained for up to 1,000 epochs, need the GPU version of this grid (the experiment "
-        "file gives it)."),
-    "f5_transfer": (
-        "Reproduced, and the head is most of the speed-up. From the polynomial model (with its head) "
-        "parity is learned by the first evaluation, also when only the layer-2 MLP trains. From the "
-        "copy model (no head) it takes an order of magnitude more steps, not every seed gets there, and "
-        "training only its layer-2 MLP never does. From the early polynomial checkpoint (head not yet "
-        "sharp) it is in between. From scratch, the same fine-tuning recipe reaches 99% on no seed "
-        "within its budget, with no head."),
-}
 IGNORED = {"experiment", "run", "status", "seed"}
 FACTORS = {"recipe", "task", "source", "cot", "n_layer", "position_embedding"}  # kept as arm columns whenever they vary
 # Rows an experiment shares with another instead of training them twice: F2's two-layer arm is F1's
@@ -174,7 +85,7 @@ SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, ins
 CROSSING = {"f3_emergence": ("recipe", ("task", "source"), ("30% copy rows, fresh data", "30% copy rows, fixed split",
                                                             "no copy rows, fresh data", "no copy rows, fixed split"))}
 GRID = ("n_embd", "max_length")
-MAP_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
+MAP_FROM = evidence.PAPER_FROM  # the reference averages accuracy and peakiness over lengths >= 4
 
 
 class TableError(ValueError):
@@ -362,20 +273,29 @@ def seeds_with_head(rs: list[dict]) -> int:
 
 def arm_table(rows: list[dict]) -> list[str]:
     keys, groups = arms(rows)
-    head = keys + ["n", "reached 99%", "steps to 99% (median)", "test accuracy", "min over lengths",
-                   "<eoi> score", "iteration score", "seeds with the head"]
+    head = keys + ["n", "reached 99% [95% CI]", "steps to 99% (median)", "test accuracy", "min over lengths",
+                   "accuracy over L ≥ 4", "<eoi> score", "iteration score", "peakiness (L ≥ 4)",
+                   "head by peakiness", "seeds with the head [95% CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, rs in groups.items():
         reached = [int(float(r["steps_to_target"])) for r in rs if _num(r["steps_to_target"]) is not None]
         with_head = seeds_with_head(rs)
+        peaked = sum((_num(r.get("iteration_peakiness")) or 0) >= HEAD for r in rs)
         cells = [v if v != "" else "null" for v in key] + [f"{len(rs)}{unfinished_note(rs)}",
-                             f"{len(reached)}/{len(rs)}",
+                             f"{len(reached)}/{len(rs)} {_interval(len(reached), len(rs))}",
                              f"{statistics.median(reached):.0f}" if reached else "—",
                              mean_std(r["test_accuracy"] for r in rs), mean_std(r["test_accuracy_min"] for r in rs),
+                             mean_std(accuracy_from(r) for r in rs),
                              mean_std(r["eoi_score"] for r in rs), mean_std(r["iteration_score"] for r in rs),
-                             f"{with_head}/{len(rs)}"]
+                             mean_std(r.get("iteration_peakiness") for r in rs), f"{peaked}/{len(rs)}",
+                             f"{with_head}/{len(rs)} {_interval(with_head, len(rs))}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _interval(k: int, n: int) -> str:
+    lo, hi = evidence.wilson(k, n)
+    return f"[{lo:.2f}, {hi:.2f}]"
 
 
 def budget_table(rows: list[dict]) -> list[str]:
@@ -411,13 +331,7 @@ def length_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def accuracy_from(row: dict, start: int = MAP_FROM) -> float | None:
-    """Mean test sequence accuracy over the lengths ``start … max_length`` of a run (the reference's
-    average for the scaling maps); all lengths when the run trained none that long."""
-    xs = [_num(row.get(f"acc_L{L}")) for L in range(1, int(row["max_length"]) + 1)]
-    longer = [x for L, x in enumerate(xs, 1) if L >= start and x is not None]
-    every = [x for x in xs if x is not None]
-    return statistics.mean(longer or every) if every else None
+accuracy_from = evidence.accuracy_from  # the reference's average over lengths >= 4 (one definition)
 
 
 def scaling_cells(rows: list[dict]) -> tuple[list[str], dict[tuple, dict[tuple[int, int], list[dict]]]]:
@@ -766,8 +680,7 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
                       "step budget ends first):", ""] + budget_table(rows) + [""]
         if name in PER_LENGTH:
             lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
-        if name in VERDICTS:
-            lines += [f"**Verdict:** {VERDICTS[name]}", ""]
+        lines += record_section(name, results)
         figures = []
         if name in PER_LENGTH:
             figures.append((results / "figures" / f"{name}_lengths.png", lambda out: length_figure(rows, out)))
@@ -787,6 +700,51 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
                 draw_it(fig)
             lines += [f"![{fig.stem}]({fig.relative_to(results.parent).as_posix()})", ""]
     return "\n".join(lines)
+
+
+def tables_for(results: Path) -> dict[str, list[dict]]:
+    """Every experiment's rows (with what it shares), for the records' arms."""
+    return {n: rows_of(results, n) for n in EXPERIMENTS if (results / f"{n}.csv").exists()}
+
+
+def record_check(name: str, rows: list[dict]) -> str | None:
+    """A warning when the runs of a table do not carry the hash of the record as it is now: a record
+    changed after its runs started, or runs older than their record."""
+    sha = evidence.record_sha256(name)
+    hashes = {r.get("record_sha256") or "" for r in rows if r.get("experiment", name) == name}
+    if hashes == {sha}:
+        return None
+    if hashes <= {""}:
+        return "no run of this table recorded the record's hash: the record was written after its runs"
+    return (f"the record changed after its runs started: {sum(r.get('record_sha256') != sha for r in rows)} of "
+            f"{len(rows)} runs carry another hash (or none)")
+
+
+def record_section(name: str, results: Path) -> list[str]:
+    """The declared record, the verdicts computed from it (training/evidence.py), the paper beside us."""
+    record = evidence.read_record(name)
+    tables = tables_for(results)
+    rows = tables[name]
+    flag = record_check(name, rows)
+    rel = record.path.relative_to(ROOT).as_posix()
+    lines = [f"**Record** ([`{rel}`]({rel}), declared {record['declared']}"
+             + (f"; ⚠ {flag}" if flag else "") + f"). Question: {record['question']} Hypothesis: "
+             f"{record['hypothesis']} Arms: {record['arms']}. Primary measure: {record['primary']}. Seeds: "
+             f"{record['seeds']} ({record['seeds_why'].rstrip('.')}).", "",
+             "**Verdicts** (computed from the record's rules by `training/evidence.py`: Wilson 95% intervals "
+             "for seed counts, Fisher's exact test for two counts, bootstrap intervals and the Mann-Whitney U "
+             "test for continuous measures; a word in bold comes from the rule):", ""]
+    found = evidence.verdicts(record, tables)
+    lines += [f"- {sentence}" for _, sentence in found] + [""]
+    paper = record.get("paper")
+    if paper:
+        ratio = evidence.budget_ratio(record, rows) or "—"
+        words_ = ", ".join(f"{w} {sum(x == w for x, _ in found)}" for w in dict.fromkeys(x for x, _ in found))
+        lines += ["| the paper's evidence | here | budget | verdicts |", "|---|---|---|---|",
+                  f"| {paper['evidence']} | {len(rows)} runs, {record['seeds']} seeds per arm | {ratio} | {words_} |", ""]
+    if record.get("notes"):
+        lines += [f"**Notes** (what the tables show beyond the verdicts; no verdict words): {record['notes']}", ""]
+    return lines
 
 
 README_START = "<!-- findings: rendered from results/*.csv by `python -m training.findings`; do not edit -->"
@@ -826,8 +784,12 @@ def summary(results: Path = ROOT / "results") -> str:
             lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`).")
             continue
         rows = rows_of(results, name)
-        verdict = f" {VERDICTS[name].split('. ')[0].rstrip('.')}." if name in VERDICTS else ""
-        lines.append(f"- **[{name}](RESULTS.md#{name})**:{verdict} {len(rows)} runs.")
+        record = evidence.read_record(name)
+        found = evidence.verdicts(record, tables_for(results))
+        share = evidence.budget_share(record, rows)
+        at = f", at {100 * share:.0f}% of the paper's budget" if share is not None and share < 0.5 else ""
+        claims = "; ".join(f"{sentence.split(':', 1)[0]}: {word}" for word, sentence in found)
+        lines.append(f"- **[{name}](RESULTS.md#{name})** ({len(rows)} runs{at}; computed verdicts): {claims}.")
         if name in SCALING:
             lines += scaling_summary(rows)
             continue

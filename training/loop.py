@@ -420,6 +420,9 @@ def _finish(run: Run, quiet: bool) -> dict:
     acc, cfg = run.accelerator, run.cfg
     extra = {"mixed_precision": acc.mixed_precision, "num_processes": acc.num_processes,
              "threads": torch.get_num_threads(), "device": acc.device.type}
+    if cfg.record:  # which version of the experiment's declared record this run was made under
+        from .evidence import record_sha256
+        extra["record_sha256"] = record_sha256(cfg.record)
     s = summary(run.records, cfg, run.stop_reason, extra)
     info = {"step": run.step, "stop_reason": run.stop_reason, "time_s": round(run.elapsed, 2),
             "train_config": to_dict(cfg), "init_from": cfg.init_from, "test": run.records[-1]["test"], **extra}

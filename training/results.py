@@ -31,7 +31,7 @@ __all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
 # Always columns (the keys the paper's findings are read by), whether they vary or not.
 ID_KEYS = ("data.task", "data.cot", "model.n_layer", "model.n_embd", "model.position_embedding",
            "data.max_length", "seed")
-SKIP_KEYS = {"output_dir", "resume", "overwrite", "progress", "report_to", "threads"}
+SKIP_KEYS = {"output_dir", "resume", "overwrite", "progress", "report_to", "threads", "record"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

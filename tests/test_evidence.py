@@ -1,0 +1,132 @@
+"""Verdicts as strong as their evidence: every experiment has a declared record, its verdict words
+come from the record's rule and a library's test, numbers in the records are right, free text carries
+no verdict word, and a record changed after its runs is flagged."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy.stats import fisher_exact, mannwhitneyu
+from statsmodels.stats.proportion import proportion_confint
+
+from training import evidence
+from training.findings import EXPERIMENTS, record_check, render, tables_for
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+NAMES = [n for n in EXPERIMENTS if (RESULTS / f"{n}.csv").exists()]
+VERDICT_WORDS = re.compile(r"\b(reproduc\w*|contradict\w*|differs?|collaps\w*|resolved|confirm\w*|settled|"
+                           r"no difference|significant\w*|proves?|fails?)\b", re.I)
+
+
+def test_every_experiment_has_a_valid_record():
+    for name in EXPERIMENTS:
+        record = evidence.read_record(name)
+        assert (ROOT / "configs" / "experiment" / f"{name}.yaml").is_file()
+        assert yaml.safe_load((ROOT / "configs" / "experiment" / f"{name}.yaml").read_text())["record"] == name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_verdict_is_recomputed_from_the_rows(name):
+    """Each claim's counts, interval and p-value, derived again here from the rows with scipy/statsmodels."""
+    record, tables = evidence.read_record(name), tables_for(RESULTS)
+    for claim, (word, sentence) in zip(record["claims"], evidence.verdicts(record, tables)):
+        assert word != "not run", sentence
+        kind, _, f = evidence.MEASURES[claim["measure"]]
+        arms = [claim["arm"]] if "arm" in claim else claim["contrast"]
+        rows = [evidence.select(tables, name, arm) for arm in arms]
+        if kind == "count":
+            counts = [(sum(bool(f(r)) for r in rs), len(rs)) for rs in rows]
+            for k, n in counts:
+                assert f"{k}/{n}" in sentence, sentence
+        if "arm" in claim:
+            (k, n), = counts
+            lo, hi = proportion_confint(k, n, method="wilson")
+            assert f"{lo:.2f}–{hi:.2f}" in sentence
+            expected = ("reproduced" if (lo > 0.5 if claim["expect"] == "most" else hi < 0.5) else
+                        "contradicted" if (hi < 0.5 if claim["expect"] == "most" else lo > 0.5) else "not settled")
+        else:
+            if kind == "count":
+                (k1, n1), (k2, n2) = counts
+                p = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])[1]
+            else:
+                xs, ys = ([v for v in map(f, rs) if v is not None] for rs in rows)
+                p = mannwhitneyu(xs, ys, alternative="two-sided").pvalue if len(set(xs) | set(ys)) > 1 else 1.0
+            assert f"p = {p:.3g})" in sentence, sentence
+            expected = "differs" if p < 0.05 else "no difference shown"
+        assert word == expected and f"**{expected}**" in sentence, sentence
+
+
+def test_p_values_quoted_in_the_records_are_right():
+    quoted = 0
+    for path in sorted(evidence.RECORDS_DIR.glob("*.yaml")):
+        for k1, n1, k2, n2, p in re.findall(r"(\d+)/(\d+) vs (\d+)/(\d+) gives p = (\d+(?:\.\d+)?)", path.read_text()):
+            k1, n1, k2, n2 = map(int, (k1, n1, k2, n2))
+            assert float(p) == pytest.approx(evidence.fisher(k1, n1, k2, n2), abs=0.0015), (path.name, k1, n1, k2, n2)
+            quoted += 1
+    assert quoted >= 5
+
+
+def test_free_text_carries_no_verdict_word():
+    """Verdict words are the rules' alone: not in the records' notes, nor in what each table answers,
+    nor anywhere in RESULTS.md or the README's findings block outside a computed verdict line."""
+    for name in EXPERIMENTS:
+        record = evidence.read_record(name)
+        for field in ("notes", "arms", "primary"):
+            assert not VERDICT_WORDS.search(str(record.get(field, ""))), (name, field)
+        assert not VERDICT_WORDS.search(EXPERIMENTS[name][1]), name  # [0] is the paper's own claim
+    computed = {s for n in NAMES for _, s in evidence.verdicts(evidence.read_record(n), tables_for(RESULTS))}
+    from training.findings import summary
+    for line in (ROOT / "RESULTS.md").read_text().splitlines() + summary(RESULTS).splitlines():
+        if line.startswith("- ") and line[2:] in computed:
+            continue
+        if line.startswith("| ") and line.endswith(" |") and "verdicts" not in line:  # a table's verdict column
+            cells = line.strip("|").split("|")
+            if VERDICT_WORDS.search(cells[-1]) and not VERDICT_WORDS.search("|".join(cells[:-1])):
+                continue
+        if line.startswith("- **[") and "computed verdicts" in line:  # the README's list of computed words
+            continue
+        if line.startswith(("**Record**", "**The paper:**")):  # what was expected or claimed, not found
+            continue
+        assert not VERDICT_WORDS.search(line), line
+
+
+def test_a_record_changed_after_its_runs_is_flagged(tmp_path):
+    sha = evidence.record_sha256("f1_cot")
+    assert record_check("f1_cot", [{"record_sha256": sha}] * 3) is None
+    assert "written after its runs" in record_check("f1_cot", [{"record_sha256": ""}, {}])
+    assert "changed after its runs started: 1 of 2" in record_check("f1_cot", [{"record_sha256": sha},
+                                                                              {"record_sha256": "0" * 64}])
+    assert "⚠ no run of this table recorded the record's hash" in (ROOT / "RESULTS.md").read_text()
+
+
+def test_one_arm_rules_and_contrasts_give_their_words():
+    rows = lambda ks: [{"steps_to_target": "10" if k else "", "iteration_score": "0.9" if k else "0.1",  # noqa: E731
+                        "test_accuracy": str(0.5 + 0.1 * i), "steps": "10"} for i, k in enumerate(ks)]
+    claim = {"name": "x", "measure": "reached", "expect": "most"}
+    assert evidence.one_arm(claim, rows([1] * 4))[0] == "reproduced"  # Wilson 4/4: [0.51, 1]
+    assert evidence.one_arm(claim, rows([1] * 3))[0] == "not settled"  # 3/3: [0.44, 1]
+    assert evidence.one_arm(claim, rows([0] * 4))[0] == "contradicted"
+    assert "at least 4 seeds" in evidence.one_arm(claim, rows([1, 1, 0]))[1]
+    contrast = {"name": "c", "measure": "head", "contrast": [{"label": "a"}, {"label": "b"}]}
+    word, sentence = evidence.two_arms(contrast, rows([1] * 10), rows([0] * 10))
+    assert word == "differs" and "10/10 vs b 0/10" in sentence
+    word, sentence = evidence.two_arms(contrast, rows([1] * 3), rows([0] * 3))
+    assert word == "no difference shown" and "even 3/3 against 0/3 gives p = 0.10" in sentence
+    value = {"name": "v", "measure": "test_accuracy", "contrast": [{"label": "a"}, {"label": "b"}]}
+    word, sentence = evidence.two_arms(value, rows([1] * 3), rows([1] * 3))
+    assert word == "no difference shown" and "cannot go below p = 0.1" in sentence
+
+
+def test_a_bad_record_is_a_clear_error(tmp_path):
+    (tmp_path / "x.yaml").write_text("question: q\n")
+    with pytest.raises(evidence.RecordError, match=r"x.yaml: lacks hypothesis, declared"):
+        evidence.read_record("x", tmp_path)
+    good = yaml.safe_load((evidence.RECORDS_DIR / "f1_cot.yaml").read_text())
+    good["claims"][0]["measure"] = "vibes"
+    (tmp_path / "y.yaml").write_text(yaml.safe_dump(good))
+    with pytest.raises(evidence.RecordError, match=r"claims\[0\]: measure='vibes'"):
+        evidence.read_record("y", tmp_path)
