@@ -326,6 +326,17 @@ def split_inputs(config: IterationTaskConfig, length: int, task: str | None = No
     return {"test": pool[:c["test"]], "train": pool[c["test"]:]}
 
 
+def paper_split_inputs(task: tasks.Task, length: int, n: int, seed: int) -> dict[str, np.ndarray]:
+    """The reference's data for one length (``projects/cot`` of facebookresearch/pal): ``n`` sequences
+    drawn uniformly *with replacement*, the first half for training and the second for testing. Train
+    and test overlap where a length has few sequences (a length-2 bit string has 4 values: nearly every
+    test input is a training input) and duplicates are kept; our builder's split
+    (:func:`split_inputs`) is disjoint instead. Deterministic in ``(seed, task, length)``."""
+    rng = np.random.default_rng([seed, tasks.TASK_TOKEN_ID[task.name], length, 2024])
+    inputs = tasks.sample_inputs(task, length, n, rng)
+    return {"train": inputs[:n // 2], "test": inputs[n // 2:]}
+
+
 def generate_split(config: IterationTaskConfig, split: str) -> dict[int, np.ndarray]:
     """Token rows of one split, per input length: ``{L: int32 array (n_L, row_length(L, cot))}``.
 

@@ -222,11 +222,16 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
         data = json.load(f).get("train_config", {}).get("data")
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
-    from datasets_builders.iteration_tasks import run_split_config, split_inputs  # noqa: PLC0415
+    from datasets_builders.iteration_tasks import paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415
 
     config = run_split_config({**data, "cot": cot}, task_name)
     task = config.make_task()
-    return {L: tasks.build_rows(task, split_inputs(config, L)["test"][:n_per_length], cot)
+
+    def test_inputs(L):  # a run on the reference's data is tested on the reference's test half
+        if data.get("source") == "paper":
+            return paper_split_inputs(task, L, config.examples_per_length, config.seed)["test"]
+        return split_inputs(config, L)["test"]
+    return {L: tasks.build_rows(task, test_inputs(L)[:n_per_length], cot)
             for L in lengths if config.min_length <= L <= config.max_length}
 
 

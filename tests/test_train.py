@@ -504,3 +504,27 @@ def test_a_run_of_an_experiment_records_its_records_hash(tmp_path):
     assert json.loads((out / "summary.json").read_text())["record_sha256"] == record_sha256("f1_cot")
     with pytest.raises(ConfigError, match="record='nope': no .*records/nope.yaml"):
         validate(compose(["recipe=copy", "record=nope"]))
+
+
+def test_the_papers_data_conditions_draw_with_replacement_and_split_half_half():
+    """data.source=paper: the reference's data (2,048 draws per length with replacement, half train,
+    half test), so train and test overlap at short lengths, as in the paper; training rows come only
+    from the train half, reshuffled every epoch."""
+    cfg = compose(["recipe=parity", "data.task=parity", "data.source=paper", "data.max_length=8"])
+    validate(cfg)
+    data = TaskData(cfg)
+    for L in (2, 8):
+        train, test = data.splits["train"]["parity", L], data.splits["test"]["parity", L]
+        assert len(train) == len(test) == 1024
+        keys = lambda rows: {r[1:L + 1].tobytes() for r in rows}  # noqa: E731
+        if L == 2:
+            assert keys(test) <= keys(train) and len(keys(train)) == 4  # every short test input is trained on
+        else:
+            assert 0 < len(keys(test) & keys(train)) < len(keys(test))
+            assert len(keys(train)) < len(train)  # duplicates kept: drawn with replacement
+    trained = {r.tobytes() for rows in data.splits["train"].values() for r in rows}
+    assert all(r.tobytes() in trained for step in range(40) for r in data.rows(step, 0, 1))
+    with pytest.raises(ConfigError, match="data.source=paper draws the reference's split itself"):
+        validate(compose(["recipe=parity", "data.source=paper", f"data.dataset={ROOT / 'hub' / 'iteration-head-tasks'}"]))
+    again = TaskData(cfg).splits["test"]["parity", 8]
+    assert (again == data.splits["test"]["parity", 8]).all()  # deterministic

@@ -112,8 +112,10 @@ class DataConfig:
     mix_ratio: float = opt(0.5, "mix only: fraction of copy rows", gt=0.0, lt=1.0)
     mix_with: str = opt("parity", "mix only: the task mixed with copy", choices=("parity", "polynomial"))
     source: str = opt("fresh", "fresh: new random sequences every step (never a test one); fixed: the "
-                      "builder's train split, reshuffled every epoch (the paper's setting)",
-                      choices=("fresh", "fixed"))
+                      "builder's disjoint train split, reshuffled every epoch; paper: the reference's data, "
+                      "examples_per_length draws with replacement split half/half (train and test overlap at "
+                      "short lengths), the train half reshuffled every epoch",
+                      choices=("fresh", "fixed", "paper"))
     examples_per_length: int = opt(_SPLIT.examples_per_length, "distinct sequences per length before the "
                                    "train/test split", ge=2)
     test_fraction: float = opt(_SPLIT.test_fraction, "share of each length held out for test (0.25, not "
@@ -229,6 +231,9 @@ def validate(cfg: TrainConfig) -> None:
     if d.task == "mix" and d.mix_with != "parity" and d.dataset:
         raise ConfigError(f"data.mix_with={d.mix_with!r} with data.dataset: a dataset's mix config is copy + "
                           "parity; drop data.dataset (the builder's splits are used) or data.mix_with")
+    if d.source == "paper" and d.dataset:
+        raise ConfigError("data.source=paper draws the reference's split itself: drop data.dataset (a dataset "
+                          "brings its own disjoint split) or use data.source=fixed")
     need = tasks.row_length(d.max_length, d.cot)
     if need > cfg.model.n_positions:
         raise ConfigError(f"data.max_length={d.max_length} needs {need} positions but "

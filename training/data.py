@@ -2,7 +2,9 @@
 any number of processes, sees exactly the same global batch at every step.
 
 The held-out test split always comes from the dataset builder (``split_inputs``) or a released
-dataset: fresh training draws never produce a test sequence.
+dataset: fresh training draws never produce a test sequence. ``data.source=paper`` instead uses the
+reference's own data (``paper_split_inputs``: draws with replacement, half/half, overlapping at short
+lengths), to compare with the paper under its exact data conditions.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import numpy as np
 import torch
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import run_split_config, sample_fresh_inputs, sequence_keys, split_inputs
+from datasets_builders.iteration_tasks import (paper_split_inputs, run_split_config, sample_fresh_inputs,
+                                               sequence_keys, split_inputs)
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["TaskData", "collate", "labels_for"]
+__all__ = ["TaskData", "collate", "labels_for", "FIXED_SOURCES"]
+
+FIXED_SOURCES = ("fixed", "paper")  # a fixed training split, reshuffled every epoch
 
 
 class TaskData:
@@ -36,7 +41,7 @@ class TaskData:
         # Test inputs per (task, length): fresh draws must never produce one.
         self.test_keys = {(name, length): set(sequence_keys(rows[:, 1:length + 1]))
                           for (name, length), rows in self.splits["test"].items()}
-        if d.source == "fixed":
+        if d.source in FIXED_SOURCES:
             # Each task's training rows (lengths in order); a mix run keeps them apart to honour mix_ratio.
             self.train_rows = {name: [r for (n, _), rows in self.splits["train"].items() if n == name for r in rows]
                                for name in self.tasks}
@@ -52,7 +57,9 @@ class TaskData:
         for name, task in self.tasks.items():
             config = run_split_config(dataclasses.asdict(d), name)
             for length in self.lengths:
-                for split, inputs in split_inputs(config, int(length)).items():
+                parts = (paper_split_inputs(task, int(length), d.examples_per_length, d.seed) if d.source == "paper"
+                         else split_inputs(config, int(length)))
+                for split, inputs in parts.items():
                     out[split][name, int(length)] = tasks.build_rows(task, inputs, self.cot)
         return out
 
@@ -81,7 +88,7 @@ class TaskData:
         """This process's share of the global batch of ``step``: token rows of different lengths."""
         global_bs = self.cfg.optim.batch_size
         lo, hi = rank * global_bs // world, (rank + 1) * global_bs // world
-        if self.cfg.data.source == "fixed":
+        if self.cfg.data.source in FIXED_SOURCES:
             return self.fixed_rows(step)[lo:hi]
         rng = np.random.default_rng([self.cfg.seed, step, 1])
         # Draw the whole global batch, then keep this process's slice: any world size sees the
@@ -124,7 +131,7 @@ class TaskData:
     def eval_sets(self, n: int) -> dict[str, dict]:
         """``{"train"|"test": {(task, length): rows}}`` with at most ``n`` rows per key."""
         out = {"test": {k: v[:n] for k, v in self.splits["test"].items()}}
-        if self.cfg.data.source == "fixed":
+        if self.cfg.data.source in FIXED_SOURCES:
             out["train"] = {k: v[:n] for k, v in self.splits["train"].items()}
         else:  # a fixed sample of the training distribution
             rng = np.random.default_rng([self.cfg.seed, 2**31])

@@ -220,6 +220,7 @@ def label(keys, values) -> str:
 
 # How figures name an arm: a column's value in words where the raw `key=value` says little to a reader.
 WORDS = {("task", "mix"): "30% copy rows", ("source", "fresh"): "fresh data", ("source", "fixed"): "fixed split",
+         ("source", "paper"): "the paper's split (with replacement, half/half)",
          ("position_init", "sinusoidal"): "positions from sin/cos", ("init", "pytorch"): "PyTorch's default init",
          ("init", "normal"): "", ("cot", "True"): "CoT", ("cot", "False"): "no CoT",
          ("position_embedding", "learned"): "learned", ("position_embedding", "frozen"): "frozen"}
