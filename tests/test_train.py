@@ -139,14 +139,16 @@ def test_each_paper_ingredient_adds_the_paper_recipes_values_and_nothing_else(in
     of recipe=paper_reference."""
     from training.config import to_dict
     base = to_dict(compose(["experiment=paper_ingredients", "ingredient=none"]))
-    assert base == to_dict(compose(["experiment=f3_emergence", "recipe=parity", "posinit=paper", "copyrows=none",
-                                    "data.source=fixed"]))
+    f3 = to_dict(compose(["experiment=f3_emergence", "recipe=parity", "posinit=paper", "copyrows=none",
+                          "data.source=fixed"]))
+    assert base.pop("record") == "paper_ingredients" and f3.pop("record") == "f3_emergence"  # each its own record
+    assert base == f3
     cfg = compose(["experiment=paper_ingredients", f"ingredient={ingredient}"])
     validate(cfg)
     arm, paper = to_dict(cfg), to_dict(compose(["recipe=paper_reference"]))
     changed = {(s, k) for s in ("model", "data", "optim") for k in base[s] if arm[s][k] != base[s][k]}
     assert changed and all(arm[s][k] == paper[s][k] for s, k in changed)
-    assert {k for k in arm if k not in ("model", "data", "optim") and arm[k] != base[k]} == set()
+    assert {k for k in arm if k not in ("model", "data", "optim", "record") and arm[k] != base[k]} == set()
 
 
 def test_model_section_is_the_model_config():
