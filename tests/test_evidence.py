@@ -130,3 +130,33 @@ def test_a_bad_record_is_a_clear_error(tmp_path):
     (tmp_path / "y.yaml").write_text(yaml.safe_dump(good))
     with pytest.raises(evidence.RecordError, match=r"claims\[0\]: measure='vibes'"):
         evidence.read_record("y", tmp_path)
+
+
+def test_a_bad_layout_is_a_clear_error(tmp_path):
+    good = yaml.safe_load((evidence.RECORDS_DIR / "f2_layers.yaml").read_text())
+    for change, message in [({"view": "pie"}, r"layout.view='pie': choose one of arms, per_length"),
+                            ({"view": "arms", "colour": "red"}, r"unknown keys \['colour'\]"),
+                            ({"view": "arms", "shared": [{"table": "f1_cot"}]}, r"layout.shared\[0\] must be"),
+                            ({"view": "arms", "crossing": {"by": "recipe"}}, r"layout.crossing must be")]:
+        (tmp_path / "z.yaml").write_text(yaml.safe_dump({**good, "layout": change}))
+        with pytest.raises(evidence.RecordError, match=message):
+            evidence.read_record("z", tmp_path)
+    (tmp_path / "z.yaml").write_text(yaml.safe_dump({**good, "order": 1}))
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({**good, "order": 1}))
+    with pytest.raises(evidence.RecordError, match=r"two records share an order"):
+        evidence.read_records(tmp_path)
+
+
+def test_results_layout_is_read_from_the_records_not_written_per_experiment():
+    """An experiment is data: the renderer names no experiment (F1's recipes table aside), and every
+    claim, question and layout RESULTS.md uses comes from the experiment's record."""
+    from training import findings
+    source = (ROOT / "training" / "findings.py").read_text()
+    for name in EXPERIMENTS:
+        if name != "f1_cot":
+            assert name not in source, name
+        record = evidence.read_record(name)
+        assert findings.EXPERIMENTS[name] == (record["paper_claim"], record["here"])
+        assert (name in findings.SCALING) == (record["layout"]["view"] == "scaling")
+    assert list(EXPERIMENTS) == [r.name for r in evidence.read_records()]
+    assert findings.SHARED["f2_layers"] == [("f1_cot", {"cot": "True"})]

@@ -154,7 +154,12 @@ class Record:
         return self.doc.get(key, default)
 
 
-REQUIRED = ("question", "hypothesis", "declared", "arms", "primary", "budget", "seeds", "seeds_why", "claims")
+REQUIRED = ("question", "hypothesis", "declared", "arms", "primary", "budget", "seeds", "seeds_why", "claims",
+            "order", "paper_claim", "here", "layout")
+# How RESULTS.md shows an experiment (``layout.view``): one row per arm, a per-length table and figure
+# (findings about length), curves against training seconds (compared at equal wall-clock time), or
+# maps over width x max length (one per condition).
+VIEWS = ("arms", "per_length", "wall_clock", "scaling")
 
 
 def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
@@ -189,7 +194,43 @@ def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
                 raise RecordError(f"{where}: expect={claim['expect']!r}: say most or few")
         else:
             raise RecordError(f"{where}: give arm (a claim about one arm) or contrast (two arms)")
+    _check_layout(path, doc["layout"])
+    if not isinstance(doc["order"], int) or isinstance(doc["order"], bool):
+        raise RecordError(f"{path}: order={doc['order']!r}: give the experiment's place in RESULTS.md as an integer")
     return Record(name, path, doc)
+
+
+def _check_layout(path: Path, layout) -> None:
+    """``layout``: ``view`` (one of VIEWS); optional ``shared`` (rows of another table, ``[{table, where}]``),
+    ``label`` (``{column, values: {table: value}}``, the column that tells shared rows apart) and
+    ``crossing`` (``{by, across: [columns], order: [conditions in words]}``, a crossed design at a glance)."""
+    if not isinstance(layout, dict) or layout.get("view") not in VIEWS:
+        view = layout.get("view") if isinstance(layout, dict) else layout
+        raise RecordError(f"{path}: layout.view={view!r}: choose one of {', '.join(VIEWS)}")
+    unknown = set(layout) - {"view", "shared", "label", "crossing"}
+    if unknown:
+        raise RecordError(f"{path}: layout has unknown keys {sorted(unknown)}: use view, shared, label, crossing")
+    for i, share in enumerate(layout.get("shared", [])):
+        if not (isinstance(share, dict) and isinstance(share.get("table"), str) and isinstance(share.get("where"), dict)):
+            raise RecordError(f"{path}: layout.shared[{i}] must be {{table: <experiment>, where: {{column: value}}}}")
+    label = layout.get("label")
+    if label is not None and not (isinstance(label, dict) and isinstance(label.get("column"), str)
+                                  and isinstance(label.get("values"), dict)):
+        raise RecordError(f"{path}: layout.label must be {{column: <name>, values: {{table: value}}}}")
+    crossing = layout.get("crossing")
+    if crossing is not None and not (isinstance(crossing, dict) and isinstance(crossing.get("by"), str)
+                                     and isinstance(crossing.get("across"), list)
+                                     and isinstance(crossing.get("order"), list)):
+        raise RecordError(f"{path}: layout.crossing must be {{by: <column>, across: [columns], order: [conditions]}}")
+
+
+def read_records(folder: Path = RECORDS_DIR) -> list[Record]:
+    """Every declared record of ``folder``, in RESULTS.md's order (each record's ``order``)."""
+    records = [read_record(p.stem, folder) for p in sorted(folder.glob("*.yaml"))]
+    orders = [r["order"] for r in records]
+    if len(set(orders)) != len(orders):
+        raise RecordError(f"{folder}: two records share an order ({sorted(orders)}): give each its own place")
+    return sorted(records, key=lambda r: r["order"])
 
 
 def record_sha256(name: str, folder: Path = RECORDS_DIR) -> str:

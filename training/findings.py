@@ -27,63 +27,29 @@ __all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
 
-# experiment -> (the paper's claim, the question our table answers)
-EXPERIMENTS = {
-    "f1_cot": ("With CoT the 2-layer model learns parity and polynomial iteration on every trained "
-               "length; without CoT accuracy collapses with length.", "CoT vs none, same inputs and budget."),
-    "f2_layers": ("A 1-layer model does not learn these tasks with CoT.", "1 vs 2 layers."),
-    "f3_emergence": ("When accuracy is high the iteration head is there (layer 1 on <eoi>, layer 2 on the "
-                     "diagonal), and it forms when accuracy jumps.",
-                     "under matched recipes, which ingredient decides whether the head forms? Columns: task=mix "
-                     "has 30% copy rows (the recipe's own task: none); position_init normal with "
-                     "position_init_std null is N(0, 0.02), with 1.0 N(0, 1); init=pytorch is the reference's "
-                     "initialisation of every weight (PyTorch's defaults: token embeddings N(0, 1) too), "
-                     "init=normal ours (N(0, 0.02)); source=fixed trains on a fixed split reshuffled every epoch, as "
-                     "the paper does (3/4 of 2,048 sequences per length; the paper's half split leaves only 00 "
-                     "and 11 to train on at length 2), source=fresh on new sequences every step; every arm is "
-                     "tested on the same held-out quarter."),
-    "f4_scaling": ("Accuracy and peakiness over width x max length; with CoT, without, one layer; "
-                   "learned vs frozen positions.",
-                   "heat maps, mean over seeds, at a CPU budget of 3,000 steps (a run stops early at 99%). Position "
-                   "tables: learned from the sin/cos start of our recipe (position_init=sinusoidal) and the "
-                   "reference's random N(0, 1) table frozen, in every condition, with token embeddings at our "
-                   "N(0, 0.02); for polynomial iteration with chain of thought also that N(0, 1) table learned, "
-                   "and the N(0, 1) table learned and frozen under the paper's own initialisation (init=pytorch: "
-                   "PyTorch's defaults, token embeddings N(0, 1) too); for one layer and for parity also that "
-                   "table learned under the paper's initialisation."),
-    "f5_transfer": ("A model pre-trained on polynomial iteration learns parity much faster than from "
-                    "scratch, reusing its iteration head.", "is the speed-up the head? The copy model has none; the step-500 polynomial checkpoint is before its head sharpened."),
-    "optimizer_control": ("(Not a claim of the paper.) The fast step's fused AdamW is the same update "
-                          "as torch's default AdamW up to float rounding.",
-                          "does it change what the parity recipe learns? Default AdamW vs fused (F1's runs)."),
-    "paper_reference": ("The reference recipe (1000 epochs) learns parity, with the iteration head.",
-                        "how far it gets in a wall-clock budget, against our parity recipe on the same machine."),
-    "paper_ingredients": ("(Not a claim of the paper.) The paper's recipe grows parity's iteration head from "
-                          "scratch (paper_reference); our recipe does not, even with the paper's initialisation "
-                          "and data conditions (F3).",
-                          "which ingredient of the paper's recipe, added alone to ours under the paper's "
-                          "initialisation, no copy rows and the fixed split, grows the head within our 10,000 "
-                          "steps? The arm columns say which: lr (the optimizer: Adam 3e-4 constant, no decay), "
-                          "batch_size (256 padded sequences), n_embd (width 128), embd_pdrop (dropout 0.1), "
-                          "residual (the reference layout); the arm with none of them is F3's."),
-}
+# Every experiment is data: its declared record (configs/records/<name>.yaml) holds the paper's claim,
+# the question our table answers and how RESULTS.md lays the table out (``layout``); nothing here is
+# per experiment. experiment -> (the paper's claim, the question our table answers), in RESULTS.md's order.
+RECORDS = {r.name: r for r in evidence.read_records()}
+EXPERIMENTS = {name: (r["paper_claim"], r["here"]) for name, r in RECORDS.items()}
 IGNORED = {"experiment", "run", "status", "seed"}
 FACTORS = {"recipe", "task", "source", "cot", "n_layer", "position_embedding"}  # kept as arm columns whenever they vary
-# Rows an experiment shares with another instead of training them twice: F2's two-layer arm is F1's
-# CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
-SHARED = {"f2_layers": [("f1_cot", {"cot": "True"})],
-          "optimizer_control": [("f1_cot", {"recipe": "parity", "cot": "True"})]}
-# A config column that does not vary within either table but tells the shared arms apart:
-# experiment -> (column, {source table: value}).
-LABELS = {"optimizer_control": ("fused", {"optimizer_control": "False", "f1_cot": "True"})}
-PER_LENGTH = {"f1_cot", "f2_layers"}  # findings about length: a per-length table and figure
-WALL_CLOCK = {"paper_reference"}  # compared at equal wall-clock time: curves against training seconds
-SCALING = {"f4_scaling"}  # maps over width x max length, one per condition, instead of one row per arm
-# A crossed design shown at a glance: experiment -> (the column that makes a figure per value, the arm
-# columns whose conditions make its columns, named in words and shown in this order); the other arm
-# columns make its rows (and its lines).
-CROSSING = {"f3_emergence": ("recipe", ("task", "source"), ("30% copy rows, fresh data", "30% copy rows, fixed split",
-                                                            "no copy rows, fresh data", "no copy rows, fixed split"))}
+# Rows an experiment shares with another instead of training them twice (``layout.shared``): F2's
+# two-layer arm is F1's CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
+SHARED = {n: [(s["table"], s["where"]) for s in r["layout"]["shared"]] for n, r in RECORDS.items() if "shared" in r["layout"]}
+# A config column that does not vary within either table but tells the shared arms apart
+# (``layout.label``): experiment -> (column, {source table: value}).
+LABELS = {n: (r["layout"]["label"]["column"], r["layout"]["label"]["values"]) for n, r in RECORDS.items()
+          if "label" in r["layout"]}
+VIEWS = {view: {n for n, r in RECORDS.items() if r["layout"]["view"] == view} for view in evidence.VIEWS}
+PER_LENGTH = VIEWS["per_length"]  # findings about length: a per-length table and figure
+WALL_CLOCK = VIEWS["wall_clock"]  # compared at equal wall-clock time: curves against training seconds
+SCALING = VIEWS["scaling"]  # maps over width x max length, one per condition, instead of one row per arm
+# A crossed design shown at a glance (``layout.crossing``): experiment -> (the column that makes a figure
+# per value, the arm columns whose conditions make its columns, named in words and shown in this order);
+# the other arm columns make its rows (and its lines).
+CROSSING = {n: (c["by"], tuple(c["across"]), tuple(c["order"])) for n, r in RECORDS.items()
+            if (c := r["layout"].get("crossing"))}
 GRID = ("n_embd", "max_length")
 MAP_FROM = evidence.PAPER_FROM  # the reference averages accuracy and peakiness over lengths >= 4
 
@@ -723,7 +689,7 @@ def record_check(name: str, rows: list[dict]) -> str | None:
 
 def record_section(name: str, results: Path) -> list[str]:
     """The declared record, the verdicts computed from it (training/evidence.py), the paper beside us."""
-    record = evidence.read_record(name)
+    record = RECORDS[name]
     tables = tables_for(results)
     rows = tables[name]
     flag = record_check(name, rows)
@@ -785,7 +751,7 @@ def summary(results: Path = ROOT / "results") -> str:
             lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`).")
             continue
         rows = rows_of(results, name)
-        record = evidence.read_record(name)
+        record = RECORDS[name]
         found = evidence.verdicts(record, tables_for(results))
         share = evidence.budget_share(record, rows)
         at = f", at {100 * share:.0f}% of the paper's budget" if share is not None and share < 0.5 else ""
