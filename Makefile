@@ -17,9 +17,9 @@ test-newest:
 # parity from it (stage 2); each stage prints per-length accuracy, every head's scores and when the
 # head formed, and writes its attention map and emergence plot into its run folder.
 SEED ?= 0
+# Both stages run in one process (python -m training.demo prints the two train.py commands they are).
 demo: install
-	python train.py recipe=demo_polynomial seed=$(SEED) output_dir=runs/demo/polynomial overwrite=true
-	python train.py recipe=demo_parity seed=$(SEED) init_from=runs/demo/polynomial/final output_dir=runs/demo/parity overwrite=true
+	python -m training.demo --seed $(SEED)
 
 # The test suite, offline (the Hub is never contacted).
 test: install

@@ -530,3 +530,29 @@ def test_the_papers_data_conditions_draw_with_replacement_and_split_half_half():
         validate(compose(["recipe=parity", "data.source=paper", f"data.dataset={ROOT / 'hub' / 'iteration-head-tasks'}"]))
     again = TaskData(cfg).splits["test"]["parity", 8]
     assert (again == data.splits["test"]["parity", 8]).all()  # deterministic
+
+
+def test_the_demo_runs_both_stages_in_one_process_and_says_where_the_time_went(tmp_path):
+    """`make demo` (python -m training.demo): the two train.py commands it stands for, printed and run
+    in one process; each stage ends with its wall-time line; the test split alone is evaluated."""
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "demo"
+    small = ["optim.max_steps=10", "eval_every=5", "eval_per_length=8", "figures=false", "progress=false",
+             "model.n_embd=16", "threads=1"]
+    done = subprocess.run([sys.executable, "-m", "training.demo", "--seed", "3", "--out", str(out), *small],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    commands = [line for line in done.stdout.splitlines() if line.startswith("$ python train.py")]
+    assert [c.split()[3] for c in commands] == ["recipe=demo_polynomial", "recipe=demo_parity"]
+    assert f"init_from={out / 'polynomial' / 'final'}" in commands[1]
+    walls = [line for line in done.stdout.splitlines() if line.startswith("wall time")]
+    assert len(walls) == 2 and all("start-up" in w and "training" in w and "evaluation" in w for w in walls)
+    for stage in ("polynomial", "parity"):
+        assert json.loads((out / stage / "final" / "training_info.json").read_text())["train_config"]["seed"] == 3
+        records = [json.loads(line) for line in (out / stage / "metrics.jsonl").read_text().splitlines()]
+        assert records and all("test" in r and "train" not in r for r in records)
+    bad = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(tmp_path / "x"), "optim.lr=abc"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error:" in bad.stderr and not (tmp_path / "x").exists()

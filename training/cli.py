@@ -4,6 +4,7 @@ expected failure into one ``error: ...`` line."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +16,7 @@ from .loop import TrainingError, train
 from .results import FAILED_JOBS
 from .run_folder import RunFolderError, atomic_write_text
 
-__all__ = ["run", "setup"]
+__all__ = ["run", "run_config", "set_threads", "setup"]
 
 HELP = """train.py: train an IterGPT on the paper's iterative tasks (Hydra app).
 
@@ -62,9 +63,15 @@ def run(cfg) -> dict:
         config = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         return _fail(ConfigError(str(err).splitlines()[0]), sweep_dir, cfg)
-    torch.set_num_threads(config.threads or (1 if sweep_dir else torch.get_num_threads()))
     if sweep_dir and not _explicit("progress"):
         config.progress = False  # parallel jobs' bars would interleave; each prints its summary
+    return run_config(config, sweep_dir, cfg)
+
+
+def run_config(config, sweep_dir: str | None = None, cfg=None) -> dict:
+    """Train one :class:`~training.config.TrainConfig` (``train.py`` and ``python -m training.demo``):
+    its torch threads set, every expected failure one ``error:`` line (exit 2 for a single run)."""
+    set_threads(config.threads, sweep_dir is not None)
     try:
         return train(config, sweep_dir)
     except (ConfigError, RunFolderError, TrainingError, ValueError) as err:
@@ -74,6 +81,34 @@ def run(cfg) -> dict:
             raise
         traceback.print_exc()
         return _fail(RuntimeError(f"{type(err).__name__}: {err}"), sweep_dir, cfg)
+
+
+def set_threads(threads: int | None, in_sweep: bool = False) -> int:
+    """torch's intra-op threads for a run: ``threads`` when given, 1 in a sweep (its jobs run side by
+    side), else the cores no other process keeps busy as the run starts (at least 1). A tiny model's
+    OpenMP threads wait on each other when another process takes a core: 10-50x slower steps
+    (bench/bench_demo.py --wall measures the demo quiet and beside a busy core)."""
+    if threads is None:
+        threads = 1 if in_sweep else idle_cores()
+        if threads < CORES and not in_sweep:
+            print(f"threads: {threads} of {CORES} (other processes keep the rest busy; threads=N chooses)")
+    torch.set_num_threads(threads)
+    return threads
+
+
+CORES = torch.get_num_threads()  # torch's default (this machine's cores), before any run changes it
+
+
+def idle_cores(interval: float = 0.1) -> int:
+    """How many of torch's default threads (:data:`CORES`) other processes leave a core for, from the
+    system's CPU use over ``interval`` seconds while this process sleeps (at least 1)."""
+    cores = CORES
+    try:
+        import psutil
+        busy = psutil.cpu_percent(interval=interval) / 100 * (os.cpu_count() or cores)
+    except Exception:  # noqa: BLE001  no psutil, or a platform it cannot read: all cores
+        return cores
+    return max(1, min(cores, round((os.cpu_count() or cores) - busy)))
 
 
 def _explicit(key: str) -> bool:

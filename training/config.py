@@ -158,6 +158,7 @@ class TrainConfig:
     eval_every: int = opt(250, "evaluate every N steps", ge=1)
     eval_per_length: int = opt(256, "sequences per length in each evaluation", ge=1)
     eval_heads: bool = opt(True, "score every (layer, head) at each evaluation")
+    eval_train: bool = opt(True, "also evaluate on a sample of the training data (the test split always is)")
     target_accuracy: Optional[float] = opt(None, "stop once every test length reaches it", gt=0.0, le=1.0)
     max_minutes: Optional[float] = opt(None, "stop after this much training time", gt=0.0)
     save_every: int = opt(1000, "save a resumable checkpoint every N steps (0: never)", ge=0)
@@ -174,7 +175,8 @@ class TrainConfig:
                                          "config says", choices=(None, "no", "bf16", "fp16"))
     report_to: str = opt("tensorboard", "accelerate tracker(s), comma-separated, or none (metrics.jsonl "
                          "is always written)")
-    threads: Optional[int] = opt(None, "torch threads (null: all cores for one run, 1 per sweep job)", ge=1)
+    threads: Optional[int] = opt(None, "torch threads (null: the cores idle when the run starts for one run, "
+                                 "1 per sweep job)", ge=1)
     record: Optional[str] = opt(None, "the declared experiment record this run belongs to (configs/records/"
                                 "<name>.yaml, set by configs/experiment/<name>.yaml): its sha256 goes into "
                                 "summary.json, so a record changed after its runs started is flagged")

@@ -161,6 +161,7 @@ class Run:
     loss_steps: int = 0
     last_eval: int = -1  # step of the last evaluation (every process knows it)
     stop_reason: str = "max_steps"
+    wall: "WallClock" = field(default_factory=lambda: WallClock())
 
     @property
     def main(self) -> bool:
@@ -169,6 +170,42 @@ class Run:
     @property
     def raw(self):
         return self.accelerator.unwrap_model(self.model)
+
+
+class WallClock:
+    """Where a run's wall time goes, printed as one line at its end: start-up (the process's start, or
+    the run's call in a process that runs several, to its first step: imports, data, model),
+    training (the steps), evaluation, saving (checkpoints, snapshots, ``final/``) and figures."""
+
+    PARTS = ("start-up", "training", "evaluation", "saving", "figures")
+
+    def __init__(self, start: float | None = None):
+        self.start = _process_start() if start is None else start
+        self.parts = dict.fromkeys(self.PARTS, 0.0)
+
+    def add(self, part: str, since: float) -> float:
+        """Count the seconds since ``since`` (a ``time.time()``) to ``part``; returns now."""
+        now = time.time()
+        self.parts[part] += now - since
+        return now
+
+    def line(self) -> str:
+        total = time.time() - self.start
+        other = total - sum(self.parts.values())
+        parts = [f"{k} {v:.1f} s" for k, v in self.parts.items() if v >= 0.05] + ([f"other {other:.1f} s"] if other >= 0.05 else [])
+        return f"wall time {total:.1f} s: " + ", ".join(parts)
+
+
+def _process_start() -> float:
+    """When this process started (``time.time()`` scale), or now when it cannot be told."""
+    try:
+        import psutil
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001  no psutil, or a platform it cannot read
+        return time.time()
+
+
+_RUNS_IN_PROCESS = []  # a process's first run starts with the process, a later one at its train() call
 
 
 def _accelerator(cfg: TrainConfig, out: Path):
@@ -270,7 +307,7 @@ def _restore(run: Run, checkpoint: tuple[int, Path]) -> None:
 
 
 def _save_checkpoint(run: Run) -> None:
-    acc, folder = run.accelerator, run.folder
+    acc, folder, t = run.accelerator, run.folder, time.time()
     acc.wait_for_everyone()
     if run.main:
         folder.ckpt_dir.mkdir(exist_ok=True)
@@ -284,10 +321,12 @@ def _save_checkpoint(run: Run) -> None:
         atomic_dir(folder.ckpt_dir / f"step_{run.step}", write)
         folder.prune_checkpoints(run.cfg.keep_checkpoints)
     acc.wait_for_everyone()
+    run.wall.add("saving", t)
 
 
 def _save_model(run: Run, path: Path, info: dict) -> None:
     from datasets_builders.tokenizer import build_tokenizer
+    t = time.time()
 
     def write(tmp: Path) -> None:
         run.raw.save_pretrained(tmp, safe_serialization=True)
@@ -295,6 +334,7 @@ def _save_model(run: Run, path: Path, info: dict) -> None:
         (tmp / "training_info.json").write_text(json.dumps(info, indent=2))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_dir(path, write)
+    run.wall.add("saving", t)
 
 
 def _train_step(run: Run) -> None:
@@ -339,7 +379,7 @@ class _nullcontext:
 
 def _evaluate(run: Run, eval_sets: dict) -> None:
     """A metrics record: mean training loss since the last one, then (main process) the evaluation."""
-    acc = run.accelerator
+    acc, t = run.accelerator, time.time()
     loss = torch.tensor(run.loss_sum / max(run.loss_steps, 1), device=acc.device)
     loss = acc.reduce(loss, reduction="mean").item() if run.loss_steps else None  # None: step 0
     record = {"step": run.step, "time_s": round(run.elapsed, 2), "loss": loss,
@@ -356,6 +396,7 @@ def _evaluate(run: Run, eval_sets: dict) -> None:
                            device=acc.device)
     if acc.reduce(reached, reduction="sum").item() > 0:
         run.stop_reason = f"target accuracy {target} reached"
+    run.wall.add("evaluation", t)
 
 
 def _flat_numbers(d: dict, prefix: str = "") -> dict:
@@ -380,12 +421,15 @@ def _loop(run: Run) -> None:
     from tqdm.auto import tqdm
     cfg = run.cfg
     eval_sets = run.data.eval_sets(cfg.eval_per_length)
+    if not cfg.eval_train:
+        del eval_sets["train"]
+    run.wall.add("start-up", run.wall.start)
     bar = tqdm(total=cfg.optim.max_steps, initial=run.step, desc=cfg.recipe, dynamic_ncols=True,
                disable=not run.main or not cfg.progress)
     if cfg.init_from and run.step == 0:
         _evaluate(run, eval_sets)  # where fine-tuning starts from: transfer is visible at step 0
     run.model.train()
-    clock, first = time.perf_counter(), run.step
+    clock, first, elapsed_before = time.perf_counter(), run.step, run.elapsed
     while run.step < cfg.optim.max_steps and run.stop_reason == "max_steps":
         _train_step(run)
         bar.update(1)
@@ -400,13 +444,16 @@ def _loop(run: Run) -> None:
         if run.stop_reason == "max_steps" and _out_of_time(run, clock):
             run.stop_reason = f"time limit {cfg.max_minutes} min"
         if run.step in cfg.snapshot_steps and run.main:
+            run.elapsed += time.perf_counter() - clock  # training time leaves out the saving
             _save_model(run, run.folder.snap_dir / f"step_{run.step}", {"step": run.step})
+            clock = time.perf_counter()
         if cfg.save_every and run.step % cfg.save_every == 0:
             now = time.perf_counter()
             run.elapsed, clock = run.elapsed + now - clock, now  # the checkpoint records the time so far
             _save_checkpoint(run)
             clock = time.perf_counter()
     run.elapsed += time.perf_counter() - clock
+    run.wall.parts["training"] += run.elapsed - elapsed_before
     bar.close()
     if run.step != first and run.last_eval != run.step:
         _evaluate(run, eval_sets)  # stopped (time limit) between two evaluations
@@ -433,8 +480,11 @@ def _finish(run: Run, quiet: bool) -> dict:
     else:
         print_report(s)
     if cfg.figures:
+        t = time.time()
         for path in write_figures(run.raw, run.data, cfg, run.records, run.folder.path):
             print(f"wrote {path}")
+        run.wall.add("figures", t)
+    print(run.wall.line())
     return s
 
 
@@ -463,7 +513,10 @@ def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
             return done
         print(f"{folder.path} stopped on its time limit at step {done['steps']} after "
               f"{done.get('time_s', 0) / 60:.1f} min of training; continuing it with max_minutes={cfg.max_minutes}")
+    start = None if not _RUNS_IN_PROCESS else time.time()
+    _RUNS_IN_PROCESS.append(cfg.output_dir)
     run, checkpoint = _setup(cfg)
+    run.wall = WallClock(start)
     try:
         if checkpoint is not None:
             _restore(run, checkpoint)

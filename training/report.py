@@ -18,7 +18,7 @@ from modeling.analysis import HEAD_THRESHOLD, evaluate_lengths, find_iteration_h
 from .config import TrainConfig
 from .data import TaskData
 
-__all__ = ["run_eval", "summarise", "summary", "print_report", "one_line", "write_figures", "REPORT_TARGET"]
+__all__ = ["run_eval", "summarise", "summary", "print_report", "one_line", "write_figures", "main_task", "task_metrics", "REPORT_TARGET"]
 
 REPORT_TARGET = 0.99  # "reached" in summaries when the run has no target_accuracy of its own
 PEAK_MIN_LENGTH = 4  # the reference averages thresholded peakiness over lengths >= 4
@@ -73,7 +73,7 @@ def main_task(cfg: TrainConfig) -> str:
     return cfg.data.mix_with if cfg.data.task == "mix" else cfg.data.task
 
 
-def _task_metrics(record: dict, task: str) -> dict:
+def task_metrics(record: dict, task: str) -> dict:
     test = record.get("test", {})
     return test.get(task, test) if isinstance(test.get(task), dict) else test
 
@@ -90,9 +90,9 @@ def summary(records: list[dict], cfg: TrainConfig, stop_reason: str, extra: dict
     task = main_task(cfg)
     target = cfg.target_accuracy or REPORT_TARGET
     last = next(r for r in reversed(records) if "test" in r)
-    m = _task_metrics(last, task)
+    m = task_metrics(last, task)
     steps_to_target, time_to_target = _first_step(records, lambda r: r["test"]["accuracy_min"] >= target)
-    head_step, _ = _first_step(records, lambda r: _task_metrics(r, task).get("iteration_mean", 0) >= HEAD_THRESHOLD)
+    head_step, _ = _first_step(records, lambda r: task_metrics(r, task).get("iteration_mean", 0) >= HEAD_THRESHOLD)
     out = {"task": task, "steps": last["step"], "time_s": last.get("time_s"), "stop_reason": stop_reason,
            "target": target, "reached_target": steps_to_target is not None,
            "steps_to_target": steps_to_target, "time_to_target_s": time_to_target,

@@ -179,7 +179,7 @@ def curves(rows: list[dict], sweep_dir: Path, experiment: str | None = None) -> 
     as :func:`table`, then per step the main task's test accuracy (mean, min) and head scores.
     Emergence figures are drawn from it."""
     from .config import read_saved
-    from .report import _task_metrics, main_task
+    from .report import task_metrics, main_task
     config_columns = _config_columns(rows)
     names = _short(config_columns)
     out = []
@@ -192,7 +192,7 @@ def curves(rows: list[dict], sweep_dir: Path, experiment: str | None = None) -> 
         ident.update({"run": r["run"], **{names[c]: r["config"].get(c) for c in config_columns}})
         for rec in read_metrics(folder / "metrics.jsonl"):
             if "test" in rec:
-                m = _task_metrics(rec, main_task(cfg))
+                m = task_metrics(rec, main_task(cfg))
                 out.append({**ident, "step": rec["step"], "time_s": rec.get("time_s"),
                             "test_accuracy": m["accuracy_mean"], "test_accuracy_min": m["accuracy_min"],
                             "eoi_score": m.get("first_mean"), "iteration_score": m.get("iteration_mean")})
