@@ -86,8 +86,7 @@ def run_config(config, sweep_dir: str | None = None, cfg=None) -> dict:
 def set_threads(threads: int | None, in_sweep: bool = False) -> int:
     """torch's intra-op threads for a run: ``threads`` when given, 1 in a sweep (its jobs run side by
     side), else the cores no other process keeps busy as the run starts (at least 1). A tiny model's
-    OpenMP threads wait on each other when another process takes a core: 10-50x slower steps
-    (bench/bench_demo.py --wall measures the demo quiet and beside a busy core)."""
+    OpenMP threads wait on each other when another process takes a core: 10-50x slower steps."""
     if threads is None:
         threads = 1 if in_sweep else idle_cores()
         if threads < CORES and not in_sweep:

@@ -192,7 +192,7 @@ class WallClock:
     def line(self) -> str:
         total = time.time() - self.start
         other = total - sum(self.parts.values())
-        parts = [f"{k} {v:.1f} s" for k, v in self.parts.items() if v >= 0.05] + ([f"other {other:.1f} s"] if other >= 0.05 else [])
+        parts = [f"{k} {v:.1f} s" for k, v in {**self.parts, "other": other}.items() if v >= 0.05]
         return f"wall time {total:.1f} s: " + ", ".join(parts)
 
 
