@@ -556,3 +556,14 @@ def test_the_demo_runs_both_stages_in_one_process_and_says_where_the_time_went(t
     bad = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(tmp_path / "x"), "optim.lr=abc"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error:" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_threads_are_as_asked_one_per_sweep_job_and_never_more_than_the_cores():
+    from training import cli
+    before = torch.get_num_threads()
+    try:
+        assert cli.set_threads(3) == 3 and torch.get_num_threads() == 3
+        assert cli.set_threads(None, in_sweep=True) == 1 and torch.get_num_threads() == 1
+        assert 1 <= cli.set_threads(None) <= cli.CORES
+    finally:
+        torch.set_num_threads(before)
