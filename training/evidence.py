@@ -61,6 +61,14 @@ def accuracy_from(row: dict, start: int = PAPER_FROM) -> float | None:
     return statistics.mean(longer or every) if every else None
 
 
+def _late_head(row: dict) -> bool:
+    """The run ends with the head, and the first evaluation that saw it came after the first one at
+    99% on every test length (the head grew after accuracy saturated)."""
+    head, reached = _num(row.get("head_step")), _num(row.get("steps_to_target"))
+    return ((_num(row["iteration_score"]) or 0.0) >= HEAD and head is not None and reached is not None
+            and head > reached)
+
+
 # measure -> (kind, words, function of a row). Counts are criteria a seed meets or not.
 MEASURES = {
     "reached": ("count", "reached 99% on every test length",
@@ -71,6 +79,8 @@ MEASURES = {
              lambda r: (_num(r["iteration_score"]) or 0.0) >= HEAD),
     "peaked_head": ("count", "formed the head (the paper's thresholded peakiness >= 0.5, lengths >= 4)",
                     lambda r: (_num(r.get("iteration_peakiness")) or 0.0) >= HEAD),
+    "late_head": ("count", "formed the head (detector, at the last step) first seen after reaching 99% on every length",
+                  lambda r: _late_head(r)),
     "test_accuracy": ("value", "mean test sequence accuracy", lambda r: _num(r["test_accuracy"])),
     "accuracy_from_4": ("value", "mean test accuracy over lengths >= 4", accuracy_from),
     "worst_length": ("value", "test accuracy of the worst length", lambda r: _num(r["test_accuracy_min"])),
