@@ -37,6 +37,9 @@ def test_multirun_writes_one_run_folder_per_job_and_a_tidy_table(sweep):
         assert not (out / job / ".hydra").exists()  # Hydra writes nothing into a run folder
     rows = read_csv(out / "results.csv")
     assert len(rows) == 4 and res.stdout.count("4 run(s) ->") == 1
+    # its plan came first, from the same sweep Hydra ran: 4 runs of 20 steps at batch 32
+    plan = res.stdout.index("plan: 4 run(s), 80 optimizer steps (per run 20), 2,560 sequences seen")
+    assert plan < res.stdout.index("model:")
     assert {(r["n_embd"], r["seed"]) for r in rows} == {("16", "0"), ("16", "1"), ("32", "0"), ("32", "1")}
     for column in ("task", "cot", "n_layer", "position_embedding", "max_length", "steps", "test_accuracy",
                    "eoi_score", "iteration_score", "steps_to_target", "acc_L5", "status"):

@@ -348,10 +348,23 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+def _epochs(n, *, _root_) -> int:
+    """``${epochs:N}``: N epochs of the run's fixed training split, in optimizer steps (the paper
+    counts epochs; ``optim.max_steps: ${epochs:960}``, ``eval_every: ${epochs:40}``)."""
+    from .data import steps_per_epoch
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"${{epochs:{n}}}: give a whole number of epochs >= 1")
+    return n * steps_per_epoch(_root_.data, _root_.optim.batch_size)
+
+
 def register() -> None:
-    """Register the schema with Hydra's ConfigStore (``defaults: [train_schema, ...]``)."""
+    """Register the schema with Hydra's ConfigStore (``defaults: [train_schema, ...]``) and the
+    ``${epochs:N}`` resolver."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    if not OmegaConf.has_resolver("epochs"):
+        OmegaConf.register_new_resolver("epochs", _epochs)
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -360,18 +373,40 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 def compose(overrides: list[str] | tuple = ()) -> TrainConfig:
     """The TrainConfig that ``python train.py <overrides>`` would run (Hydra's compose API), for
     tools and tests; not validated yet (see :func:`validate`)."""
+    return from_dict(compose_values(overrides))
+
+
+def compose_values(overrides: list[str] | tuple = (), hydra: bool = False) -> dict:
+    """The composed config of ``python train.py <overrides>`` as plain, unresolved values (with
+    ``hydra``: Hydra's own section too, e.g. the sweeper's params)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
     register()
+    # Inside a running Hydra app (a multirun's callback), compose beside it and leave it as it was.
+    running = GlobalHydra.instance().is_initialized()
+    saved = (GlobalHydra.instance().hydra, HydraConfig.instance().cfg) if running else None
+    if running:
+        GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="compose"):
             cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
             values = OmegaConf.to_container(cfg, resolve=False)
-            values.pop("hydra")
             values["recipe"] = cfg.hydra.runtime.choices.recipe
+            if hydra:
+                values["hydra"] = OmegaConf.to_container(cfg.hydra, resolve=False)
+            else:
+                values.pop("hydra")
     except (OmegaConfBaseException, HydraException) as err:
         raise ConfigError(str(err).splitlines()[0]) from None
-    return from_dict(values)
+    finally:
+        if saved is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(saved[0])
+            HydraConfig.instance().cfg = saved[1]
+    return values

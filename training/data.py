@@ -20,7 +20,7 @@ from datasets_builders.iteration_tasks import (paper_split_inputs, run_split_con
 
 from .config import ConfigError, TrainConfig
 
-__all__ = ["TaskData", "collate", "labels_for", "FIXED_SOURCES"]
+__all__ = ["TaskData", "collate", "labels_for", "steps_per_epoch", "FIXED_SOURCES"]
 
 FIXED_SOURCES = ("fixed", "paper")  # a fixed training split, reshuffled every epoch
 
@@ -138,6 +138,37 @@ class TaskData:
             out["train"] = {(name, int(L)): tasks.build_rows(self.tasks[name], self.fresh_inputs(name, int(L), n, rng), self.cot)
                             for name in self.tasks for L in self.lengths}
         return out
+
+
+def steps_per_epoch(data, batch_size: int) -> int:
+    """Optimizer steps in one epoch of the fixed training split of ``data`` (a run's data section:
+    a dict, a ``DataConfig`` or an OmegaConf node), as :meth:`TaskData.fixed_rows` deals it:
+    ``rows // batch_size``. ``${epochs:N}`` in a config is ``N`` times this (the paper counts epochs:
+    64 steps at max length 16, batch 256, the reference's 1,024 training draws per length)."""
+    d = _plain(data)
+    if d["source"] not in FIXED_SOURCES:
+        raise ConfigError(f"${{epochs:N}} counts epochs of a fixed training split, but data.source={d['source']!r} "
+                          "draws new sequences every step: set data.source=fixed or paper, or give steps")
+    if d["task"] == "mix" or d.get("dataset"):
+        raise ConfigError(f"${{epochs:N}} with data.task={d['task']!r}"
+                          + (f" and data.dataset={d['dataset']!r}" if d.get("dataset") else "")
+                          + ": epochs are counted on one task's builder split; give steps instead")
+    lengths = d["max_length"] - d["min_length"] + 1
+    if d["source"] == "paper":
+        rows = d["examples_per_length"] // 2 * lengths  # paper_split_inputs: the first half trains
+    else:
+        from datasets_builders.iteration_tasks import length_counts
+        rows = sum(c["train"] for c in length_counts(run_split_config(d, d["task"])))
+    return max(rows // batch_size, 1)
+
+
+def _plain(data) -> dict:
+    if dataclasses.is_dataclass(data):
+        return dataclasses.asdict(data)
+    if isinstance(data, dict):
+        return data
+    from omegaconf import OmegaConf
+    return OmegaConf.to_container(data, resolve=True)
 
 
 def _epoch_slice(rows: list, step: int, n: int, key: list[int]) -> list:

@@ -244,7 +244,18 @@ except ImportError:  # hydra is a dependency; this keeps `python -m training.res
 
 
 class ResultsCallback(Callback):
-    """Hydra callback: when a multirun ends, write its sweep folder's ``results.csv``."""
+    """Hydra callback: before a multirun, print its plan (``training.plan``); when it ends, write its
+    sweep folder's ``results.csv``."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        """Before the first job: the sweep's plan (runs, steps, sequences; for a sweep of more than a
+        million steps, the time measured here). A plan that cannot be made never stops the sweep."""
+        from .plan import print_plan
+        try:
+            print_plan(list(config.hydra.overrides.task))
+        except Exception as err:  # noqa: BLE001  Hydra's own checks of the jobs follow
+            print(f"plan: not available ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
+                  file=sys.stderr)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         """Write the table, then end the sweep with the number of failed jobs as its exit status."""

@@ -1,0 +1,62 @@
+"""What a sweep will cost before it starts (``training.plan``), ``${epochs:N}`` (steps counted in the
+run's own epochs), and the paper's full F4 grid (``experiment=f4_paper``): it composes to the paper's
+3,360 runs, and one of its cells trains here."""
+
+import sys
+
+import pytest
+import yaml
+
+from test_train import ROOT, run_cli
+from training.config import ConfigError, compose
+from training.plan import plan, print_plan
+
+
+def test_epochs_are_the_runs_own_epochs_and_need_a_fixed_split():
+    # The paper: 1000 epochs of 64 steps (1,024 training draws per length x 16 lengths / batch 256).
+    cfg = compose(["recipe=paper_reference", "optim.max_steps=${epochs:1000}", "eval_every=${epochs:10}"])
+    assert (cfg.optim.max_steps, cfg.eval_every) == (64_000, 640)
+    assert compose(["recipe=paper_reference", "data.max_length=4", "optim.max_steps=${epochs:3}"]).optim.max_steps == 48
+    with pytest.raises(ConfigError, match="data.source='fresh' draws new sequences every step"):
+        compose(["recipe=parity", "optim.max_steps=${epochs:2}"])
+    with pytest.raises(ConfigError, match=r"\$\{epochs:0\}: give a whole number of epochs"):
+        compose(["recipe=paper_reference", "optim.max_steps=${epochs:0}"])
+
+
+def test_the_papers_f4_grid_is_3360_runs_each_stopped_at_its_epoch_960():
+    p = plan(["experiment=f4_paper"])
+    assert len(p.jobs) == 2 * 60 * 28  # learned / frozen positions x widths 4..63 x max lengths 4..31, one seed
+    cells = {(j.n_embd, j.max_length) for j in p.jobs}
+    assert cells == {(w, L) for w in range(4, 64) for L in range(4, 32)}
+    for j in p.jobs:  # 960 epochs of 4 x max length steps (1,024 draws per length, batch 256)
+        assert (j.steps, j.batch_size) == (960 * 4 * j.max_length, 256), j.overrides
+    assert {o for j in p.jobs for o in j.overrides if o.startswith("posinit=")} == {"posinit=paper", "posinit=paper_frozen"}
+    assert p.steps == 2 * 60 * sum(960 * 4 * L for L in range(4, 32))
+    assert p.lines()[0].startswith("plan: 3,360 run(s), 225,792,000 optimizer steps (per run 15,360 to 119,040)")
+    readme = (ROOT / "README.md").read_text()  # the README quotes this plan
+    assert f"{len(p.jobs):,} runs and {p.steps / 1e6:.0f}M optimizer steps per condition" in readme
+
+
+def test_a_plan_measures_steps_here_and_estimates_the_sweep(capsys):
+    p = print_plan(["recipe=copy", "model.n_embd=8", "data.max_length=4", "optim.max_steps=50", "seed=0,1"],
+                   measure_it=True)
+    out = capsys.readouterr().out
+    assert len(p.jobs) == 2 and len(p.seconds_per_step) == 1  # equal work: timed once
+    assert p.estimate_s() == pytest.approx(100 * next(iter(p.seconds_per_step.values())))
+    assert "measured here:" in out and "estimate on this machine:" in out
+    with pytest.raises(ConfigError, match="data.source='fresh'"):  # a job that cannot be composed names itself
+        plan(["recipe=parity", "optim.max_steps=${epochs:2}", "seed=0,1"])
+
+
+def test_a_cell_of_the_papers_f4_trains_here_for_its_own_epochs(tmp_path):
+    out = tmp_path / "f4"
+    res = run_cli([sys.executable, "train.py", "--multirun", "experiment=f4_paper", "posinit=paper_frozen",
+                   "model.n_embd=8", "data.max_length=4", "optim.max_steps=${epochs:1}", "eval_every=${epochs:1}",
+                   "progress=false", f"hydra.sweep.dir={out}"], timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "plan: 1 run(s), 16 optimizer steps (per run 16), 4,096 sequences seen" in res.stdout
+    saved = yaml.safe_load((out / "0" / "train_config.yaml").read_text())
+    assert saved["optim"]["max_steps"] == 16 and saved["save_every"] == 4 * 4 * 40  # resolved, per run
+    assert (saved["data"]["task"], saved["data"]["source"], saved["model"]["position_embedding"]) == \
+        ("polynomial", "paper", "frozen")
+    assert (out / "0" / "summary.json").exists() and "1 run(s) ->" in res.stdout

@@ -1,0 +1,243 @@
+"""What a sweep will cost, before it starts: its jobs, steps and sequences, and the time measured here.
+
+    python -m training.plan experiment=f4_paper                    # the paper's F4 grid: 3,360 runs
+    python -m training.plan experiment=no_early_stop --no-measure  # counts only
+
+It reads the sweep exactly as ``python train.py --multirun <overrides>`` would (the experiment's
+``hydra.sweeper.params``, then the command line, through Hydra's own sweeper), composes every job's
+config, and sums optimizer steps, sequences and tokens (every row padded to the batch's longest: an
+upper bound for packed batches). With ``--measure`` (the default) it times a few training steps of the
+cheapest, the median and the dearest job on this machine (one process, the torch threads a sweep job
+gets), fits seconds per step against the step's work (tokens x width), and prints the estimate.
+``python train.py --multirun`` prints the same plan before its first job; sweeps of more than a
+million steps also time a few steps first (under a minute, well under 1% of such a sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from .config import CONFIG_DIR, ConfigError, TrainConfig, compose_values
+
+__all__ = ["Job", "Plan", "sweep_jobs", "plan", "measure_step", "MEASURE_ABOVE_STEPS"]
+
+MEASURE_ABOVE_STEPS = 1_000_000  # a multirun times a few steps first when it will run more than this
+GROUPS = tuple(sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir()))  # recipe, posinit, ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a sweep: its overrides and what its cost depends on."""
+    overrides: tuple[str, ...]  # the whole job (what ``train.py`` gets)
+    steps: int
+    batch_size: int
+    max_length: int
+    cot: bool
+    n_embd: int
+    n_layer: int
+
+    @property
+    def row_tokens(self) -> int:
+        from datasets_builders import tasks
+        return tasks.row_length(self.max_length, self.cot)
+
+    @property
+    def work(self) -> float:
+        """A step's work, up to a constant: tokens x width x layers (the linear layers dominate)."""
+        return self.batch_size * self.row_tokens * self.n_embd * self.n_layer
+
+    def config(self) -> TrainConfig:
+        """The job's whole config, as ``train.py`` composes it."""
+        from .config import compose
+        return compose(list(self.overrides))
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    seconds_per_step: dict[int, float] = dataclasses.field(default_factory=dict)  # job index -> measured
+
+    @property
+    def steps(self) -> int:
+        return sum(j.steps for j in self.jobs)
+
+    @property
+    def sequences(self) -> int:
+        return sum(j.steps * j.batch_size for j in self.jobs)
+
+    @property
+    def tokens(self) -> int:
+        return sum(j.steps * j.batch_size * j.row_tokens for j in self.jobs)
+
+    def estimate_s(self) -> float | None:
+        """Seconds of training for every job, one at a time: seconds per step = a + b * work, fitted to
+        the measured jobs (a single measurement: proportional to work)."""
+        if not self.seconds_per_step:
+            return None
+        xs = [self.jobs[i].work for i in self.seconds_per_step]
+        ys = list(self.seconds_per_step.values())
+        if len(set(xs)) > 1:
+            b, a = statistics.linear_regression(xs, ys)
+            if b < 0 or a < 0:  # noise on near-equal jobs: fall back to proportional
+                a, b = 0.0, sum(ys) / sum(xs)
+        else:
+            a, b = 0.0, ys[0] / xs[0]
+        return sum(j.steps * (a + b * j.work) for j in self.jobs)
+
+    def lines(self) -> list[str]:
+        n = len(self.jobs)
+        steps = sorted(j.steps for j in self.jobs)
+        out = [f"plan: {n:,} run(s), {self.steps:,} optimizer steps (per run {steps[0]:,}"
+               + (f" to {steps[-1]:,}" if steps[-1] != steps[0] else "") + f"), {self.sequences:,} sequences seen, "
+               f"<= {self.tokens:,} tokens"]
+        same = set.intersection(*(set(j.overrides) for j in self.jobs))  # what every job shares
+        for i, s in self.seconds_per_step.items():
+            j = self.jobs[i]
+            swept = " ".join(o for o in j.overrides if o not in same)
+            out.append(f"  measured here: {1000 * s:.1f} ms/step at width {j.n_embd}, max length {j.max_length}, "
+                       f"batch {j.batch_size}" + (f" ({swept})" if swept else ""))
+        est = self.estimate_s()
+        if est is not None:
+            out.append(f"  estimate on this machine: {_duration(est)} of training one run at a time "
+                       f"({_duration(est / _parallel())} with {_parallel()} run(s) side by side), "
+                       "evaluations and start-up not included")
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
+def _parallel() -> int:
+    import os
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def sweep_jobs(overrides: list[str]) -> list[tuple[str, ...]]:
+    """The override list of every job of ``python train.py --multirun <overrides>``, in Hydra's order:
+    the composed config's ``hydra.sweeper.params``, then the command line (Hydra's BasicSweeper)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(list(overrides))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    values = compose_values(fixed, hydra=True)
+    params = [f"{k}={v}" for k, v in (values["hydra"]["sweeper"].get("params") or {}).items()]
+    (batch,) = BasicSweeper.split_arguments(parser.parse_overrides(params + list(overrides)), None)
+    return [tuple(job) for job in batch]
+
+
+def _is_group(override: str) -> bool:
+    key = override.lstrip("+~").split("=", 1)[0].lstrip("/")
+    return key in GROUPS
+
+
+def plan(overrides: list[str]) -> Plan:
+    """Every job's cost-relevant values. Hydra's composition is done once per distinct choice of
+    config groups (recipe, posinit, ...); a job's other overrides are merged onto that (every job of
+    a sweep sets the same keys, so one config per choice is updated job after job), and
+    ``${epochs:N}`` is resolved with the job's own data."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parser = OverridesParser.create()
+    bases: dict = {}
+    jobs = []
+    for job in sweep_jobs(overrides):
+        groups = tuple(o for o in job if _is_group(o))
+        if groups not in bases:
+            bases[groups] = OmegaConf.create(compose_values(list(groups)))
+        cfg = bases[groups]
+        for o in parser.parse_overrides([o for o in job if not _is_group(o)]):  # as Hydra reads them back
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
+        try:
+            m, d, o = cfg.model, cfg.data, cfg.optim
+            jobs.append(Job(tuple(job), int(o.max_steps), int(o.batch_size), int(d.max_length), bool(d.cot),
+                            int(m.n_embd), int(m.n_layer)))
+        except Exception as err:  # noqa: BLE001  OmegaConf wraps a resolver's ConfigError
+            raise ConfigError(f"{' '.join(job)}: {str(err).splitlines()[0]}") from None
+    if not jobs:
+        raise ConfigError(f"{' '.join(overrides)}: the sweep has no job")
+    return Plan(jobs)
+
+
+def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
+    """Median seconds of one training step of ``cfg`` here (forward, backward, clipping, AdamW), on its
+    own batches, as the training loop takes it."""
+    import torch
+    from modeling.fast_step import fast_adamw
+
+    from .data import TaskData
+    from .loop import build_model
+
+    torch.manual_seed(cfg.seed)
+    data, model = TaskData(cfg), build_model(cfg, resuming=False).train()
+    o = cfg.optim
+    opt = fast_adamw(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    times = []
+    for step in range(warmup + steps):
+        t = time.perf_counter()
+        for batch in data.batches(step, 0, 1):
+            model(**batch, use_cache=False).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[warmup:])
+
+
+def measure(p: Plan, threads: int = 1) -> Plan:
+    """Time the cheapest, the median and the dearest job (by work per step) on this machine."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        by_work = {}  # one job per distinct work per step, in order of work
+        for i in sorted(range(len(p.jobs)), key=lambda i: p.jobs[i].work):
+            by_work.setdefault(p.jobs[i].work, i)
+        order = list(by_work.values())
+        for i in dict.fromkeys([order[0], order[len(order) // 2], order[-1]]):
+            p.seconds_per_step[i] = measure_step(p.jobs[i].config())
+    finally:
+        torch.set_num_threads(before)
+    return p
+
+
+def print_plan(overrides: list[str], measure_it: bool | None = None, file=None) -> Plan:
+    """Print the plan of a sweep; ``measure_it=None``: measure when it runs more than
+    :data:`MEASURE_ABOVE_STEPS` steps."""
+    file = file or sys.stdout
+    p = plan(overrides)
+    if measure_it or (measure_it is None and p.steps > MEASURE_ABOVE_STEPS):
+        print(f"plan: timing a few steps of up to 3 of its {len(p.jobs):,} run(s) here ...",
+              file=file, flush=True)
+        measure(p)
+    print("\n".join(p.lines()), file=file, flush=True)
+    return p
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m training.plan", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="what you would pass to python train.py --multirun")
+    ap.add_argument("--no-measure", dest="measure", action="store_false", help="counts only, no timing")
+    args = ap.parse_args(argv)
+    try:
+        print_plan(args.overrides, measure_it=args.measure)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
