@@ -193,6 +193,34 @@ def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_
         check_resume(plain, folder)  # without init_from it would build another architecture: refused
 
 
+def test_reinit_draws_exactly_the_named_parts_afresh_and_refuses_what_it_cannot_do(finished_run):
+    """reinit= (what_transfers): the matching parameters of the init_from model are those of a fresh
+    model of the same seed; every other weight is the pre-trained one."""
+    import torch
+    from accelerate.utils import set_seed
+    from modeling import IterGPTForCausalLM
+    from training.config import validate
+    from training.loop import build_model
+
+    init = str(finished_run / "final")
+    cfg = resolve(compose(["recipe=parity_finetune", f"init_from={init}", "data.max_length=5", "seed=3",
+                           "reinit=[model.blocks.1.attn.q_proj.*,model.blocks.1.attn.k_proj.*]"]))
+    set_seed(3)
+    model = build_model(cfg, resuming=False)
+    set_seed(3)
+    fresh = dict(IterGPTForCausalLM(model.config).named_parameters())
+    trained = dict(IterGPTForCausalLM.from_pretrained(init).named_parameters())
+    for name, p in model.named_parameters():
+        drawn = name.startswith(("model.blocks.1.attn.q_proj", "model.blocks.1.attn.k_proj"))
+        assert torch.equal(p, (fresh if drawn else trained)[name]), name
+        assert drawn or not torch.equal(p, fresh[name]), name
+    with pytest.raises(ConfigError, match="reinit pattern 'model.block.1.*' matches no parameter"):
+        build_model(resolve(compose(["recipe=parity_finetune", f"init_from={init}", "data.max_length=5",
+                                     "reinit=[model.block.1.*]"])), resuming=False)
+    with pytest.raises(ConfigError, match="give init_from"):
+        validate(compose(["recipe=parity", "reinit=[model.embed.*]"]))
+
+
 def test_max_length_beyond_the_datasets_lengths_is_refused():
     cfg = compose(["recipe=parity", "data.task=parity", f"data.dataset={ROOT / 'hub' / 'iteration-head-tasks'}",
                    "data.max_length=20"])

@@ -155,6 +155,8 @@ class TrainConfig:
     seed: int = opt(0, "model init, dropout and the order of training data", ge=0)
     init_from: Optional[str] = opt(None, "start from this model folder (fine-tuning); its architecture wins")
     trainable: List[str] = opt(help="glob patterns of trainable parameters ([]: all)", factory=list)
+    reinit: List[str] = opt(help="glob patterns of init_from's parameters drawn afresh (the model's own "
+                            "initialisation, seeded by seed) before fine-tuning ([]: none)", factory=list)
     eval_every: int = opt(250, "evaluate every N steps", ge=1)
     eval_per_length: int = opt(256, "sequences per length in each evaluation", ge=1)
     eval_heads: bool = opt(True, "score every (layer, head) at each evaluation")
@@ -255,6 +257,9 @@ def validate(cfg: TrainConfig) -> None:
         tasks.make_task("polynomial", d.modulus, d.polynomial)  # its own clear ValueError
     if cfg.init_from is None:
         model_config(cfg)
+        if cfg.reinit:
+            raise ConfigError(f"reinit={cfg.reinit} draws parts of a pre-trained model afresh: give init_from "
+                              "(a fresh model is all drawn afresh already)")
     from .evidence import RECORDS_DIR
     if cfg.record is not None and not (RECORDS_DIR / f"{cfg.record}.yaml").is_file():
         raise ConfigError(f"record={cfg.record!r}: no {RECORDS_DIR / (cfg.record + '.yaml')}; an experiment "

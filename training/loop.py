@@ -82,10 +82,31 @@ def build_model(cfg: TrainConfig, resuming: bool) -> IterGPTForCausalLM:
     (the checkpoint brings the weights)."""
     if cfg.init_from and not resuming:
         try:
-            return IterGPTForCausalLM.from_pretrained(cfg.init_from)
+            model = IterGPTForCausalLM.from_pretrained(cfg.init_from)
         except Exception as err:
             raise ConfigError(f"init_from={cfg.init_from!r} cannot be loaded: {err}") from None
+        reinitialise(model, cfg.reinit)
+        return model
     return IterGPTForCausalLM(model_config(cfg))
+
+
+def reinitialise(model: IterGPTForCausalLM, patterns: list[str]) -> list[str]:
+    """Draw the parameters matching ``patterns`` afresh, as a new model of the same config would have
+    them (torch's current seed); returns their names. A pattern that matches nothing is an error."""
+    from fnmatch import fnmatch
+    if not patterns:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    for pat in patterns:
+        if not any(fnmatch(n, pat) for n in names):
+            raise ConfigError(f"reinit pattern {pat!r} matches no parameter; names look like {', '.join(names[:4])}, ...")
+    fresh = dict(IterGPTForCausalLM(model.config).named_parameters())
+    chosen = [n for n in names if any(fnmatch(n, pat) for pat in patterns)]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in chosen:
+                p.copy_(fresh[name])
+    return chosen
 
 
 def set_trainable(model, patterns: list[str]) -> int:
