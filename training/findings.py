@@ -217,6 +217,8 @@ def words(keys, row: dict) -> str:
                                                                       else Path(v).parts[-1:]))
         elif k == "trainable":
             out.append("all weights" if v in ("", "[]") else "only " + v.strip("[]").replace('"', ""))
+        elif k == "reinit":
+            out.append("nothing drawn afresh" if v in ("", "[]") else v.strip("[]").replace('"', "") + " drawn afresh")
         else:
             out.append(f"{k}={v or 'null'}")
     return ", ".join(w for w in out if w)
@@ -256,6 +258,28 @@ def arm_table(rows: list[dict]) -> list[str]:
                              mean_std(r["eoi_score"] for r in rs), mean_std(r["iteration_score"] for r in rs),
                              mean_std(r.get("iteration_peakiness") for r in rs), f"{peaked}/{len(rs)}",
                              f"{with_head}/{len(rs)} {_interval(with_head, len(rs))}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
+    """Per arm (as :func:`arm_table`), the mean test accuracy of its final models with each component
+    zero- or mean-ablated (``training.ablation``), mean ± std over the seeds that have the table;
+    arms without ablations (shared rows whose models are not here) are left out."""
+    keys, groups = arms(rows)
+    by_run: dict[str, dict] = {}
+    for a in ablations:
+        by_run.setdefault(run_id(a), {})[a["component"], a["mode"]] = a
+    columns = list(dict.fromkeys((a["component"], a["mode"]) for a in ablations))
+    head = keys + ["n", "no ablation"] + [f"{c} {m}" for c, m in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, rs in groups.items():
+        have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run]
+        if not have:
+            continue
+        cells = [v if v != "" else "null" for v in key]
+        cells += [str(len(have)), mean_std(next(iter(h.values()))["baseline"] for h in have)]
+        cells += [mean_std(h[c]["test_accuracy"] for h in have if c in h) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -647,6 +671,11 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
                       "step budget ends first):", ""] + budget_table(rows) + [""]
         if name in PER_LENGTH:
             lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
+        if (results / f"{name}_ablation.csv").exists():
+            lines += ["Ablations of the final models (`python -m training.ablation`; mean teacher-forced test "
+                      "accuracy over the trained lengths with one component zero-ablated, or mean-ablated: "
+                      "replaced by its mean over the test inputs at each position; mean ± std over seeds):", ""]
+            lines += ablation_table(rows, read(results / f"{name}_ablation.csv")) + [""]
         lines += record_section(name, results)
         figures = []
         if name in PER_LENGTH:

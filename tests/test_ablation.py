@@ -1,0 +1,33 @@
+"""``python -m training.ablation``: each component of a sweep's final models zero- and mean-ablated on
+the run's own test split (a real tiny sweep), and the committed ablation tables as RESULTS.md shows them."""
+
+import csv
+import sys
+
+from test_train import ROOT, TINY, run_cli
+
+
+def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=30", "eval_every=30",
+                   "save_every=0", "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=1"], timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep / "1" / "summary.json").unlink()  # run 1 "killed" before its end: left out, and named
+    out = tmp_path / "ablation.csv"
+    res = run_cli([sys.executable, "-m", "training.ablation", str(sweep), "--out", str(out), "--experiment", "tiny",
+                   "--per-length", "32"], timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "left out: run 1 (no final model)" in res.stderr and "1 run(s), 8 ablation(s)" in res.stdout
+    rows = list(csv.DictReader(open(out)))
+    assert {(r["component"], r["mode"]) for r in rows} == {
+        (c, m) for c in ("layer-1 head", "layer-2 head", "layer-1 MLP", "layer-2 MLP") for m in ("zero", "mean")}
+    summary = __import__("json").loads((sweep / "0" / "summary.json").read_text())
+    for r in rows:
+        assert r["experiment"] == "tiny" and r["run"] == "0"
+        assert abs(float(r["baseline"]) - float(r["test_accuracy"]) - float(r["drop"])) < 1e-5
+        lengths = [c for c in r if c.startswith("acc_L")]
+        assert lengths == [f"acc_L{L}" for L in range(1, 6)]  # every trained length
+    # the baseline is the run's own final evaluation: the same first 32 held-out rows per length, teacher-forced
+    assert abs(float(rows[0]["baseline"]) - summary["test_accuracy"]) < 1e-5
+    bad = run_cli([sys.executable, "-m", "training.ablation", str(tmp_path / "nowhere")], timeout=120)
+    assert bad.returncode == 2 and "not a folder" in bad.stderr
