@@ -46,6 +46,8 @@ import time
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datasets_builders.tasks import TASK_NAMES  # numpy only: --help stays fast
+
     p = argparse.ArgumentParser(
         description="Teacher-forced and generated chain-of-thought accuracy of an IterGPT checkpoint, "
                     "per input length; writes Hub model-index entries to a JSON file.",
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust_remote_code", action="store_true",
                    help="run the Python code shipped with the model (only for a source you trust); IterGPT "
                         "checkpoints load without it when this project is installed")
-    p.add_argument("--task", default=None, choices=("copy", "parity", "polynomial"),
+    p.add_argument("--task", default=None, choices=TASK_NAMES,
                    help="task to evaluate; default: the task stated by the checkpoint's config or run file")
     p.add_argument("--dataset", default=None,
                    help="dataset folder or Hub repo in Hub layout (config = task); default: sample "

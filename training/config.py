@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import IterationTaskConfig
+from datasets_builders.iteration_tasks import MIX_WITH, TASKS, IterationTaskConfig
 from modeling import IterGPTConfig
 from modeling.configuration_itergpt import ACTIVATIONS, INITS, NORMS, POSITION_EMBEDDINGS, POSITION_INITS, RESIDUALS
 
@@ -101,7 +101,7 @@ class DataConfig:
     """Which task, and how training sequences are drawn."""
 
     task: str = opt("parity", "copy | parity | polynomial | mix (copy rows mixed with mix_with)",
-                    choices=("copy", "parity", "polynomial", "mix"))
+                    choices=TASKS)
     cot: bool = opt(True, "write every state s_1..s_L after <eoi> (chain of thought), or only s_L")
     min_length: int = opt(_SPLIT.min_length, "shortest input length L trained and tested", ge=1)
     max_length: int = opt(_SPLIT.max_length, "longest input length L trained and tested", ge=1)
@@ -110,7 +110,7 @@ class DataConfig:
     polynomial: List[List[int]] = opt(help="P(s, x) mod p as [power_of_s, power_of_x, coefficient] triples",
                                       factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
     mix_ratio: float = opt(0.5, "mix only: fraction of copy rows", gt=0.0, lt=1.0)
-    mix_with: str = opt("parity", "mix only: the task mixed with copy", choices=("parity", "polynomial"))
+    mix_with: str = opt("parity", "mix only: the task mixed with copy", choices=MIX_WITH)
     source: str = opt("fresh", "fresh: new random sequences every step (never a test one); fixed: the "
                       "builder's disjoint train split, reshuffled every epoch; paper: the reference's data, "
                       "examples_per_length draws with replacement split half/half (train and test overlap at "

@@ -27,6 +27,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeling.analysis import HEAD_THRESHOLD
+
+from .report import PEAK_MIN_LENGTH
+
 __all__ = ["RecordError", "NotRun", "Record", "MEASURES", "read_record", "record_sha256", "select", "verdicts",
            "wilson", "fisher", "compare_values", "bootstrap_mean", "budget_ratio", "budget_share", "RECORDS_DIR"]
 
@@ -34,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS_DIR = ROOT / "configs" / "records"
 ALPHA = 0.05
 POWER = 0.8
-PAPER_FROM = 4  # the reference averages accuracy and peakiness over lengths >= 4
-HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD
+PAPER_FROM = PEAK_MIN_LENGTH  # the reference averages accuracy and peakiness over lengths >= 4
+HEAD = HEAD_THRESHOLD  # a seed "has the head" when its iteration score reaches it
 
 
 class RecordError(ValueError):

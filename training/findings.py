@@ -25,7 +25,7 @@ from . import evidence
 __all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "seeds_reached", "seeds_with_head", "summary", "recipes_table", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAD = 0.5  # modeling.analysis.HEAD_THRESHOLD: a seed "has the head" when its iteration score reaches it
+HEAD = evidence.HEAD  # a seed "has the head" when its iteration score reaches it
 
 # Every experiment is data: its declared record (configs/records/<name>.yaml) holds the paper's claim,
 # the question our table answers and how RESULTS.md lays the table out (``layout``); nothing here is

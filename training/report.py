@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modeling.analysis import HEAD_THRESHOLD, evaluate_lengths, find_iteration_heads
+from modeling.analysis import HEAD_THRESHOLD, MIN_DETECT_LENGTH, evaluate_lengths, find_iteration_heads
 
 from .config import TrainConfig
 from .data import TaskData
@@ -37,7 +37,7 @@ def summarise(result: dict) -> dict:
            "accuracy": {str(k): v for k, v in result["accuracy"].items()}}
     heads = result["heads"]
     if heads:
-        first, it = _mean_over(heads, "first_mean", 2), _mean_over(heads, "iteration_mean", 2)
+        first, it = (_mean_over(heads, m, MIN_DETECT_LENGTH) for m in ("first_mean", "iteration_mean"))
         first_frac = _mean_over(heads, "first_frac", PEAK_MIN_LENGTH)
         it_frac = _mean_over(heads, "iteration_frac", PEAK_MIN_LENGTH)
         later = slice(1, None) if it.shape[0] > 1 else slice(None)
