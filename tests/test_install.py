@@ -59,3 +59,14 @@ def test_a_skipped_install_is_never_a_stale_one():
     for change in ({"IH_DEPS": "newest"}, {"TORCH_VERSION": "0.0.1"}):  # what the install depends on changed
         res = subprocess.run(check, cwd=ROOT, env={**env, **change}, capture_output=True, text=True, timeout=120)
         assert res.returncode == 1 and "needed" in res.stdout, (change, res.stdout)
+    # an edited pyproject.toml (a new dependency, a changed range) re-installs; restored, it is up to date again
+    pyproject = ROOT / "pyproject.toml"
+    original = pyproject.read_bytes()
+    try:
+        pyproject.write_bytes(original + b"\n# an edit\n")
+        res = subprocess.run(check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 1 and "needed" in res.stdout, res.stdout
+    finally:
+        pyproject.write_bytes(original)
+    res = subprocess.run(check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "up to date" in res.stdout
