@@ -72,9 +72,9 @@ def main() -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    from training.run_folder import atomic_write_text
+    from datasets_builders.files import write_text_atomic
 
-    atomic_write_text(Path(args.table), buffer.getvalue())
+    write_text_atomic(Path(args.table), buffer.getvalue())
     print(f"{'seed':>4} {'steps (poly + parity)':>22} {'training s':>11} {'parity min':>10} {'iteration':>9} {'<eoi>':>6}")
     for r in rows:
         print(f"{r['seed']:>4} {r['polynomial_steps']:>12,} + {r['parity_steps']:<7,} {r['training_time_s']:>11.1f} "

@@ -32,12 +32,14 @@ _AT_FDCWD = -100
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it; the temporary file is removed
-    when the write fails (a full disk keeps no partial file)."""
+    """Write ``text`` to ``path`` through a temporary file beside it (``.<name>.tmp-<pid>``, the name a
+    run folder recognises as a killed writer's) and a rename: never a half-written file. The temporary
+    file is removed when the write fails (a full disk keeps no partial file); a replaced file keeps its
+    permissions. The one atomic text writer of the project."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

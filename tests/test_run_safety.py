@@ -19,7 +19,8 @@ import yaml
 from training.config import ConfigError, compose
 from training.data import TaskData
 from training.loop import check_resume, resolve
-from training.run_folder import (RunFolder, RunFolderError, atomic_write_text, read_metrics, verify_manifest,
+from datasets_builders.files import write_text_atomic
+from training.run_folder import (RunFolder, RunFolderError, read_metrics, verify_manifest,
                                  write_manifest)
 
 from test_train import ROOT, run_cli, train_cmd
@@ -185,7 +186,7 @@ def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_
     assert cfg.model.n_embd == 32 and cfg.model.n_positions == 16  # the init model's, not the recipe's 128 / 64
     folder = RunFolder(tmp_path / "ft")
     folder.path.mkdir()
-    atomic_write_text(folder.config_path, yaml.safe_dump(__import__("training.config").config.to_dict(cfg)))
+    write_text_atomic(folder.config_path, yaml.safe_dump(__import__("training.config").config.to_dict(cfg)))
     check_resume(cfg, folder)  # the same command resumes
     plain = resolve(compose(["recipe=parity_finetune", f"output_dir={tmp_path / 'ft'}", "resume=latest",
                              "data.max_length=5", "model.n_positions=16"]))

@@ -19,8 +19,10 @@ import io
 import sys
 from pathlib import Path
 
+from datasets_builders.files import write_text_atomic
+
 from .config import ConfigError, read_saved
-from .run_folder import RunFolderError, atomic_write_text
+from .run_folder import RunFolderError
 
 __all__ = ["component_name", "ablate_run", "collect", "main", "MODES"]
 
@@ -88,7 +90,7 @@ def write(rows: list[dict], out: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(out, buf.getvalue())
+    write_text_atomic(out, buf.getvalue())
 
 
 def main(argv=None) -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 
+from datasets_builders.files import write_text_atomic
+
 from .config import ConfigError, describe, register
 from .loop import TrainingError, train
 from .results import FAILED_JOBS
-from .run_folder import RunFolderError, atomic_write_text
+from .run_folder import RunFolderError
 
 __all__ = ["run", "run_config", "set_threads", "setup"]
 
@@ -130,7 +132,7 @@ def _fail(err: Exception, sweep_dir: str | None, cfg=None) -> dict:
         config = OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
     except Exception:  # noqa: BLE001  a config that does not even resolve: the error says why
         config = None
-    atomic_write_text(record, json.dumps({"run": HydraConfig.get().sweep.subdir, "error": str(err),
+    write_text_atomic(record, json.dumps({"run": HydraConfig.get().sweep.subdir, "error": str(err),
                                           "config": config}) + "\n")
     return {"error": str(err)}
 

@@ -816,8 +816,8 @@ def update_readme(readme: Path, results: Path) -> bool:
             text = before + block + rest.split(end, 1)[1]
             found = True
     if text != original:
-        from .run_folder import atomic_write_text
-        atomic_write_text(readme, text)
+        from datasets_builders.files import write_text_atomic
+        write_text_atomic(readme, text)
     return found
 
 
@@ -832,8 +832,8 @@ def main(argv=None) -> None:
     except TableError as err:
         print(f"error: {err}; nothing was written", file=sys.stderr)
         sys.exit(2)
-    from .run_folder import atomic_write_text
-    atomic_write_text(Path(args.out), text + "\n")
+    from datasets_builders.files import write_text_atomic
+    write_text_atomic(Path(args.out), text + "\n")
     print(f"wrote {args.out}")
     if Path(args.out).resolve() == (ROOT / "RESULTS.md").resolve() and update_readme(ROOT / "README.md", Path(args.results)):
         print("updated the rendered blocks of README.md")

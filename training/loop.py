@@ -23,10 +23,12 @@ from datasets_builders import tasks
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from modeling.fast_step import fast_adamw
 
+from datasets_builders.files import write_text_atomic
+
 from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, model_config, read_saved, to_dict, validate
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary, write_figures
-from .run_folder import (RunFolder, RunFolderError, atomic_dir, atomic_write_text, checkpoint_steps,
+from .run_folder import (RunFolder, RunFolderError, atomic_dir, checkpoint_steps,
                          is_write_error, no_space_message, write_manifest)
 
 __all__ = ["train", "resolve", "build_model", "set_trainable", "lr_lambda", "TrainingError"]
@@ -311,7 +313,7 @@ def _setup(cfg: TrainConfig) -> tuple[Run, tuple[int, Path] | None]:
         # A resumed run's learning config is the saved one (check_resume); its infrastructure (the
         # max_minutes it is continued with, threads, trackers) is this session's: recorded, so the
         # folder says what budget the finished run had.
-        atomic_write_text(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_text_atomic(folder.config_path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     accelerator.wait_for_everyone()
     return run, checkpoint
 
@@ -495,7 +497,7 @@ def _finish(run: Run, quiet: bool) -> dict:
     info = {"step": run.step, "stop_reason": run.stop_reason, "time_s": round(run.elapsed, 2),
             "train_config": to_dict(cfg), "init_from": cfg.init_from, "test": run.records[-1]["test"], **extra}
     _save_model(run, run.folder.final_dir, info)
-    atomic_write_text(run.folder.path / "summary.json", json.dumps(s, indent=1) + "\n")
+    write_text_atomic(run.folder.path / "summary.json", json.dumps(s, indent=1) + "\n")
     if quiet:
         print(one_line(s, str(run.folder.path)))
     else:

@@ -23,8 +23,10 @@ import sys
 from pathlib import Path
 
 
+from datasets_builders.files import write_text_atomic
+
 from .report import summary
-from .run_folder import RunFolderError, atomic_write_text, read_metrics
+from .run_folder import RunFolderError, read_metrics
 
 __all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
 
@@ -204,7 +206,7 @@ def _write_csv(path: Path, columns: list[str], data: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows([{k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()} for r in data])
-    atomic_write_text(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue())
 
 
 def _write_parquet(path: Path, columns: list[str], data: list[dict]) -> None:

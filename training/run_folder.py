@@ -31,7 +31,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-__all__ = ["RunFolder", "RunFolderError", "atomic_dir", "atomic_write_text", "read_metrics",
+from datasets_builders.files import write_text_atomic
+
+__all__ = ["RunFolder", "RunFolderError", "atomic_dir", "read_metrics",
            "checkpoint_steps", "verify_manifest", "write_manifest", "no_space_message", "is_write_error"]
 
 MARKER = ".iteration-head-run"
@@ -87,20 +89,6 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def atomic_dir(final: Path, write) -> None:
     """Write a folder beside ``final`` then rename it in place: a kill never leaves half a folder,
     and a failed write (disk full) removes what it wrote."""
@@ -121,7 +109,7 @@ def atomic_dir(final: Path, write) -> None:
 
 
 def _temporary(name: str) -> bool:
-    """A name :func:`atomic_write_text` / :func:`atomic_dir` use while writing or replacing."""
+    """A name :func:`write_text_atomic` / :func:`atomic_dir` use while writing or replacing."""
     return re.fullmatch(r"\..+\.(tmp|old)-\d+", name) is not None
 
 
@@ -270,7 +258,7 @@ class RunFolder:
             self.removed_temporaries = self.remove_temporaries()
             marker = self.path / MARKER
             if not marker.exists():
-                atomic_write_text(marker, json.dumps({"created_by": "iteration-head train.py"}) + "\n")
+                write_text_atomic(marker, json.dumps({"created_by": "iteration-head train.py"}) + "\n")
         except OSError as err:
             self.release()
             raise RunFolderError(no_space_message(err, self.path)) from None
@@ -304,7 +292,7 @@ class RunFolder:
         """Keep the records up to ``step`` (what an interrupted run logged after its checkpoint goes),
         rewritten atomically."""
         kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
     # --- checkpoints ----------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The wall time a newcomer waits for ``make demo``, on a quiet machine and with one core kept busy.
+
+    python bench/bench_make_demo.py [--seed 0] [--out results/make_demo_wall.csv]
+
+Runs ``make demo`` (everything already installed: its install step is the skip check) twice in one
+session: first on the machine as it is, then beside a process that keeps one core busy (a Python
+spin loop), so the ratio compares like with like. Each run's stage lines (``wall time … s: start-up,
+training, evaluation, figures``) and what the demo learned (parity's worst length, the iteration
+score) go into the table beside the wall time; the README's demo section quotes it
+(``tests/test_release.py`` checks the quote). Run it with nothing else running for the quiet number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datasets_builders.files import write_text_atomic  # noqa: E402
+
+COLUMNS = ["condition", "wall_s", "polynomial_stage", "parity_stage", "parity_accuracy_min", "iteration_score",
+           "machine", "cores"]
+STAGE = re.compile(r"^wall time .*$", re.M)
+
+
+def make_demo(seed: int) -> tuple[float, list[str]]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", SEED=str(seed))
+    start = time.perf_counter()
+    res = subprocess.run(["make", "demo"], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"make demo failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
+    return wall, STAGE.findall(res.stdout)
+
+
+def measure(condition: str, seed: int) -> dict:
+    spinner = None
+    if condition == "one core busy":
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(1.0)
+    try:
+        wall, stages = make_demo(seed)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    parity = json.loads((ROOT / "runs" / "demo" / "parity" / "summary.json").read_text())
+    print(f"{condition}: make demo {wall:.1f} s wall; " + "; ".join(stages), flush=True)
+    return {"condition": condition, "wall_s": round(wall, 1),
+            "polynomial_stage": stages[0] if stages else "", "parity_stage": stages[1] if len(stages) > 1 else "",
+            "parity_accuracy_min": round(parity["test_accuracy_min"], 4),
+            "iteration_score": round(parity["iteration_score"], 4),
+            "machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "results" / "make_demo_wall.csv"))
+    args = ap.parse_args(argv)
+    make_demo(args.seed)  # warm: the first run compiles .pyc files and fills the page cache
+    rows = [measure(c, args.seed) for c in ("quiet", "one core busy")]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(args.out), buf.getvalue())
+    print(f"one core busy / quiet: {rows[1]['wall_s'] / rows[0]['wall_s']:.2f}x -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
