@@ -362,14 +362,23 @@ def _epochs(n, *, _root_) -> int:
     return n * steps_per_epoch(_root_.data, _root_.optim.batch_size)
 
 
+def _sequences(n, *, _root_) -> int:
+    """``${sequences:N}``: the optimizer steps that show N training sequences at the run's batch size
+    (rounded up): budgets matched in sequences seen across batch sizes."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"${{sequences:{n}}}: give a whole number of sequences >= 1")
+    return -(-n // int(_root_.optim.batch_size))
+
+
 def register() -> None:
     """Register the schema with Hydra's ConfigStore (``defaults: [train_schema, ...]``) and the
-    ``${epochs:N}`` resolver."""
+    ``${epochs:N}`` and ``${sequences:N}`` resolvers."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    if not OmegaConf.has_resolver("epochs"):
-        OmegaConf.register_new_resolver("epochs", _epochs)
+    for name, fn in (("epochs", _epochs), ("sequences", _sequences)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
