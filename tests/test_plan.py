@@ -17,6 +17,9 @@ def test_epochs_are_the_runs_own_epochs_and_need_a_fixed_split():
     cfg = compose(["recipe=paper_reference", "optim.max_steps=${epochs:1000}", "eval_every=${epochs:10}"])
     assert (cfg.optim.max_steps, cfg.eval_every) == (64_000, 640)
     assert compose(["recipe=paper_reference", "data.max_length=4", "optim.max_steps=${epochs:3}"]).optim.max_steps == 48
+    # ${sequences:N}: budgets matched in sequences seen across batch sizes (rounded up)
+    assert compose(["recipe=paper_reference", "optim.max_steps=${sequences:2000000}"]).optim.max_steps == 7813
+    assert compose(["recipe=parity", "optim.max_steps=${sequences:2000000}"]).optim.max_steps == 31250
     with pytest.raises(ConfigError, match="data.source='fresh' draws new sequences every step"):
         compose(["recipe=parity", "optim.max_steps=${epochs:2}"])
     with pytest.raises(ConfigError, match=r"\$\{epochs:0\}: give a whole number of epochs"):
