@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -25,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["check_writable", "copy_tree", "describe_os_error", "remove_stale", "staging_folder", "swap_in",
-           "write_text_atomic"]
+           "write_text_atomic",
+           "MANIFEST", "sha256_file", "write_manifest", "manifest_problems"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -169,3 +172,89 @@ def _ignored():
         yield
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------------------------
+# manifests: the sha256 of every file of a folder (released folders and training checkpoints)
+# ---------------------------------------------------------------------------------------------
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entries(paths: list[Path], root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(paths)}
+
+
+def write_manifest(folder: str | os.PathLike, added_at_upload: dict[str, str | os.PathLike] | None = None) -> Path:
+    """Record every file of ``folder`` (recursively, the manifest excepted) in ``manifest.json``:
+    ``{"algorithm": "sha256", "files": {name: {"bytes", "sha256"}}}``; ``added_at_upload``: ``{name:
+    source file}`` that an upload adds to the folder (recorded, not required locally); None keeps those
+    of the manifest being replaced. The one manifest writer (the release and the training checkpoints)."""
+    folder = Path(folder)
+    old = folder / MANIFEST
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+    doc = {"algorithm": "sha256", "files": _entries(files, folder)}
+    if added_at_upload is None and old.is_file():
+        try:
+            kept = json.loads(old.read_text(encoding="utf-8")).get("added_at_upload")
+        except (ValueError, AttributeError):
+            kept = None
+        if kept:
+            doc["files"] = {k: v for k, v in doc["files"].items() if k not in kept}
+            doc["added_at_upload"] = kept
+    elif added_at_upload:
+        doc["added_at_upload"] = {name: {"bytes": Path(src).stat().st_size, "sha256": sha256_file(src)}
+                                  for name, src in sorted(added_at_upload.items())}
+    write_text_atomic(folder / MANIFEST, json.dumps(doc, indent=1) + "\n")
+    return folder / MANIFEST
+
+
+def manifest_problems(folder: str | os.PathLike, kind: str = "release") -> list[str]:
+    """Every difference between ``folder`` and its manifest (empty: intact). The one verifier.
+
+    ``kind="release"`` (a released folder): a file not in the manifest is a problem too (added after
+    the release), and messages name the file's path; ``kind="checkpoint"`` (a training checkpoint):
+    only recorded files are checked, messages name them relative to the folder, and a manifest of the
+    older flat ``{name: sha256}`` form still verifies."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    release = kind == "release"
+    if not path.is_file():
+        return [f"{folder}: no {MANIFEST}; this folder was not written by the release" if release
+                else f"{MANIFEST} is missing or unreadable"]
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if release or "files" in doc:
+            recorded, optional = doc["files"], doc.get("added_at_upload", {})
+        else:  # a checkpoint of an earlier version: {name: sha256}
+            recorded, optional = {k: {"sha256": v} for k, v in doc.items()}, {}
+        for want in recorded.values():
+            want["sha256"]  # noqa: B018  every entry has its digest
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return [f"{path}: damaged manifest ({err})" if release else f"{MANIFEST} is missing or unreadable"]
+    out = []
+    for name, want in {**optional, **recorded}.items():
+        file = folder / name
+        shown = file if release else name
+        if not file.is_file():
+            if name in recorded:
+                out.append(f"{shown}: missing" if release else f"{name} is missing")
+            continue
+        if ("bytes" in want and file.stat().st_size != want["bytes"]) or sha256_file(file) != want["sha256"]:
+            out.append(f"{shown}: changed since the release (sha256 differs from {MANIFEST})" if release
+                       else f"{name} is damaged (sha256 differs from the manifest)")
+    if release:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+            name = file.relative_to(folder).as_posix()
+            if name not in recorded and name not in optional and "/.cache/" not in f"/{name}":
+                out.append(f"{file}: not recorded in {MANIFEST} (added after the release)")
+    return out

@@ -18,18 +18,15 @@ downloaded branch verifies too. Exit status 1 and one line per problem when a ch
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
 
-from datasets_builders.files import write_text_atomic
+from datasets_builders.files import MANIFEST, manifest_problems, sha256_file, write_manifest
 
-__all__ = ["MANIFEST", "ManifestError", "VERSION_STAMPS", "find_manifests", "main", "problems", "verify",
-           "without_version_stamps", "write_manifest"]
+__all__ = ["MANIFEST", "ManifestError", "VERSION_STAMPS", "find_manifests", "main", "problems", "sha256_file",
+           "verify", "without_version_stamps", "write_manifest"]
 
-MANIFEST = "manifest.json"
 # Keys a library writes with its own version into every file it saves (config.json,
 # generation_config.json): they change with each of its releases and say nothing about the model, so
 # a comparison of a shipped file with a fresh one leaves them out.
@@ -49,64 +46,9 @@ class ManifestError(ValueError):
     """A released folder whose files differ from its manifest (or that has none)."""
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _entries(paths: list[Path], root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(paths)}
-
-
-def write_manifest(folder: str | os.PathLike, added_at_upload: dict[str, str | os.PathLike] | None = None) -> Path:
-    """Record every file of ``folder`` (recursively, the manifest excepted); ``added_at_upload``:
-    ``{name: source file}`` that an upload adds to the folder (recorded, not required locally);
-    None keeps those of the manifest being replaced."""
-    folder = Path(folder)
-    old = folder / MANIFEST
-    files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
-    doc = {"algorithm": "sha256", "files": _entries(files, folder)}
-    if added_at_upload is None and old.is_file():
-        kept = json.loads(old.read_text(encoding="utf-8")).get("added_at_upload")
-        if kept:
-            doc["files"] = {k: v for k, v in doc["files"].items() if k not in kept}
-            doc["added_at_upload"] = kept
-    elif added_at_upload:
-        doc["added_at_upload"] = {name: {"bytes": Path(src).stat().st_size, "sha256": sha256_file(src)}
-                                  for name, src in sorted(added_at_upload.items())}
-    write_text_atomic(folder / MANIFEST, json.dumps(doc, indent=1) + "\n")
-    return folder / MANIFEST
-
-
 def problems(folder: str | os.PathLike) -> list[str]:
-    """Every difference between ``folder`` and its manifest (empty: the folder is as released)."""
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        return [f"{folder}: no {MANIFEST}; this folder was not written by the release"]
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        recorded, optional = doc["files"], doc.get("added_at_upload", {})
-    except (ValueError, KeyError, TypeError) as err:
-        return [f"{path}: damaged manifest ({err})"]
-    out = []
-    for name, want in {**optional, **recorded}.items():
-        file = folder / name
-        if not file.is_file():
-            if name in recorded:
-                out.append(f"{file}: missing")
-            continue
-        if file.stat().st_size != want["bytes"] or sha256_file(file) != want["sha256"]:
-            out.append(f"{file}: changed since the release (sha256 differs from {MANIFEST})")
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
-        name = file.relative_to(folder).as_posix()
-        if name not in recorded and name not in optional and "/.cache/" not in f"/{name}":
-            out.append(f"{file}: not recorded in {MANIFEST} (added after the release)")
-    return out
+    """Every difference between a released ``folder`` and its manifest (empty: as released)."""
+    return manifest_problems(folder, "release")
 
 
 def verify(folder: str | os.PathLike) -> None:

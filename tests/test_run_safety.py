@@ -176,6 +176,25 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
         folder.resumable_checkpoint("latest")
 
 
+def test_checkpoints_and_releases_share_one_manifest_and_older_checkpoints_still_verify(tmp_path):
+    from datasets_builders.files import sha256_file
+    from model_cards import verify
+
+    ckpt = tmp_path / "step_10"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(os.urandom(1000))
+    write_manifest(ckpt)
+    doc = json.loads((ckpt / "manifest.json").read_text())
+    assert doc == {"algorithm": "sha256", "files": {"model.safetensors": {"bytes": 1000, "sha256": sha256_file(
+        ckpt / "model.safetensors")}}}
+    assert verify_manifest(ckpt) is None and verify.problems(ckpt) == []  # one format, one verifier
+    # a checkpoint written before the formats were one: {name: sha256}
+    (ckpt / "manifest.json").write_text(json.dumps({"model.safetensors": sha256_file(ckpt / "model.safetensors")}))
+    assert verify_manifest(ckpt) is None
+    (ckpt / "model.safetensors").write_bytes(os.urandom(1000))
+    assert verify_manifest(ckpt) == "model.safetensors is damaged (sha256 differs from the manifest)"
+
+
 # ---------------------------------------------------------------------------------------------
 # silent wrong results made errors
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -31,7 +30,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from datasets_builders.files import write_text_atomic
+from datasets_builders.files import manifest_problems, write_manifest, write_text_atomic
 
 __all__ = ["RunFolder", "RunFolderError", "atomic_dir", "read_metrics",
            "checkpoint_steps", "verify_manifest", "write_manifest", "no_space_message", "is_write_error"]
@@ -113,34 +112,10 @@ def _temporary(name: str) -> bool:
     return re.fullmatch(r"\..+\.(tmp|old)-\d+", name) is not None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
-    """``manifest.json``: the sha256 of every file of ``folder``, so damage is detected on load."""
-    files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != "manifest.json"}
-    (folder / "manifest.json").write_text(json.dumps(files, indent=1))
-
-
 def verify_manifest(folder: Path) -> str | None:
-    """``None`` if every file of the manifest is present and intact, else what is wrong."""
-    try:
-        files = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return "manifest.json is missing or unreadable"
-    for name, digest in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if _sha256(path) != digest:
-            return f"{name} is damaged (sha256 differs from the manifest)"
-    return None
+    """``None`` if every file of a checkpoint's manifest is present and intact, else the first problem."""
+    found = manifest_problems(folder, "checkpoint")
+    return found[0] if found else None
 
 
 def checkpoint_steps(folder: Path) -> list[int]:
