@@ -326,8 +326,9 @@ def two_arms(claim: dict, a: list[dict], b: list[dict]) -> tuple[str, str]:
     xs, ys = _values(a, measure), _values(b, measure)
     p = compare_values(xs, ys)
     (ma, la, ha), (mb, lb, hb) = bootstrap_mean(xs), bootstrap_mean(ys)
-    stats = (f"{words_} {name_a} {ma:.3f} [{la:.3f}, {ha:.3f}] (n = {len(xs)}) vs {name_b} {mb:.3f} "
-             f"[{lb:.3f}, {hb:.3f}] (n = {len(ys)}) (mean, bootstrap 95% interval; Mann-Whitney U, "
+    f = ".0f" if measure == "steps" else ".3f"  # steps are counted, accuracies and scores are fractions
+    stats = (f"{words_} {name_a} {ma:{f}} [{la:{f}}, {ha:{f}}] (n = {len(xs)}) vs {name_b} {mb:{f}} "
+             f"[{lb:{f}}, {hb:{f}}] (n = {len(ys)}) (mean, bootstrap 95% interval; Mann-Whitney U, "
              f"two-sided, p = {p:.3g})")
     word = "differs" if p < ALPHA else "no difference shown"
     floor = smallest_rank_p(len(xs), len(ys))
@@ -345,7 +346,8 @@ def verdicts(record: Record, tables: dict[str, list[dict]]) -> list[tuple[str, s
     run is ``not run``; where the runs had under half of the paper's budget, the sentence says at
     what share of it."""
     share = budget_share(record, tables.get(record.name, []))
-    at = f" (at {100 * share:.0f}% of the paper's budget in sequences seen)" if share is not None and share < 0.5 else ""
+    pct = (f"{100 * share:.0f}" if share >= 0.01 else f"{100 * share:.1g}") if share is not None else ""
+    at = f" (at {pct}% of the paper's budget in sequences seen)" if share is not None and share < 0.5 else ""
     out = []
     for claim in record["claims"]:
         try:
