@@ -4,7 +4,7 @@ the run's own test split (a real tiny sweep), and the committed ablation tables 
 import csv
 import sys
 
-from test_train import ROOT, TINY, run_cli
+from test_train import TINY, run_cli
 
 
 def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path):

@@ -3,7 +3,6 @@ learning, the run folder, exact resume after SIGKILL, a NaN stop, DDP on two CPU
 through accelerate launch."""
 
 import json
-import re
 import os
 import signal
 import subprocess
@@ -103,7 +102,12 @@ def test_every_experiment_and_each_of_its_arms_is_valid(experiment):
     first value): a typo in an experiment file fails here, not hours into a sweep."""
     import yaml
     params = yaml.safe_load((ROOT / "configs" / "experiment" / f"{experiment}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    values = {k: re.findall(r"\[[^\]]*\]|[^,\[\]]+", str(v)) for k, v in params.items()}  # top-level commas
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parser = OverridesParser.create()  # each key's values as Hydra's sweeper reads them (lists, range(...))
+    values = {}
+    for k, v in params.items():
+        o = parser.parse_override(f"{k}={v}")
+        values[k] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
     for key, options in values.items():
         for option in options:
             chosen = {k: v[0] for k, v in values.items()} | {key: option}
