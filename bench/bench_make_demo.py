@@ -61,7 +61,27 @@ def measure(condition: str, seed: int) -> dict:
             "polynomial_stage": stages[0] if stages else "", "parity_stage": stages[1] if len(stages) > 1 else "",
             "parity_accuracy_min": round(parity["test_accuracy_min"], 4),
             "iteration_score": round(parity["iteration_score"], 4),
-            "machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+            "machine": machine(), "cores": os.cpu_count()}
+
+
+def machine() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def readme_sentence(rows: list[dict]) -> str:
+    """What the README's demo section says, from the table (``tests/test_release.py`` checks it)."""
+    quiet, busy = (next(r for r in rows if r["condition"] == c) for c in ("quiet", "one core busy"))
+    q, b = float(quiet["wall_s"]), float(busy["wall_s"])
+    return (f"`make demo` with everything installed (`bench/bench_make_demo.py`, one session, {quiet['machine']}, "
+            f"{quiet['cores']} cores): **{q:.1f} s** of wall time on the machine as it was, **{b:.1f} s** with "
+            f"one core kept busy by another process ({b / q:.2f}x)")
 
 
 def main(argv=None) -> None:
@@ -77,6 +97,7 @@ def main(argv=None) -> None:
     writer.writerows(rows)
     write_text_atomic(Path(args.out), buf.getvalue())
     print(f"one core busy / quiet: {rows[1]['wall_s'] / rows[0]['wall_s']:.2f}x -> {args.out}")
+    print("README:", readme_sentence(rows))
 
 
 if __name__ == "__main__":

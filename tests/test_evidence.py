@@ -147,6 +147,22 @@ def test_a_bad_layout_is_a_clear_error(tmp_path):
         evidence.read_records(tmp_path)
 
 
+def test_a_record_amended_after_its_runs_says_so_and_an_unannounced_change_is_flagged(tmp_path):
+    """no_early_stop's record was amended after its runs (two labels quoted): its runs carry the old
+    hash, which the amendment names, so RESULTS.md says "amended" with the change; a record changed
+    without an amendment is flagged as changed; a malformed amendment is a clear error."""
+    from training import findings
+    rows = findings.rows_of(ROOT / "results", "no_early_stop")
+    assert findings.record_check("no_early_stop", rows).startswith(
+        "amended after its runs started (the runs carry the hash of the record before): Two contrast labels")
+    other = [{**r, "record_sha256": "0" * 64} for r in rows]
+    assert findings.record_check("no_early_stop", other).startswith("the record changed after its runs started")
+    good = yaml.safe_load((evidence.RECORDS_DIR / "f2_layers.yaml").read_text())
+    (tmp_path / "z.yaml").write_text(yaml.safe_dump({**good, "amendments": [{"sha256": "abc", "change": "x"}]}))
+    with pytest.raises(evidence.RecordError, match=r"amendments\[0\] must be \{sha256"):
+        evidence.read_record("z", tmp_path)
+
+
 def test_results_layout_is_read_from_the_records_not_written_per_experiment():
     """An experiment is data: the renderer names no experiment (F1's recipes table aside), and every
     claim, question and layout RESULTS.md uses comes from the experiment's record."""

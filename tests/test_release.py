@@ -717,6 +717,23 @@ def test_readme_ingredients_table_quotes_the_sweep_file():
         assert quoted <= measured, (label, quoted - measured)
 
 
+def test_readme_make_demo_wall_time_is_results_make_demo_wall_csv():
+    """The README's `make demo` wall times (quiet, one core busy) are bench/bench_make_demo.py's table,
+    and the demo learned the same in both: parity at 99% on every length, with the head."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_make_demo", ROOT / "bench" / "bench_make_demo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = list(csv.DictReader(open(ROOT / "results" / "make_demo_wall.csv")))
+    assert [r["condition"] for r in rows] == ["quiet", "one core busy"]
+    assert bench.readme_sentence(rows) in (ROOT / "README.md").read_text()
+    for r in rows:
+        assert float(r["parity_accuracy_min"]) >= 0.99 and float(r["iteration_score"]) >= 0.9, r
+        assert r["polynomial_stage"].startswith("wall time ") and r["parity_stage"].startswith("wall time ")
+
+
 def test_readme_demo_table_is_results_demo_csv():
     """The README's demo timings are results/demo.csv (written by bench/bench_demo.py)."""
     import csv

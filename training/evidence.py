@@ -209,6 +209,11 @@ def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
         else:
             raise RecordError(f"{where}: give arm (a claim about one arm) or contrast (two arms)")
     _check_layout(path, doc["layout"])
+    for i, a in enumerate(doc.get("amendments") or []):
+        if not (isinstance(a, dict) and isinstance(a.get("change"), str) and isinstance(a.get("sha256"), str)
+                and len(a["sha256"]) == 64 and all(c in "0123456789abcdef" for c in a["sha256"])):
+            raise RecordError(f"{path}: amendments[{i}] must be {{sha256: <the record's sha256 before the change>, "
+                              "change: <what changed and why>}")
     if not isinstance(doc["order"], int) or isinstance(doc["order"], bool):
         raise RecordError(f"{path}: order={doc['order']!r}: give the experiment's place in RESULTS.md as an integer")
     return Record(name, path, doc)

@@ -710,6 +710,10 @@ def record_check(name: str, rows: list[dict]) -> str | None:
     hashes = {r.get("record_sha256") or "" for r in rows if r.get("experiment", name) == name}
     if hashes == {sha}:
         return None
+    amended = {a["sha256"]: a["change"] for a in RECORDS[name].get("amendments") or []}
+    if hashes and hashes <= {sha} | set(amended):
+        changes = " ".join(amended[h].rstrip(".") for h in sorted(hashes & set(amended)))
+        return f"amended after its runs started (the runs carry the hash of the record before): {changes}"
     if hashes <= {""}:
         return "no run of this table recorded the record's hash: the record was written after its runs"
     return (f"the record changed after its runs started: {sum(r.get('record_sha256') != sha for r in rows)} of "

@@ -30,9 +30,10 @@ from .run_folder import RunFolderError, read_metrics
 
 __all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
 
-# Always columns (the keys the paper's findings are read by), whether they vary or not.
+# Always columns (the keys the paper's findings are read by, and the step budget a table is compared
+# at when it shares rows with another), whether they vary or not.
 ID_KEYS = ("data.task", "data.cot", "model.n_layer", "model.n_embd", "model.position_embedding",
-           "data.max_length", "seed")
+           "data.max_length", "optim.max_steps", "seed")
 SKIP_KEYS = {"output_dir", "resume", "overwrite", "progress", "report_to", "threads", "record"}
 
 
