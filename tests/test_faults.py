@@ -330,6 +330,13 @@ def test_export_overwrite_replaces_its_own_export(exported):
     assert leftovers(exported.parent) == []
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl-C's default action. A child inherits an *ignored* SIGINT from
+    its parent (and Python then installs no KeyboardInterrupt handler), so a test process in which
+    some library ignored SIGINT would send signals its children never see."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 300) -> None:
     """Send ``sig`` to ``proc`` as soon as ``ready()`` is true (polled), then wait for it."""
     deadline = time.monotonic() + timeout
@@ -347,7 +354,8 @@ def test_export_killed_while_writing_keeps_the_old_export(exported, sig):
     before = digest(exported)
     cmd = [sys.executable, "-m", "datasets_builders.export", "--out", str(exported), "--overwrite",
            "--max-length", "10"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     kill_when(proc, lambda: any(exported.parent.glob(f".{exported.name}.staging-*/data/*/*.parquet")), sig)
     assert digest(exported) == before
     files.remove_stale(exported)  # what the next export does first
@@ -446,7 +454,7 @@ def test_sync_code_regenerates_only_untampered_folders(released):
 def release_process(out: Path, runs: Path, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "model_cards.release", *release_argv(out, runs, "parity", "copy")]
     return subprocess.Popen(cmd, cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+                            text=True, **({"preexec_fn": _default_sigint} | popen))
 
 
 @pytest.mark.slow
