@@ -84,7 +84,7 @@ MEASURES = {
     "peaked_head": ("count", "formed the head (the paper's thresholded peakiness >= 0.5, lengths >= 4)",
                     lambda r: (_num(r.get("iteration_peakiness")) or 0.0) >= HEAD),
     "late_head": ("count", "formed the head (detector, at the last step) first seen after reaching 99% on every length",
-                  lambda r: _late_head(r)),
+                  _late_head),
     "test_accuracy": ("value", "mean test sequence accuracy", lambda r: _num(r["test_accuracy"])),
     "accuracy_from_4": ("value", "mean test accuracy over lengths >= 4", accuracy_from),
     "worst_length": ("value", "test accuracy of the worst length", lambda r: _num(r["test_accuracy_min"])),

@@ -92,36 +92,38 @@ def build_model(cfg: TrainConfig, resuming: bool) -> IterGPTForCausalLM:
     return IterGPTForCausalLM(model_config(cfg))
 
 
-def reinitialise(model: IterGPTForCausalLM, patterns: list[str]) -> list[str]:
-    """Draw the parameters matching ``patterns`` afresh, as a new model of the same config would have
-    them (torch's current seed); returns their names. A pattern that matches nothing is an error."""
+def matching_parameters(model, patterns: list[str], key: str) -> list[str]:
+    """Names of ``model``'s parameters that match any glob of ``patterns`` (the config key ``key``:
+    trainable, reinit); a pattern that matches nothing is a :class:`ConfigError` showing real names."""
     from fnmatch import fnmatch
-    if not patterns:
-        return []
     names = [n for n, _ in model.named_parameters()]
     for pat in patterns:
         if not any(fnmatch(n, pat) for n in names):
-            raise ConfigError(f"reinit pattern {pat!r} matches no parameter; names look like {', '.join(names[:4])}, ...")
+            raise ConfigError(f"{key} pattern {pat!r} matches no parameter; names look like "
+                              f"{', '.join(names[:4])}, ...")
+    return [n for n in names if any(fnmatch(n, pat) for pat in patterns)]
+
+
+def reinitialise(model: IterGPTForCausalLM, patterns: list[str]) -> list[str]:
+    """Draw the parameters matching ``patterns`` afresh, as a new model of the same config would have
+    them (torch's current seed); returns their names."""
+    if not patterns:
+        return []
+    chosen = set(matching_parameters(model, patterns, "reinit"))
     fresh = dict(IterGPTForCausalLM(model.config).named_parameters())
-    chosen = [n for n in names if any(fnmatch(n, pat) for pat in patterns)]
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name in chosen:
                 p.copy_(fresh[name])
-    return chosen
+    return sorted(chosen)
 
 
 def set_trainable(model, patterns: list[str]) -> int:
     """Freeze every parameter whose name matches none of ``patterns``; returns the trainable count."""
-    from fnmatch import fnmatch
     if patterns:
-        names = [n for n, _ in model.named_parameters()]
-        for pat in patterns:
-            if not any(fnmatch(n, pat) for n in names):
-                raise ConfigError(f"trainable pattern {pat!r} matches no parameter; names look like "
-                                  f"{', '.join(names[:4])}, ...")
+        chosen = set(matching_parameters(model, patterns, "trainable"))
         for name, p in model.named_parameters():
-            p.requires_grad_(any(fnmatch(name, pat) for pat in patterns))
+            p.requires_grad_(name in chosen)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

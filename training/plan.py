@@ -4,8 +4,8 @@
     python -m training.plan experiment=no_early_stop --no-measure  # counts only
 
 It reads the sweep exactly as ``python train.py --multirun <overrides>`` would (the experiment's
-``hydra.sweeper.params``, then the command line, through Hydra's own sweeper), composes every job's
-config, and sums optimizer steps, sequences and tokens (every row padded to the batch's longest: an
+``hydra.sweeper.params``, then the command line, through Hydra's own sweeper), resolves every job's
+config (composed once per choice of config groups), and sums optimizer steps, sequences and tokens (every row padded to the batch's longest: an
 upper bound for packed batches). With ``--measure`` (the default) it times a few training steps of the
 cheapest, the median and the dearest job on this machine (one process, the torch threads a sweep job
 gets), fits seconds per step against the step's work (tokens x width), and prints the estimate.
