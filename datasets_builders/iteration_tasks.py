@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -170,7 +171,10 @@ class IterationTaskConfig(datasets.BuilderConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.task not in TASKS:
-            raise ValueError(f"task={self.task!r} is unknown: choose one of {', '.join(TASKS)}")
+            try:
+                tasks.make_task(self.task)  # any other task: a family or a task file
+            except ValueError as err:
+                raise ValueError(f"{err} (or mix: copy rows mixed with mix_with)") from None
         if not isinstance(self.cot, (bool, np.bool_)):
             raise ValueError(f"cot={self.cot!r} is invalid: it must be True or False")
         _check_int("min_length", self.min_length, 1)
@@ -184,7 +188,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
         if self.mix_with not in MIX_WITH:
             raise ValueError(f"mix_with={self.mix_with!r} is unknown: choose one of {', '.join(MIX_WITH)}")
         _check_int("seed", self.seed, 0)
-        _check_int("modulus", self.modulus, 2, tasks.NUM_VALUE_TOKENS, hint=" (the polynomial task's p)")
+        _check_int("modulus", self.modulus, 2, tasks.MAX_VALUES, hint=" (the polynomial task's p)")
         if isinstance(self.polynomial, (str, bytes)):
             raise ValueError(f"polynomial={self.polynomial!r} is invalid: give (power_of_s, power_of_x, "
                              "coefficient) triples")
@@ -292,8 +296,14 @@ def length_counts(config: IterationTaskConfig) -> list[dict]:
     return rows
 
 
+def _stream_id(name: str) -> int:
+    """The paper's tasks keep their index in ``TASKS`` (their data never changes); any other task
+    gets a digest of its name (``tasks.Task.stream_id``)."""
+    return _STREAM_IDS[name] if name in _STREAM_IDS else tasks.make_task(name).stream_id
+
+
 def _rng(config: IterationTaskConfig, name: str, length: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng([int(config.seed), _STREAM_IDS[config.task], _STREAM_IDS[name], length, purpose])
+    return np.random.default_rng([int(config.seed), _stream_id(config.task), _stream_id(name), length, purpose])
 
 
 def run_split_config(data: dict, task: str) -> IterationTaskConfig:
@@ -302,7 +312,7 @@ def run_split_config(data: dict, task: str) -> IterationTaskConfig:
     own config, so it holds out exactly the released ``copy`` / ``parity`` test splits. The one place
     that decides which rows a run never trained on (training, ``evaluate.py``, the release)."""
     return IterationTaskConfig(
-        name=task, task=task, cot=data["cot"], min_length=data["min_length"], max_length=data["max_length"],
+        name=re.sub(r"[^A-Za-z0-9_.-]", "_", task), task=task, cot=data["cot"], min_length=data["min_length"], max_length=data["max_length"],
         examples_per_length=data["examples_per_length"], test_fraction=data["test_fraction"], seed=data["seed"],
         modulus=data["modulus"], polynomial=data["polynomial"])
 
@@ -332,7 +342,7 @@ def paper_split_inputs(task: tasks.Task, length: int, n: int, seed: int) -> dict
     and test overlap where a length has few sequences (a length-2 bit string has 4 values: nearly every
     test input is a training input) and duplicates are kept; our builder's split
     (:func:`split_inputs`) is disjoint instead. Deterministic in ``(seed, task, length)``."""
-    rng = np.random.default_rng([seed, tasks.TASK_TOKEN_ID[task.name], length, 2024])
+    rng = np.random.default_rng([seed, task.stream_id, length, 2024])
     inputs = tasks.sample_inputs(task, length, n, rng)
     return {"train": inputs[:n // 2], "test": inputs[n // 2:]}
 
@@ -354,14 +364,15 @@ def generate_split(config: IterationTaskConfig, split: str) -> dict[int, np.ndar
     return out
 
 
-_VOCAB_ARRAY = pa.array(tasks.VOCAB, type=pa.string())
+_VOCAB_ARRAY = pa.array(tasks.vocabulary(tasks.MAX_VOCAB_SIZE), type=pa.string())
 _TASK_OF_TOKEN = np.array([""] * tasks.VOCAB_SIZE, dtype=object)
 for _name, _id in tasks.TASK_TOKEN_ID.items():
     _TASK_OF_TOKEN[_id] = _name
 
 
-def _arrow_columns(rows: np.ndarray, length: int) -> list[pa.Array]:
-    """The dataset columns for one length's rows, built without a Python loop over rows."""
+def _arrow_columns(rows: np.ndarray, length: int, task: str = "") -> list[pa.Array]:
+    """The dataset columns for one length's rows, built without a Python loop over rows. ``task``
+    names the rows that open with ``<bos>`` (every task but the paper's three)."""
     n, width = rows.shape
     offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
     input_ids = pa.ListArray.from_arrays(offsets, pa.array(rows.ravel(), type=pa.int32()))
@@ -374,13 +385,14 @@ def _arrow_columns(rows: np.ndarray, length: int) -> list[pa.Array]:
     labels = np.where(tasks.loss_mask(rows), rows, -100).astype(np.int32)
     labels = pa.ListArray.from_arrays(offsets, pa.array(labels.ravel(), type=pa.int32()))
     return [input_ids, pa.array(np.full(n, length, dtype=np.int32)),
-            pa.array(_TASK_OF_TOKEN[rows[:, 0]], type=pa.string()), text, prompt, completion, labels]
+            pa.array(np.where(rows[:, 0] == tasks.BOS_ID, task, _TASK_OF_TOKEN[rows[:, 0]]), type=pa.string()),
+            text, prompt, completion, labels]
 
 
 def split_table(config: IterationTaskConfig, split: str) -> pa.Table:
     """One split as an Arrow table with the dataset's exact columns and schema."""
     schema = FEATURES.arrow_schema
-    tables = [pa.Table.from_arrays(_arrow_columns(rows, length), schema=schema)
+    tables = [pa.Table.from_arrays(_arrow_columns(rows, length, config.task), schema=schema)
               for length, rows in generate_split(config, split).items()]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
@@ -464,4 +476,4 @@ class IterationTasks(datasets.ArrowBasedBuilder):
     def _generate_tables(self, split: str) -> Iterator[tuple[int, pa.Table]]:
         schema = FEATURES.arrow_schema
         for length, rows in generate_split(self.config, split).items():
-            yield length, pa.Table.from_arrays(_arrow_columns(rows, length), schema=schema)
+            yield length, pa.Table.from_arrays(_arrow_columns(rows, length, self.config.task), schema=schema)

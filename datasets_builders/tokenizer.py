@@ -44,8 +44,12 @@ _SPECIAL_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in tasks.SPECIAL
 DEFAULT_CONTEXT = 64
 
 
-def build_tokenizer(padding_side: str = "left", model_max_length: int | None = DEFAULT_CONTEXT) -> PreTrainedTokenizerFast:
+def build_tokenizer(padding_side: str = "left", model_max_length: int | None = DEFAULT_CONTEXT,
+                    vocab_size: int = tasks.VOCAB_SIZE) -> PreTrainedTokenizerFast:
     """The task tokenizer: ids are ``tasks.TOKEN_TO_ID``, no token is added when encoding.
+
+    ``vocab_size`` above 64 (a task with more than 57 values, e.g. ``symmetric5``) appends the
+    values ``"57"``, ``"58"``, … at ids 64, 65, … (``tasks.vocabulary``): every base id is unchanged.
 
     ``padding_side`` defaults to ``"left"``: a decoder generates after the last position, which must
     be a real token (right-padded prompts would continue from ``<pad>``). ``model_max_length``: the
@@ -54,7 +58,8 @@ def build_tokenizer(padding_side: str = "left", model_max_length: int | None = D
     """
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side={padding_side!r} is invalid: choose 'right' or 'left'")
-    backend = Tokenizer(models.WordLevel(vocab=dict(tasks.TOKEN_TO_ID), unk_token=None))
+    words = {word: i for i, word in enumerate(tasks.vocabulary(vocab_size))}
+    backend = Tokenizer(models.WordLevel(vocab=words, unk_token=None))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # No post-processor: no BOS/EOS is inserted, the rows already carry <task> … <eos>.
     kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
@@ -66,7 +71,7 @@ def build_tokenizer(padding_side: str = "left", model_max_length: int | None = D
         clean_up_tokenization_spaces=False,  # "1 0" must decode to "1 0", nothing merged
         **kwargs,
     )
-    assert tokenizer.get_vocab() == tasks.TOKEN_TO_ID, "special tokens must not add ids"
+    assert tokenizer.get_vocab() == words, "special tokens must not add ids"
     return tokenizer
 
 
@@ -75,19 +80,21 @@ def save_tokenizer(path: str, **kwargs) -> list[str]:
     return list(build_tokenizer(**kwargs).save_pretrained(path))
 
 
-def check_text(text: str | list[str]) -> None:
+def check_text(text: str | list[str], vocab_size: int = tasks.VOCAB_SIZE) -> None:
     """Raise ``ValueError`` naming the first word of ``text`` that is not in the vocabulary."""
+    known = set(tasks.vocabulary(vocab_size))
     for line in [text] if isinstance(text, str) else text:
         for piece in _SPECIAL_PATTERN.split(line):  # special tokens match even without spaces
             for word in piece.split():
-                if word not in tasks.TOKEN_TO_ID:
+                if word not in known:
+                    top = vocab_size - len(tasks.SPECIAL_TOKENS) - 1
                     raise ValueError(f"unknown token {word!r} in text {line!r}: the vocabulary is the values "
-                                     f"0 … {tasks.NUM_VALUE_TOKENS - 1} and {', '.join(tasks.SPECIAL_TOKENS)}")
+                                     f"0 … {top} and {', '.join(tasks.SPECIAL_TOKENS)}")
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, text: str | list[str]) -> list[int] | list[list[int]]:
     """Token ids of ``text`` (one string or a list), with an error naming any unknown word."""
-    check_text(text)
+    check_text(text, len(tokenizer))
     return tokenizer(text)["input_ids"]
 
 
@@ -95,8 +102,8 @@ def decode(tokenizer: PreTrainedTokenizerFast, ids) -> str:
     """Text of ``ids`` (one sequence); ``ValueError`` naming the first id outside the vocabulary,
     which ``tokenizer.decode`` would drop without a word."""
     ids = [int(i) for i in ids]
-    bad = [i for i in ids if not 0 <= i < tasks.VOCAB_SIZE]
+    bad = [i for i in ids if not 0 <= i < len(tokenizer)]
     if bad:
-        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {tasks.VOCAB_SIZE - 1}): "
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {len(tokenizer) - 1}): "
                          "it cannot be decoded; the ids do not come from this tokenizer's model")
     return tokenizer.decode(ids)

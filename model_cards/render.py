@@ -235,7 +235,7 @@ def _example(m: Measured, length: int):
     inputs = tasks.sample_unique_inputs(task, length, 1, np.random.default_rng(0))
     row = tasks.build_rows(task, inputs, m.cot)[0]
     eoi = tasks.eoi_position(length)
-    words = [tasks.VOCAB[int(i)] for i in row]
+    words = [tasks.token_text(int(i)) for i in row]
     return " ".join(words[:eoi + 1]), " ".join(words[eoi + 1:]), len(words) - eoi - 1
 
 

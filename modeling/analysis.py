@@ -104,12 +104,15 @@ def _config(model):
     return config
 
 
-def check_model(model) -> None:
-    """``ValueError`` unless ``model`` speaks the 64-token task vocabulary."""
+def check_model(model, task: "tasks.Task | None" = None) -> None:
+    """``ValueError`` unless ``model`` speaks the task vocabulary: the 64 base ids, and every id of
+    ``task`` (a task with more than 57 values extends it, ``tasks.vocabulary``)."""
     vocab = getattr(_config(model), "vocab_size", None)
-    if vocab != tasks.VOCAB_SIZE:
-        raise ValueError(f"model vocab_size={vocab} does not match the task vocabulary "
-                         f"({tasks.VOCAB_SIZE} tokens of datasets_builders/tasks.py)")
+    need = task.vocab_size if task is not None else tasks.VOCAB_SIZE
+    if not isinstance(vocab, int) or vocab < need:
+        what = f"task {task.name!r} needs" if task is not None else "the task vocabulary has"
+        raise ValueError(f"model vocab_size={vocab} does not fit: {what} {need} tokens "
+                         "(datasets_builders/tasks.py)")
 
 
 def max_length(model, cot: bool = True) -> int:
@@ -369,7 +372,7 @@ def plot_attention(model, rows: np.ndarray, path: str, example: int = 0, labels=
     pat = attention_patterns(model, rows).numpy()  # (N, nl, nh, T, T)
     n, n_layer, n_head, T, _ = pat.shape
     length = (T - 3) // 2
-    labels = labels or (lambda i: tasks.VOCAB[i])
+    labels = labels or tasks.token_text
     ex_labels = [labels(int(i)) for i in rows[example]]
     mean_labels = _generic_labels(length) if T == tasks.row_length(length) else [str(i) for i in range(T)]
     panels = [(l, h) for l in range(n_layer) for h in range(n_head)]
@@ -684,10 +687,10 @@ def analyze(model, task, lengths=None, n: int = 256, out: str = "analysis", run_
     ``plot_lengths`` (default: the longest) get an ``attention_L{L}.png``; ``modes`` are ablation
     modes (empty: no ablation). Returns the report dict.
     """
-    check_model(model)
     for mode in modes:
         _check_mode(mode, need_mean=False)
     spec = tasks.make_task(task) if isinstance(task, str) else task
+    check_model(model, spec)
     lengths = check_lengths(model, lengths or range(1, min(16, max_length(model)) + 1))
     plot_lengths = check_lengths(model, plot_lengths or [lengths[-1]])
     os.makedirs(out, exist_ok=True)
@@ -901,8 +904,8 @@ def _load_labels(path: str):
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        vocab = tok.convert_ids_to_tokens(list(range(tasks.VOCAB_SIZE)))
-        if len(vocab) == tasks.VOCAB_SIZE and all(isinstance(v, str) for v in vocab):
+        vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
+        if len(vocab) >= tasks.VOCAB_SIZE and all(isinstance(v, str) for v in vocab):
             return lambda i: vocab[i]
     except Exception:  # no tokenizer shipped: the task vocabulary names the ids
         pass
@@ -962,7 +965,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="run the Python code shipped with the model (only for a source you trust); "
                              "not needed for IterGPT checkpoints when this project is installed")
-    parser.add_argument("--task", required=True, choices=tasks.TASK_NAMES, help="task the model was trained on")
+    parser.add_argument("--task", required=True, help="task the model was trained on: copy, parity, polynomial, "
+                        "a family of tasks.FAMILIES (cyclic5, symmetric5, ...) or a .json/.yaml task file")
     parser.add_argument("--lengths", default=None, help="input lengths, e.g. 1-16 or 1,2,8 (default: 1 to "
                         "min(16, longest that fits the context))")
     parser.add_argument("--n", type=int, default=256, help="random sequences per length (default 256)")

@@ -76,7 +76,7 @@ from .modeling_itergpt import IterGPTForCausalLM
 
 __all__ = ["build_iteration_head_model", "LAYOUT"]
 
-V = tasks.VOCAB_SIZE  # 64
+V = tasks.VOCAB_SIZE  # 64 (a task with more than 57 values widens every one-hot block to its vocabulary)
 M = 1e4  # the constant that dominates every norm
 GAP = 30.0  # attention logit margin: off-target weights are ~exp(-GAP)
 LOGIT = 30.0  # logit of the right next token (all others are 0)
@@ -92,6 +92,12 @@ LAYOUT = {"ONE": ONE, "NEG": NEG, "BAL": BAL, "POS": POS, "POS_SQ": POS_SQ, "EOI
           "OUT": slice(OUT, OUT + V)}
 
 
+def _blocks(vocab: int) -> tuple[int, int, int]:
+    """COPY, OUT and n_embd for a vocabulary of ``vocab`` ids (the one-hot blocks follow TOK)."""
+    copy = TOK + vocab
+    return copy, copy + vocab, copy + 2 * vocab + 1
+
+
 def _balanced(write: torch.Tensor) -> torch.Tensor:
     """``write`` is ``(n_embd, k)`` (columns are what each input writes); set BAL = -sum of the rest."""
     write[BAL] = 0
@@ -105,22 +111,27 @@ def _lookup(task: tasks.Task) -> list[tuple[int, int, int]]:
     for b in task.input_values:  # current token <eoi> plays s_0
         s1 = b if task.first_state_is_input else task.step(0, b)
         rows.append((tasks.EOI_ID, b, s1))
-    for a in range(task.table.shape[0]):  # current token s_{t-1}
+    for a in task.state_values:  # current token s_{t-1}
         for b in task.input_values:
             rows.append((a, b, task.step(a, b)))
     return rows
 
 
 @torch.no_grad()
-def build_iteration_head_model(task: str = "parity", n_positions: int = 64, modulus: int = tasks.DEFAULT_MODULUS,
-                               polynomial=tasks.DEFAULT_POLYNOMIAL, norm: str = "layernorm") -> IterGPTForCausalLM:
+def build_iteration_head_model(task: "str | tasks.Task" = "parity", n_positions: int = 64,
+                               modulus: int = tasks.DEFAULT_MODULUS, polynomial=tasks.DEFAULT_POLYNOMIAL,
+                               norm: str = "layernorm") -> IterGPTForCausalLM:
     """A hand-built 2-layer, 1-head IterGPT that solves ``task`` exactly for every input length
     ``L`` with ``2L + 3 <= n_positions`` (the module docstring explains every weight).
 
-    ``task``: ``copy``, ``parity`` or ``polynomial`` (``modulus`` / ``polynomial`` as in
-    ``tasks.make_task``); ``norm``: ``layernorm`` or ``rmsnorm``. Returned in eval mode, float32.
+    ``task``: any task of ``tasks.make_task`` (a name: the paper's, a family, a task file; or a
+    ``tasks.Task``), ``modulus`` / ``polynomial`` for ``polynomial``; the paper's claim is that two
+    layers suffice for *any* ``F``, and the layer-2 MLP is ``F``'s table. ``norm``: ``layernorm`` or
+    ``rmsnorm``. Returned in eval mode, float32.
     """
-    spec = tasks.make_task(task, modulus, polynomial)  # ValueError on a bad task / modulus
+    spec = task if isinstance(task, tasks.Task) else tasks.make_task(task, modulus, polynomial)  # ValueError on a bad one
+    V = spec.vocab_size
+    COPY, OUT, N_EMBD = _blocks(V)
     if not isinstance(n_positions, int) or n_positions < tasks.row_length(1):
         raise ValueError(f"n_positions={n_positions!r} is too small: length 1 already needs "
                          f"{tasks.row_length(1)} positions")
@@ -207,8 +218,8 @@ def build_iteration_head_model(task: str = "parity", n_positions: int = 64, modu
 
 def _self_check(task: str = "parity", n: int = 16, seed: int = 0) -> float:  # pragma: no cover
     """Teacher-forced accuracy over every length the context allows (a quick sanity check)."""
-    model = build_iteration_head_model(task)
     spec = tasks.make_task(task)
+    model = build_iteration_head_model(spec)
     rng = np.random.default_rng(seed)
     ok = total = 0
     for L in range(1, (model.config.n_positions - 3) // 2 + 1):
@@ -220,5 +231,5 @@ def _self_check(task: str = "parity", n: int = 16, seed: int = 0) -> float:  # p
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for name in tasks.TASK_NAMES:
+    for name in tasks.TASK_NAMES + tasks.BUILTIN_TASKS:
         print(name, _self_check(name))

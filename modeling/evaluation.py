@@ -118,14 +118,17 @@ def check_lengths(lengths: Iterable[int], n_positions: int, cot: bool = True) ->
         )
 
 
-def check_model(model) -> None:
-    """Raise a ``ValueError`` unless the model speaks the tasks' vocabulary (64 ids, same specials)."""
+def check_model(model, task: tasks.Task | None = None) -> None:
+    """Raise a ``ValueError`` unless the model speaks the tasks' vocabulary (the 64 base ids, the
+    same specials, and every id of ``task``: a task with more than 57 values extends it)."""
     config = model.config
-    if getattr(config, "vocab_size", None) != tasks.VOCAB_SIZE:
+    vocab = getattr(config, "vocab_size", None)
+    need = task.vocab_size if task is not None else tasks.VOCAB_SIZE
+    if not isinstance(vocab, int) or vocab < need:
+        what = f"task {task.name!r} needs" if task is not None else "the task vocabulary has"
         raise ValueError(
-            f"the model's vocab_size={getattr(config, 'vocab_size', None)} but the task vocabulary has "
-            f"{tasks.VOCAB_SIZE} tokens (datasets_builders/tasks.py): this checkpoint was not trained "
-            "on these tasks"
+            f"the model's vocab_size={vocab} but {what} {need} tokens (datasets_builders/tasks.py): "
+            "this checkpoint was not trained on this task's vocabulary"
         )
     for name, want in (("eoi_token_id", tasks.EOI_ID), ("eos_token_id", tasks.EOS_ID),
                        ("pad_token_id", tasks.PAD_ID)):
@@ -174,7 +177,7 @@ def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
                 candidates.extend((d, False) for d in _dicts(data))
     found: dict[str, Any] = {}
     for data, is_config in candidates:
-        if "task" not in found and data.get("task") in tasks.TASK_NAMES:
+        if "task" not in found and _known_task(data.get("task")):
             found["task"] = data["task"]
         elif "task" not in found and data.get("task") == "mix":  # copy rows + the task it is for
             found["task"] = data.get("mix_with", "parity")
@@ -197,6 +200,17 @@ def find_run_settings(model, source: str | None = None) -> dict[str, Any]:
                     found["train_max_length"] = value
                     break
     return found
+
+
+def _known_task(name) -> bool:
+    """A task name ``tasks.make_task`` builds (the paper's, a family, an existing task file); not mix."""
+    if not isinstance(name, str) or name == "mix":
+        return False
+    try:
+        tasks.make_task(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_positive_int(value) -> bool:
@@ -270,10 +284,10 @@ def validate_rows(rows: Sequence[Sequence[int]], lengths: Sequence[int], task: t
     out = {}
     for L, index in sorted(by_length.items()):
         block = np.asarray([rows[i] for i in index], dtype=np.int64)  # (n, row_length)
-        bad = np.flatnonzero(((block < 0) | (block >= tasks.VOCAB_SIZE)).any(axis=1))
+        bad = np.flatnonzero(((block < 0) | (block >= task.vocab_size)).any(axis=1))
         if len(bad):
             raise DatasetFormatError(
-                f"{where}: row {index[bad[0]]} has token ids outside [0, {tasks.VOCAB_SIZE}): "
+                f"{where}: row {index[bad[0]]} has token ids outside [0, {task.vocab_size}): "
                 f"{block[bad[0]].tolist()}"
             )
         inputs = block[:, 1:L + 1]
@@ -281,14 +295,14 @@ def validate_rows(rows: Sequence[Sequence[int]], lengths: Sequence[int], task: t
         if len(bad):
             raise DatasetFormatError(
                 f"{where}: row {index[bad[0]]} is not a {task.name!r} example (its task token or an input "
-                f"value is wrong): {tasks.decode(block[bad[0]])!r}"
+                f"value is wrong): {tasks.decode(block[bad[0]], task.vocab_size)!r}"
             )
         expected = tasks.build_rows(task, inputs, cot)
         bad = np.flatnonzero((block != expected).any(axis=1))
         if len(bad):
             raise DatasetFormatError(
-                f"{where}: row {index[bad[0]]} is malformed: {tasks.decode(block[bad[0]])!r}, expected "
-                f"{tasks.decode(expected[bad[0]])!r}"
+                f"{where}: row {index[bad[0]]} is malformed: {tasks.decode(block[bad[0]], task.vocab_size)!r}, expected "
+                f"{tasks.decode(expected[bad[0]], task.vocab_size)!r}"
             )
         out[L] = block
     return out
@@ -399,7 +413,7 @@ def trim_at_eos(tokens: Sequence[int]) -> list[int]:
 def _input_length(row: np.ndarray) -> int:
     eoi = np.flatnonzero(row == tasks.EOI_ID)
     if not len(eoi):
-        raise ValueError(f"row {tasks.decode(row)!r} has no <eoi> token")
+        raise ValueError(f"row {tasks.decode(row, tasks.MAX_VOCAB_SIZE)!r} has no <eoi> token")
     return int(eoi[0]) - 1
 
 
@@ -473,7 +487,7 @@ def generated_correct(model, rows: Sequence[np.ndarray] | np.ndarray, cot: bool 
         row = np.asarray(row, dtype=np.int64)
         L = _input_length(row)
         if len(row) != tasks.row_length(L, cot):
-            raise ValueError(f"row {tasks.decode(row)!r} is not a {'' if cot else 'no-'}chain-of-thought row "
+            raise ValueError(f"row {tasks.decode(row, tasks.MAX_VOCAB_SIZE)!r} is not a {'' if cot else 'no-'}chain-of-thought row "
                              f"({tasks.row_length(L, cot)} tokens for L={L}): check cot")
         references.append(row[answer_slice(L)])
     answers = generate_answers(model, rows, batch_size=batch_size, use_cache=use_cache)

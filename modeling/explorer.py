@@ -194,9 +194,10 @@ def default_component(parts: list[str]) -> str:
 # Inputs
 # ---------------------------------------------------------------------------------------------
 def _task(name: str) -> tasks.Task:
-    if name not in tasks.TASK_NAMES:
-        raise InputError(f"task {name!r} is unknown: choose one of {', '.join(tasks.TASK_NAMES)}")
-    return tasks.make_task(name)
+    try:
+        return tasks.make_task(name)  # the paper's tasks, every family, a task file
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def _words(text) -> list[str]:
@@ -206,14 +207,15 @@ def _words(text) -> list[str]:
 def parse_input(text: str, task: tasks.Task, longest: int) -> np.ndarray:
     """The inputs ``x_1 … x_L`` typed as values separated by spaces or commas (``1 0 1 1``; a
     binary task also takes ``1011``). Returns ``(L,)`` int64; :class:`InputError` says what is wrong."""
-    allowed = " ".join(str(v) for v in task.input_values)
+    ids = {tasks.token_text(i): i for i in task.input_values}  # the word of a value (id 64 is "57")
+    allowed = " ".join(ids)
     words = _words(text)
     if len(words) == 1 and max(task.input_values) < 10 and re.fullmatch(r"\d{2,}", words[0]):
         words = list(words[0])  # "1011" for a binary task
     if not words:
         raise InputError(f"the input is empty: type values of {task.name} ({allowed}) separated by spaces, "
                          f"or draw a random input")
-    bad = [w for w in words if not w.isdigit() or int(w) not in task.input_values]
+    bad = [w for w in words if w not in ids]
     if bad:
         hint = " (type the inputs only: the explorer adds <task> and <eoi>)" if any("<" in w for w in bad) else ""
         raise InputError(f"{', '.join(repr(w) for w in bad[:5])} {'is' if len(bad) == 1 else 'are'} not "
@@ -221,7 +223,7 @@ def parse_input(text: str, task: tasks.Task, longest: int) -> np.ndarray:
     if len(words) > longest:
         raise InputError(f"the input has {len(words)} values but the model's context fits at most {longest} "
                          f"(a row of length L needs {tasks.row_length(len(words))} positions): shorten it")
-    return np.array([int(w) for w in words], dtype=np.int64)
+    return np.array([ids[w] for w in words], dtype=np.int64)
 
 
 def random_input(task_name: str, length, longest: int, seed: int | None = None) -> str:
@@ -234,7 +236,7 @@ def random_input(task_name: str, length, longest: int, seed: int | None = None) 
     if not 1 <= length <= longest:
         raise InputError(f"length {length} is out of range: the model's context fits 1 to {longest}")
     rng = np.random.default_rng(seed)
-    return " ".join(str(v) for v in tasks.sample_inputs(task, length, 1, rng)[0])
+    return " ".join(tasks.token_text(v) for v in tasks.sample_inputs(task, length, 1, rng)[0])
 
 
 def fit_input(text: str, task_name: str, longest: int, seed: int | None = None) -> str:
@@ -273,16 +275,16 @@ def chain_html(row: np.ndarray, answer: list[int], reference: list[int], length:
     def span(cls, text, title=""):
         return f'<span class="tok {cls}" title="{html.escape(title)}">{html.escape(text)}</span>'
 
-    prompt = [span("prompt", tasks.VOCAB[t]) for t in row[:tasks.eoi_position(length) + 1]]
+    prompt = [span("prompt", tasks.token_text(t)) for t in row[:tasks.eoi_position(length) + 1]]
     cells, right = [], 0
     for i, (got, want) in enumerate(zip(answer, reference)):
         name = "<eos>" if want == tasks.EOS_ID else f"s{i + 1}" if len(reference) > 2 else f"s{length}"
         if got == want:
             right += 1
-            cells.append(span("right", tasks.VOCAB[got], f"{name}: right"))
+            cells.append(span("right", tasks.token_text(got), f"{name}: right"))
         else:
-            cells.append(span("wrong", f"{tasks.VOCAB[got]}≠{tasks.VOCAB[want]}",
-                              f"{name}: generated {tasks.VOCAB[got]}, the task gives {tasks.VOCAB[want]}"))
+            cells.append(span("wrong", f"{tasks.token_text(got)}≠{tasks.token_text(want)}",
+                              f"{name}: generated {tasks.token_text(got)}, the task gives {tasks.token_text(want)}"))
     verdict = "all right" if right == len(reference) else f"{len(reference) - right} wrong"
     summary = f'<div class="verdict">{right}/{len(reference)} generated tokens right ({verdict})</div>'
     return f'<div class="chain">{" ".join(prompt + cells)}</div>{summary}', right
@@ -356,7 +358,7 @@ def explore(selection: Selection, task_name: str, text: str, mean: bool = False,
         rows = analysis.sample_rows(task, [L], MEAN_N, seed, selection.cot)[L]
         labels = analysis._generic_labels(L, selection.cot)
     else:
-        rows, labels = row[None], [tasks.VOCAB[t] for t in row]
+        rows, labels = row[None], [tasks.token_text(t) for t in row]
     patterns = analysis.attention_patterns(selection.model, rows)  # (N, n_layer, n_head, T, T)
     scores = analysis.head_scores(patterns, L) if selection.cot else None
     what = f"mean of {len(rows)} inputs" if mean else "this input, teacher forced"

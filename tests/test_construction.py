@@ -132,4 +132,4 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="n_positions"):
         build_iteration_head_model("parity", n_positions=4)
     with pytest.raises(ValueError, match="modulus"):
-        build_iteration_head_model("polynomial", modulus=99)
+        build_iteration_head_model("polynomial", modulus=250)

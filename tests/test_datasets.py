@@ -265,12 +265,12 @@ def test_builder_matches_split_table_and_is_deterministic(tmp_path):
 # Bad input
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(task="addition"), r"task='addition' is unknown: choose one of copy, parity, polynomial, mix"),
+    (dict(task="addition"), r"task='addition' is unknown: choose one of copy, parity, polynomial, cyclic<n>.*\(or mix"),
     (dict(min_length=0), r"min_length=0 is invalid: it must be an integer >= 1"),
     (dict(max_length=0), r"max_length=0 is invalid"),
     (dict(min_length=5, max_length=3), r"min_length=5 > max_length=3"),
-    (dict(modulus=1), r"modulus=1 is invalid: it must be an integer in \[2, 57\]"),
-    (dict(modulus=58), r"modulus=58 is invalid: it must be an integer in \[2, 57\]"),
+    (dict(modulus=1), r"modulus=1 is invalid: it must be an integer in \[2, 249\]"),
+    (dict(modulus=250), r"modulus=250 is invalid: it must be an integer in \[2, 249\]"),
     (dict(examples_per_length=0), r"examples_per_length=0 is invalid: it must be an integer >= 1"),
     (dict(test_fraction=0.0), r"test_fraction=0.0 is invalid: it must be a number in the open interval \(0, 1\)"),
     (dict(test_fraction=1), r"test_fraction=1 is invalid"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import MIX_WITH, TASKS, IterationTaskConfig
+from datasets_builders.iteration_tasks import MIX_WITH, IterationTaskConfig
 from modeling import IterGPTConfig
 from modeling.configuration_itergpt import ACTIVATIONS, INITS, NORMS, POSITION_EMBEDDINGS, POSITION_INITS, RESIDUALS
 
@@ -100,13 +100,14 @@ _SPLIT = IterationTaskConfig  # the builder owns the split rule and its defaults
 class DataConfig:
     """Which task, and how training sequences are drawn."""
 
-    task: str = opt("parity", "copy | parity | polynomial | mix (copy rows mixed with mix_with)",
-                    choices=TASKS)
+    task: str = opt("parity", "copy | parity | polynomial | mix (copy rows mixed with mix_with) | any task "
+                    "of datasets_builders.tasks.FAMILIES (cyclic5, dihedral4, quaternion, symmetric5, "
+                    "alternating5, flipflop, gridworld6, random5x3, ...) | the path of a .json/.yaml task file")
     cot: bool = opt(True, "write every state s_1..s_L after <eoi> (chain of thought), or only s_L")
     min_length: int = opt(_SPLIT.min_length, "shortest input length L trained and tested", ge=1)
     max_length: int = opt(_SPLIT.max_length, "longest input length L trained and tested", ge=1)
     modulus: int = opt(_SPLIT.modulus, "p of polynomial iteration; inputs are 1..p-1", ge=2,
-                       le=tasks.NUM_VALUE_TOKENS)
+                       le=tasks.MAX_VALUES)
     polynomial: List[List[int]] = opt(help="P(s, x) mod p as [power_of_s, power_of_x, coefficient] triples",
                                       factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
     mix_ratio: float = opt(0.5, "mix only: fraction of copy rows", gt=0.0, lt=1.0)
@@ -214,10 +215,24 @@ def _check_section(obj, prefix: str = "") -> None:
             _check_field(prefix + f.name, value, f.metadata)
 
 
+def run_tasks(d: DataConfig) -> dict[str, tasks.Task]:
+    """The tasks a run's data section trains on, by name (copy and ``mix_with`` for mix)."""
+    names = ["copy", d.mix_with] if d.task == "mix" else [d.task]
+    try:
+        return {n: tasks.make_task(n, d.modulus, d.polynomial) for n in names}
+    except ValueError as err:
+        raise ConfigError(f"data.task: {err}") from None
+
+
+def vocab_size(d: DataConfig) -> int:
+    """The vocabulary a run's model needs: 64 ids, more for a task with more than 57 values."""
+    return max(t.vocab_size for t in run_tasks(d).values())
+
+
 def model_config(cfg: TrainConfig) -> IterGPTConfig:
     """The ``IterGPTConfig`` of a run (its own checks apply: they name the field)."""
     try:
-        return IterGPTConfig(vocab_size=tasks.VOCAB_SIZE, **to_dict(cfg)["model"])
+        return IterGPTConfig(vocab_size=vocab_size(cfg.data), **to_dict(cfg)["model"])
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model: {err}") from None
 
@@ -253,8 +268,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"resume={cfg.resume!r} is invalid: use latest, auto or step_<N>")
     if cfg.resume is not None and cfg.overwrite:
         raise ConfigError("resume and overwrite=true contradict each other: choose one")
-    if d.task == "polynomial" or (d.task == "mix" and d.mix_with == "polynomial"):
-        tasks.make_task("polynomial", d.modulus, d.polynomial)  # its own clear ValueError
+    run_tasks(d)  # an unknown task, a bad polynomial or task file: its own clear error
     if cfg.init_from is None:
         model_config(cfg)
         if cfg.reinit:

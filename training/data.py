@@ -18,7 +18,7 @@ from datasets_builders import tasks
 from datasets_builders.iteration_tasks import (paper_split_inputs, run_split_config, sample_fresh_inputs,
                                                sequence_keys, split_inputs)
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, run_tasks
 
 __all__ = ["TaskData", "collate", "labels_for", "steps_per_epoch", "FIXED_SOURCES"]
 
@@ -34,8 +34,7 @@ class TaskData:
         self.cot = d.cot
         self.lengths = np.arange(d.min_length, d.max_length + 1)
         self.length_p = np.full(len(self.lengths), 1 / len(self.lengths))  # uniform over lengths
-        names = ["copy", d.mix_with] if d.task == "mix" else [d.task]
-        self.tasks = {n: tasks.make_task(n, d.modulus, d.polynomial) for n in names}
+        self.tasks = run_tasks(d)
         self.task_p = np.array([d.mix_ratio, 1 - d.mix_ratio]) if d.task == "mix" else np.ones(1)
         self.splits = self._load_splits()
         # Test inputs per (task, length): fresh draws must never produce one.

@@ -25,7 +25,7 @@ from modeling.fast_step import fast_adamw
 
 from datasets_builders.files import write_text_atomic
 
-from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, model_config, read_saved, to_dict, validate
+from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, model_config, read_saved, to_dict, validate, vocab_size
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary, write_figures
 from .run_folder import (RunFolder, RunFolderError, atomic_dir, checkpoint_steps,
@@ -48,7 +48,7 @@ def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     out = cfg.output_dir or sweep_dir or str(Path("runs") / cfg.recipe)
     cfg = dataclasses.replace(cfg, output_dir=out)
     # The model section as trained: the init model's architecture, or derived values filled in.
-    cfg = _with_model(cfg, _init_config(cfg.init_from) if cfg.init_from else model_config(cfg))
+    cfg = _with_model(cfg, _init_config(cfg.init_from, vocab_size(cfg.data)) if cfg.init_from else model_config(cfg))
     validate(cfg)
     return cfg
 
@@ -59,7 +59,7 @@ def _with_model(cfg: TrainConfig, config: IterGPTConfig) -> TrainConfig:
     return dataclasses.replace(cfg, model=model)
 
 
-def _init_config(path: str) -> IterGPTConfig:
+def _init_config(path: str, need: int = tasks.VOCAB_SIZE) -> IterGPTConfig:
     if not Path(path).is_dir():
         raise ConfigError(f"init_from={path!r} is not a model folder (save_pretrained output, e.g. "
                           "runs/<name>/final)")
@@ -67,9 +67,10 @@ def _init_config(path: str) -> IterGPTConfig:
         config = IterGPTConfig.from_pretrained(path)
     except Exception as err:  # a missing or garbage config.json
         raise ConfigError(f"init_from={path!r}: its config.json cannot be read ({err})") from None
-    if config.vocab_size != tasks.VOCAB_SIZE:
-        raise ConfigError(f"init_from={path!r}: vocab_size={config.vocab_size} but the tasks' vocabulary has "
-                          f"{tasks.VOCAB_SIZE} tokens")
+    if config.vocab_size < need or config.vocab_size < tasks.VOCAB_SIZE:
+        raise ConfigError(f"init_from={path!r}: its vocabulary has {config.vocab_size} ids but this run's task needs "
+                          f"{max(need, tasks.VOCAB_SIZE)} (datasets_builders.tasks.vocabulary): start from a model "
+                          "trained with a vocabulary that large, or train this task from scratch")
     ours = {"pad_token_id": tasks.PAD_ID, "bos_token_id": tasks.BOS_ID, "eos_token_id": tasks.EOS_ID,
             "eoi_token_id": tasks.EOI_ID}
     foreign = [f"{k}={getattr(config, k)} (the tasks': {v})" for k, v in ours.items() if getattr(config, k) != v]
@@ -355,7 +356,8 @@ def _save_model(run: Run, path: Path, info: dict) -> None:
 
     def write(tmp: Path) -> None:
         run.raw.save_pretrained(tmp, safe_serialization=True)
-        build_tokenizer(model_max_length=run.cfg.model.n_positions).save_pretrained(tmp)
+        build_tokenizer(model_max_length=run.cfg.model.n_positions,
+                        vocab_size=run.raw.config.vocab_size).save_pretrained(tmp)
         (tmp / "training_info.json").write_text(json.dumps(info, indent=2))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_dir(path, write)

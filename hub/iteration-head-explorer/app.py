@@ -56,7 +56,9 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
             model = gr.Dropdown(catalogue.choices, value=first, label="model", elem_id="model")
             revision = gr.Dropdown(catalogue.revision_choices(first), value=explorer.MAIN, label="revision",
                                    elem_id="revision")
-            task = gr.Dropdown(list(tasks.TASK_NAMES), value=first_task, label="task", elem_id="task")
+            # The paper's tasks and one of each family; a task file's path can be typed (allow_custom_value).
+            task = gr.Dropdown(list(tasks.TASK_NAMES + tasks.BUILTIN_TASKS), value=first_task, label="task",
+                               elem_id="task", allow_custom_value=True)
         with gr.Row():
             text = gr.Textbox(first_input, label="input x_1 … x_L", elem_id="input", scale=3)
             length = gr.Number(12, label="random length", precision=0, elem_id="length", scale=1)

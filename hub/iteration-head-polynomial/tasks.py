@@ -14,6 +14,11 @@ Rows of a batch are right-padded with ``<pad>``. The loss is taken only on targe
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +38,46 @@ BOS_ID = TOKEN_TO_ID["<bos>"]
 EOI_ID = TOKEN_TO_ID["<eoi>"]
 EOS_ID = TOKEN_TO_ID["<eos>"]
 PAD_ID = TOKEN_TO_ID["<pad>"]
+
+# Tasks with more than 57 symbols (S_5 has 120 states) extend the vocabulary *after* id 63: value
+# v >= 57 is the word str(v) at id v + 7, so no existing id ever changes (the released models and
+# the released dataset stay valid). A model's config records the vocabulary it was trained with.
+MAX_VALUES = 249  # values 0 … 248: ids stay below 256 (sequence keys are bytes)
+
+
+MAX_VOCAB_SIZE = VOCAB_SIZE + MAX_VALUES - NUM_VALUE_TOKENS  # 256: the largest extended vocabulary
+
+
+def value_id(value: int) -> int:
+    """The token id of value ``value``: ``value`` below 57, ``value + 7`` above (after the specials)."""
+    return int(value) if value < NUM_VALUE_TOKENS else int(value) + len(SPECIAL_TOKENS)
+
+
+def value_ids(n: int) -> np.ndarray:
+    """The token ids of the values ``0 … n-1``."""
+    if not 1 <= n <= MAX_VALUES:
+        raise ValueError(f"{n} values do not fit the vocabulary: at most {MAX_VALUES}")
+    return np.array([value_id(v) for v in range(n)], dtype=np.int64)
+
+
+def token_text(token_id: int) -> str:
+    """The word of a token id, in the base vocabulary or its extension (id 64 is ``"57"``)."""
+    token_id = int(token_id)
+    if 0 <= token_id < VOCAB_SIZE:
+        return VOCAB[token_id]
+    if VOCAB_SIZE <= token_id < MAX_VOCAB_SIZE:
+        return str(token_id - len(SPECIAL_TOKENS))
+    raise ValueError(f"token id {token_id} is outside the vocabulary (ids 0 … {MAX_VOCAB_SIZE - 1}, "
+                     "the largest extended one)")
+
+
+def vocabulary(vocab_size: int = None) -> tuple[str, ...]:
+    """The words of ids ``0 … vocab_size-1``: the 64-word base vocabulary, then values 57, 58, …"""
+    vocab_size = VOCAB_SIZE if vocab_size is None else int(vocab_size)
+    if vocab_size < VOCAB_SIZE:
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the base vocabulary ({VOCAB_SIZE} ids)")
+    return tuple(token_text(i) for i in range(vocab_size))
+
 
 DEFAULT_MODULUS = 11
 # P(s, x) as (power of s, power of x, coefficient) terms; default s·x + 1.
@@ -58,17 +103,49 @@ class Task:
     """One iterative task: its input alphabet and its transition table ``F[s, x]``.
 
     ``first_state_is_input``: the reference's polynomial task sets ``s_1 = x_1`` (and applies
-    ``F`` from ``t = 2`` on); copy and parity start from ``s_0 = 0``.
+    ``F`` from ``t = 2`` on); copy and parity start from ``s_0 = 0``; ``start`` is ``s_0``.
+
+    Inputs and states are written as token ids (``value_id``): below 57 a value is its own id, so
+    ``table`` is indexed by id directly (rows and columns of the ids 57 … 63 are never read).
+    The paper's three tasks open a row with their own token; every other task with ``<bos>``.
     """
 
     name: str
     input_values: tuple[int, ...]
     table: np.ndarray  # (n_states, n_inputs) -> next state, indexed by value
     first_state_is_input: bool = False
+    start: int = 0
 
     @property
     def token_id(self) -> int:
-        return TASK_TOKEN_ID[self.name]
+        return TASK_TOKEN_ID.get(self.name, BOS_ID)
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids a model needs for this task: 64, or more where its values go past 56."""
+        return max(VOCAB_SIZE, int(self.table.shape[0]), int(self.table.shape[1]))
+
+    @property
+    def state_values(self) -> tuple[int, ...]:
+        """The ids of the states reachable from ``s_0`` (or from ``s_1 = x_1``)."""
+        seen = set(self.input_values) if self.first_state_is_input else {int(self.table[self.start, x]) for x in self.input_values}
+        frontier = list(seen)
+        while frontier:
+            s = frontier.pop()
+            for x in self.input_values:
+                nxt = int(self.table[s, x])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append(nxt)
+        return tuple(sorted(seen))
+
+    @property
+    def stream_id(self) -> int:
+        """A stable number for random streams: the task token's id for the paper's tasks (as before),
+        a digest of the name for every other task."""
+        if self.name in TASK_TOKEN_ID:
+            return TASK_TOKEN_ID[self.name]
+        return int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)
 
     def num_sequences(self, length: int) -> int:
         """How many distinct input sequences of this length exist."""
@@ -84,10 +161,11 @@ class Task:
         if inputs.shape[1] == 0:
             return np.empty_like(inputs)
         width = self.table.shape[1]
-        flat = self.table.ravel().astype(np.int16)  # F(s, x) = flat[s * width + x]
-        xt = np.ascontiguousarray(inputs.T, dtype=np.int16)  # (L, n): one contiguous row per step
+        kind = np.int16 if self.table.size < 1 << 15 else np.int32
+        flat = self.table.ravel().astype(kind)  # F(s, x) = flat[s * width + x]
+        xt = np.ascontiguousarray(inputs.T, dtype=kind)  # (L, n): one contiguous row per step
         out = np.empty_like(xt)
-        out[0] = xt[0] if self.first_state_is_input else flat[xt[0]]  # F(s_0 = 0, x_1)
+        out[0] = xt[0] if self.first_state_is_input else flat[self.start * width + xt[0]]  # F(s_0, x_1)
         for t in range(1, xt.shape[0]):
             out[t] = flat[out[t - 1] * width + xt[t]]
         return np.ascontiguousarray(out.T, dtype=inputs.dtype)
@@ -99,7 +177,15 @@ class Task:
 
 def make_task(name: str, modulus: int = DEFAULT_MODULUS,
               polynomial: tuple[tuple[int, int, int], ...] | list = DEFAULT_POLYNOMIAL) -> Task:
-    """Build a task by name. ``modulus`` and ``polynomial`` only matter for ``polynomial``."""
+    """Build a task by name. ``modulus`` and ``polynomial`` only matter for ``polynomial``.
+
+    Besides the paper's ``copy``, ``parity`` and ``polynomial``: every family of ``FAMILIES``
+    (``cyclic5``, ``dihedral4``, ``quaternion``, ``symmetric3`` … ``symmetric5``, ``alternating4``,
+    ``alternating5``, ``flipflop``, ``gridworld6``, ``random5x3`` or ``random5x3s7``), and a task
+    defined in a JSON or YAML file (its path; see :func:`task_from_definition`).
+    """
+    if name not in TASK_NAMES:
+        return _other_task(name)
     if name == "copy":
         table = np.array([[0, 1], [0, 1]], dtype=np.int64)  # F(s, x) = x
         return Task("copy", (0, 1), table)
@@ -107,8 +193,8 @@ def make_task(name: str, modulus: int = DEFAULT_MODULUS,
         table = np.array([[0, 1], [1, 0]], dtype=np.int64)  # F(s, x) = s + x mod 2
         return Task("parity", (0, 1), table)
     if name == "polynomial":
-        if not isinstance(modulus, (int, np.integer)) or not 2 <= modulus <= NUM_VALUE_TOKENS:
-            raise ValueError(f"modulus p={modulus!r} is invalid: it must be an integer in [2, {NUM_VALUE_TOKENS}]")
+        if not isinstance(modulus, (int, np.integer)) or not 2 <= modulus <= MAX_VALUES:
+            raise ValueError(f"modulus p={modulus!r} is invalid: it must be an integer in [2, {MAX_VALUES}]")
         terms = [tuple(int(v) for v in term) for term in polynomial]
         if not terms or any(len(t) != 3 or t[0] < 0 or t[1] < 0 for t in terms):
             raise ValueError(f"polynomial={polynomial!r} is invalid: give (power_of_s, power_of_x, coefficient) "
@@ -118,7 +204,7 @@ def make_task(name: str, modulus: int = DEFAULT_MODULUS,
         table = np.zeros((modulus, modulus), dtype=np.int64)
         for ps, px, c in terms:  # exact modular arithmetic, no float powers
             table = (table + c * _powmod(s, ps, modulus) * _powmod(x, px, modulus)) % modulus
-        return Task("polynomial", tuple(range(1, modulus)), table, first_state_is_input=True)
+        return _in_ids("polynomial", table, range(1, modulus), first_state_is_input=True)
     raise ValueError(f"task={name!r} is unknown: choose one of {', '.join(TASK_NAMES)}")
 
 
@@ -127,6 +213,160 @@ def _powmod(base: np.ndarray, exponent: int, modulus: int) -> np.ndarray:
     for _ in range(exponent):
         out = (out * base) % modulus
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Any iterative task: a transition table over values 0 … n-1, written in token ids
+# ---------------------------------------------------------------------------------------------
+FAMILIES = {
+    "cyclic<n>": "Z_n, counting mod n: s_t = s_{t-1} + x_t mod n, inputs 0 … n-1 (cyclic2 is parity)",
+    "dihedral<n>": "D_n, the 2n symmetries of an n-gon: element r^k s^f is value k + n f; s_t = s_{t-1} x_t",
+    "quaternion": "Q_8 = {±1, ±i, ±j, ±k} as values 0 … 7 (1, i, j, k, -1, -i, -j, -k); s_t = s_{t-1} x_t",
+    "symmetric<n>": "S_n (n = 2 … 5), permutations in lexicographic order (value 0 the identity); "
+                    "s_t = s_{t-1} then x_t",
+    "alternating<n>": "A_n (n = 3 … 5), the even permutations in lexicographic order; A_5 is the smallest "
+                      "non-solvable group",
+    "flipflop": "states 0/1, inputs 0 = read (keep), 1 = write 0, 2 = write 1 (Liu et al. 2023)",
+    "gridworld<n>": "a bounded counter on 0 … n-1: input 0 steps left, 1 steps right, clipped at the ends",
+    "random<n>x<k>[s<seed>]": "a random automaton: n states, k inputs, each F(s, x) uniform (seeded)",
+}
+# The built-in tasks beyond the paper's, one of each family, smallest to largest (the task_family experiment).
+BUILTIN_TASKS = ("cyclic3", "cyclic5", "flipflop", "gridworld5", "dihedral3", "quaternion", "dihedral4",
+                 "alternating4", "symmetric4", "alternating5", "symmetric5", "random5x3")
+_FAMILY = re.compile(r"(cyclic|dihedral|symmetric|alternating|gridworld)(\d+)|random(\d+)x(\d+)(?:s(\d+))?")
+
+
+def _in_ids(name: str, table, inputs, start: int = 0, first_state_is_input: bool = False) -> Task:
+    """A task from its table over values ``0 … n-1`` (``table[s, j]`` for the ``j``-th input of
+    ``inputs``, or indexed by value when the table is square over all values), written in token ids."""
+    table = np.asarray(table, dtype=np.int64)
+    inputs = [int(v) for v in inputs]
+    by_value = table.shape[1] != len(inputs)  # a square table indexed by value (polynomial: inputs 1 … p-1)
+    n = int(max(table.max() + 1, table.shape[0], max(inputs) + 1, start + 1, table.shape[1] if by_value else 0))
+    ids = value_ids(n)
+    full = np.zeros((int(ids[-1]) + 1,) * 2, dtype=np.int64)
+    columns = list(enumerate(range(table.shape[1]))) if by_value else list(enumerate(inputs))
+    for s in range(table.shape[0]):
+        for j, x in columns:
+            full[ids[s], ids[x]] = ids[table[s, j]]
+    return Task(name, tuple(int(ids[x]) for x in inputs), full, first_state_is_input, int(ids[start]))
+
+
+def _group(name: str, elements: list, multiply) -> Task:
+    """The word problem of a group: the state is the running product ``s_t = s_{t-1} · x_t`` of its
+    elements (value 0, the first element, is the identity and ``s_0``); every element is an input."""
+    index = {e: i for i, e in enumerate(elements)}
+    table = [[index[multiply(a, b)] for b in elements] for a in elements]
+    return _in_ids(name, table, range(len(elements)))
+
+
+def _permutations(n: int, even_only: bool = False) -> list[tuple[int, ...]]:
+    perms = list(itertools.permutations(range(n)))  # lexicographic: the identity first
+    if even_only:
+        perms = [p for p in perms if sum(p[i] > p[j] for i in range(n) for j in range(i + 1, n)) % 2 == 0]
+    return perms
+
+
+def _quaternion(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Units (sign, u) with u in 1, i, j, k = 0 … 3: (±u)(±v) by the rules i² = j² = k² = ijk = -1."""
+    unit = {(0, 0): (1, 0), (0, 1): (1, 1), (0, 2): (1, 2), (0, 3): (1, 3), (1, 0): (1, 1), (2, 0): (1, 2),
+            (3, 0): (1, 3), (1, 1): (-1, 0), (2, 2): (-1, 0), (3, 3): (-1, 0), (1, 2): (1, 3), (2, 3): (1, 1),
+            (3, 1): (1, 2), (2, 1): (-1, 3), (3, 2): (-1, 1), (1, 3): (-1, 2)}
+    sign, u = unit[a[1], b[1]]
+    return (a[0] * b[0] * sign, u)
+
+
+def _other_task(name: str) -> Task:
+    if not isinstance(name, str):
+        raise ValueError(f"task={name!r} is invalid: give a task name or the path of a task file")
+    if name.endswith((".json", ".yaml", ".yml")):
+        return task_from_file(name)
+    m = _FAMILY.fullmatch(name)
+    if name == "quaternion":
+        elements = [(sign, u) for sign in (1, -1) for u in range(4)]
+        return _group(name, elements, _quaternion)
+    if name == "flipflop":
+        return _in_ids(name, [[0, 0, 1], [1, 0, 1]], range(3))
+    if m and m.group(1):
+        family, n = m.group(1), int(m.group(2))
+        limits = {"cyclic": (2, MAX_VALUES), "dihedral": (3, MAX_VALUES // 2), "symmetric": (2, 5),
+                  "alternating": (3, 5), "gridworld": (2, MAX_VALUES)}
+        low, high = limits[family]
+        if not low <= n <= high:
+            raise ValueError(f"task={name!r}: {family}<n> needs n in [{low}, {high}]")
+        if family == "cyclic":
+            return _in_ids(name, (np.arange(n)[:, None] + np.arange(n)[None, :]) % n, range(n))
+        if family == "gridworld":
+            return _in_ids(name, [[max(s - 1, 0), min(s + 1, n - 1)] for s in range(n)], range(2))
+        if family == "dihedral":  # r^k s^f · r^l s^g = r^(k + (-1)^f l) s^(f + g)
+            elements = [(k, f) for f in (0, 1) for k in range(n)]
+            return _group(name, elements, lambda a, b: ((a[0] + (-1) ** a[1] * b[0]) % n, a[1] ^ b[1]))
+        elements = _permutations(n, even_only=family == "alternating")
+        return _group(name, elements, lambda a, b: tuple(b[a[i]] for i in range(n)))  # a, then b
+    if m:
+        n, k, seed = int(m.group(3)), int(m.group(4)), int(m.group(5) or 0)
+        if not (1 <= n <= MAX_VALUES and 1 <= k <= MAX_VALUES):
+            raise ValueError(f"task={name!r}: random<n>x<k> needs 1 <= n, k <= {MAX_VALUES}")
+        table = np.random.default_rng([n, k, seed, 0x1A7E]).integers(0, n, size=(n, k))
+        return _in_ids(name, table, range(k))
+    known = ", ".join(TASK_NAMES + tuple(FAMILIES))
+    raise ValueError(f"task={name!r} is unknown: choose one of {known}, or the path of a .json/.yaml task file")
+
+
+def task_from_definition(spec: dict, name: str) -> Task:
+    """A task from its definition: ``inputs`` (the input values), ``table`` (one row per state, one
+    next state per input, in the order of ``inputs``), and optionally ``start`` (``s_0``, default 0)
+    and ``first_state_is_input`` (default false). States and inputs are values ``0 … 248``, written
+    as the words ``"0"``, ``"1"``, … Example (a 3-state counter that resets on input 2)::
+
+        {"inputs": [0, 1, 2], "table": [[0, 1, 0], [1, 2, 0], [2, 0, 0]], "start": 0}
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"task {name!r}: a task definition is a mapping with inputs and table, not {type(spec).__name__}")
+    unknown = sorted(set(spec) - {"name", "description", "reference", "inputs", "table", "start", "first_state_is_input"})
+    if unknown:
+        raise ValueError(f"task {name!r}: unknown key(s) {', '.join(unknown)}: use inputs, table, start, "
+                         "first_state_is_input (and name, description, reference)")
+    inputs, table, start = spec.get("inputs"), spec.get("table"), spec.get("start", 0)
+    if not isinstance(inputs, list) or not inputs or not all(_is_value(x) for x in inputs) or len(set(inputs)) != len(inputs):
+        raise ValueError(f"task {name!r}: inputs={inputs!r} must be a non-empty list of distinct values in [0, {MAX_VALUES - 1}]")
+    if (not isinstance(table, list) or not table
+            or not all(isinstance(row, list) and len(row) == len(inputs) for row in table)):
+        raise ValueError(f"task {name!r}: table must be a list of rows (one per state), each with one next state "
+                         f"per input ({len(inputs)})")
+    n = len(table)
+    bad = [v for row in table for v in row if not _is_value(v) or v >= n]
+    if bad:
+        raise ValueError(f"task {name!r}: table entry {bad[0]!r} is not a state: states are 0 … {n - 1} (one row each)")
+    if not _is_value(start) or start >= n:
+        raise ValueError(f"task {name!r}: start={start!r} is not a state (0 … {n - 1})")
+    first_is_input = spec.get("first_state_is_input", False)
+    if not isinstance(first_is_input, bool):
+        raise ValueError(f"task {name!r}: first_state_is_input={first_is_input!r} must be true or false")
+    if first_is_input and max(inputs) >= n:
+        raise ValueError(f"task {name!r}: first_state_is_input needs every input to be a state (0 … {n - 1})")
+    return _in_ids(name, table, inputs, start, first_is_input)
+
+
+def task_from_file(path: str) -> Task:
+    """:func:`task_from_definition` of a JSON or YAML file (YAML needs PyYAML); the task's name is the path."""
+    if not os.path.isfile(path):
+        raise ValueError(f"task file {path!r} does not exist: give the path of a .json or .yaml task definition")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        if path.endswith(".json"):
+            spec = json.loads(text)
+        else:
+            import yaml  # noqa: PLC0415 - only for YAML task files
+            spec = yaml.safe_load(text)
+    except Exception as err:  # json.JSONDecodeError, yaml.YAMLError
+        raise ValueError(f"task file {path!r} cannot be parsed: {err}") from None
+    return task_from_definition(spec, path)
+
+
+def _is_value(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < MAX_VALUES
 
 
 def sample_inputs(task: Task, length: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -196,13 +436,14 @@ def build_rows(task: Task, inputs: np.ndarray, cot: bool = True, dtype=np.int64)
     return rows
 
 
-def decode(ids) -> str:
-    """Readable text of a row, e.g. ``"<parity> 1 0 <eoi> 1 1 <eos>"`` (padding dropped)."""
+def decode(ids, vocab_size: int = VOCAB_SIZE) -> str:
+    """Readable text of a row, e.g. ``"<parity> 1 0 <eoi> 1 1 <eos>"`` (padding dropped).
+    ``vocab_size``: the model's vocabulary (a task with more than 57 values extends the 64 ids)."""
     ids = [int(i) for i in ids]
-    bad = [i for i in ids if not 0 <= i < VOCAB_SIZE]
+    bad = [i for i in ids if not 0 <= i < vocab_size]
     if bad:  # a negative id would silently index from the end
-        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {VOCAB_SIZE - 1})")
-    return " ".join(VOCAB[i] for i in ids if i != PAD_ID)
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary (ids 0 … {vocab_size - 1})")
+    return " ".join(token_text(i) for i in ids if i != PAD_ID)
 
 
 def pad_rows(rows: list[np.ndarray], pad_id: int = PAD_ID) -> np.ndarray:
