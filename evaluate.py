@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.task is not None:
+        from datasets_builders.tasks import make_task  # numpy only
+        try:
+            make_task(args.task)  # an unknown task is a usage error, as it was with fixed choices
+        except ValueError as err:
+            parser.error(f"--task: {err}")
     if args.batch_size < 1 or (args.n_per_length is not None and args.n_per_length < 1):
         parser.error("--batch-size and --n-per-length must be >= 1")
     if args.threads is not None and args.threads < 1:

@@ -160,11 +160,15 @@ def test_bad_ablation_arguments(hand):
 # Bad input
 # ---------------------------------------------------------------------------------------------
 def test_vocab_mismatch_is_refused(rows, tmp_path):
-    other = IterGPTForCausalLM(IterGPTConfig(vocab_size=70, n_embd=16, n_inner=16)).eval()
-    with pytest.raises(ValueError, match="vocab_size=70"):
+    other = IterGPTForCausalLM(IterGPTConfig(vocab_size=40, n_embd=16, n_inner=16, pad_token_id=None, eos_token_id=None,
+                                             bos_token_id=None, eoi_token_id=None)).eval()
+    with pytest.raises(ValueError, match="vocab_size=40"):
         A.evaluate_lengths(other, {2: rows[2]})
-    with pytest.raises(ValueError, match="vocab_size=70"):
+    with pytest.raises(ValueError, match="vocab_size=40"):
         A.analyze(other, "parity", [2], n=4, out=str(tmp_path), progress=False)
+    # A larger vocabulary (a task with more than 57 values extends it after id 63) holds every base id.
+    wider = IterGPTForCausalLM(IterGPTConfig(vocab_size=70, n_embd=16, n_inner=16)).eval()
+    assert set(A.evaluate_lengths(wider, {2: rows[2]})["accuracy"]) == {2}
 
 
 def test_lengths_beyond_the_context_are_refused(hand, tmp_path):

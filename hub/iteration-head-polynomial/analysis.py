@@ -983,6 +983,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
+    try:
+        tasks.make_task(args.task)  # an unknown task is a usage error, as it was with fixed choices
+    except ValueError as err:
+        parser.error(f"--task: {err}")
     if args.n < 1:
         parser.error("--n must be at least 1")
     if args.batch_size < 1:
