@@ -66,7 +66,7 @@ def test_random_input_has_the_length_and_valid_values():
     for bad, message in ((0, "out of range"), (31, "fits 1 to 30"), ("ten", "not a whole number")):
         with pytest.raises(explorer.InputError, match=message):
             explorer.random_input("parity", bad, 30)
-    with pytest.raises(explorer.InputError, match="task 'sum' is unknown"):
+    with pytest.raises(explorer.InputError, match="task='sum' is unknown: choose one of copy, parity, polynomial, cyclic<n>"):
         explorer.random_input("sum", 4, 30)
 
 

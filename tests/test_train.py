@@ -74,7 +74,7 @@ def test_overrides_types_and_unknown_keys():
     ("save_every=-1", "save_every=-1 is out of range: it must be >= 0"),
     ("keep_checkpoints=0", "keep_checkpoints=0 is out of range: it must be >= 1"),
     ("data.mix_ratio=1.5", "data.mix_ratio=1.5 is out of range: it must be < 1.0"),
-    ("data.task=parityy", "data.task='parityy' is invalid: choose one of copy, parity, polynomial, mix"),
+    ("data.task=parityy", "data.task='parityy' is unknown: choose one of copy, parity, polynomial, cyclic<n>"),
     ("model.activation=tanh", "model.activation='tanh' is invalid: choose one of gelu"),
     ("data.max_length=40", "data.max_length=40 needs 83 positions but model.n_positions=64"),
     ("snapshot_steps=[0]", "snapshot_steps=[0]"),
@@ -170,7 +170,7 @@ def test_help_lists_every_key_with_default_and_range():
     res = run_cli([sys.executable, "train.py", "--help"], timeout=120)
     assert res.returncode == 0, res.stderr
     for line in ("optim.lr = 0.003  [>0.0]", "keep_checkpoints = 2  [>=1]", "model.n_embd = 128  [>=1]",
-                 "data.task = 'parity'  [copy|parity|polynomial|mix]", "recipe: copy, demo_parity, demo_polynomial, mix"):
+                 "data.task = 'parity'\n      copy | parity | polynomial | mix", "recipe: copy, demo_parity, demo_polynomial, mix"):
         assert line in res.stdout, line
 
 

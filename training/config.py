@@ -220,8 +220,9 @@ def run_tasks(d: DataConfig) -> dict[str, tasks.Task]:
     names = ["copy", d.mix_with] if d.task == "mix" else [d.task]
     try:
         return {n: tasks.make_task(n, d.modulus, d.polynomial) for n in names}
-    except ValueError as err:
-        raise ConfigError(f"data.task: {err}") from None
+    except ValueError as err:  # "task='x' is unknown ..." reads as the key it came from
+        message = str(err)
+        raise ConfigError(f"data.{message}" if message.startswith("task=") else f"data.task: {message}") from None
 
 
 def vocab_size(d: DataConfig) -> int:
