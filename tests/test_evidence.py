@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scipy.stats import fisher_exact, mannwhitneyu
+from scipy.stats import fisher_exact, mannwhitneyu, spearmanr
 from statsmodels.stats.proportion import proportion_confint
 
 from training import evidence
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 NAMES = [n for n in EXPERIMENTS if (RESULTS / f"{n}.csv").exists()]
 VERDICT_WORDS = re.compile(r"\b(reproduc\w*|contradict\w*|differs?|collaps\w*|resolved|confirm\w*|settled|"
-                           r"no difference|significant\w*|proves?|fails?)\b", re.I)
+                           r"no difference|significant\w*|proves?|fails?|rises with|falls with|no trend)\b", re.I)
 
 
 def test_every_experiment_has_a_valid_record():
@@ -36,6 +36,14 @@ def test_every_verdict_is_recomputed_from_the_rows(name):
     for claim, (word, sentence) in zip(record["claims"], evidence.verdicts(record, tables)):
         assert word != "not run", sentence
         kind, _, f = evidence.MEASURES[claim["measure"]]
+        if "trend" in claim:  # Spearman's rho of the measure (a count as 0/1) against the column
+            rs = evidence.select(tables, name, claim.get("arm") or {})
+            pairs = [(float(r[claim["trend"]]), float(f(r))) for r in rs if r[claim["trend"]] and f(r) is not None]
+            res = spearmanr(*zip(*pairs))
+            expected = ("rises" if res.statistic > 0 else "falls") if res.pvalue < 0.05 else "no trend shown"
+            assert f"rho = {res.statistic:.2f} (two-sided, p = {res.pvalue:.3g})" in sentence, sentence
+            assert word.startswith(expected) and f"over {len(pairs)} runs" in sentence, sentence
+            continue
         arms = [claim["arm"]] if "arm" in claim else claim["contrast"]
         rows = [evidence.select(tables, name, arm) for arm in arms]
         if kind == "count":
@@ -121,6 +129,22 @@ def test_one_arm_rules_and_contrasts_give_their_words():
     assert word == "no difference shown" and "cannot go below p = 0.1" in sentence
 
 
+def test_a_trend_rises_falls_or_is_not_shown():
+    rows = [{"entries": str(e), "steps": str(s), "iteration_score": str(h)}
+            for e, s, h in [(9, 100, 0.9), (25, 300, 0.8), (36, 200, 0.9), (64, 900, 0.1), (144, 800, 0.2),
+                            (576, 1500, 0.1), (3600, 3000, 0.0), (14400, 2500, 0.1)]]
+    word, sentence = evidence.trend({"name": "t", "trend": "entries", "measure": "steps"}, rows)
+    assert word == "rises with entries" and "rho = 0.93" in sentence and "over 8 runs" in sentence
+    word, sentence = evidence.trend({"name": "t", "trend": "entries", "measure": "head"}, rows)
+    assert word == "falls with entries" and "runs that formed the head" in sentence
+    flat = [dict(r, steps="500") for r in rows]
+    assert evidence.trend({"name": "t", "trend": "entries", "measure": "steps"}, flat)[0] == "no trend shown"
+    word, sentence = evidence.trend({"name": "t", "trend": "entries", "measure": "steps"}, rows[:3])
+    assert word == "no trend shown" and "at n = 3" in sentence
+    with pytest.raises(evidence.NotRun, match="no column 'states'"):
+        evidence.trend({"name": "t", "trend": "states", "measure": "steps"}, rows)
+
+
 def test_a_bad_record_is_a_clear_error(tmp_path):
     (tmp_path / "x.yaml").write_text("question: q\n")
     with pytest.raises(evidence.RecordError, match=r"x.yaml: lacks hypothesis, declared"):
@@ -130,6 +154,10 @@ def test_a_bad_record_is_a_clear_error(tmp_path):
     (tmp_path / "y.yaml").write_text(yaml.safe_dump(good))
     with pytest.raises(evidence.RecordError, match=r"claims\[0\]: measure='vibes'"):
         evidence.read_record("y", tmp_path)
+    good["claims"][0] = {"name": "t", "trend": ["entries"], "measure": "steps"}
+    (tmp_path / "z.yaml").write_text(yaml.safe_dump(good))
+    with pytest.raises(evidence.RecordError, match=r"claims\[0\]: trend=\['entries'\]: name the numeric column"):
+        evidence.read_record("z", tmp_path)
 
 
 def test_a_bad_layout_is_a_clear_error(tmp_path):

@@ -206,3 +206,32 @@ def test_a_task_in_a_ten_line_file_trains_evaluates_is_analysed_and_is_explored(
     assert shown.total == 5 and "&lt;bos&gt;" in shown.chain_html  # 4 states and <eos>
     with pytest.raises(explorer.InputError, match=r"'3' is not .* input: its values are 0 1 2"):
         explorer.parse_input("1 3", tasks.make_task(str(path)), 6)
+
+
+def test_structure_measures_every_builtin_task():
+    """tasks.structure (the complexity measures the task_family table carries) against the oracles above:
+    GROUPS' orders and commutativity, A_5 / S_5 the only non-solvable ones, automata not groups."""
+    for name in tasks.TASK_NAMES + tasks.BUILTIN_TASKS:
+        s = tasks.structure(tasks.make_task(name))
+        assert s["entries"] == s["states"] * s["inputs"], name
+        if name in GROUPS:
+            order, abelian = GROUPS[name]
+            assert (s["group"], s["states"], s["inputs"], s["abelian"]) == (True, order, order, abelian), name
+            assert s["solvable"] is (name not in ("alternating5", "symmetric5")), name
+        elif name in ("parity", "cyclic3"):
+            assert (s["group"], s["abelian"], s["solvable"]) == (True, True, True), name
+        else:  # copy (every row the same), polynomial (s_1 = x_1), flip-flop, gridworld, a random automaton
+            assert (s["group"], s["abelian"], s["solvable"]) == (False, None, None), name
+    assert tasks.structure(tasks.make_task("flipflop"))["entries"] == 6  # 2 states x 3 inputs
+
+
+def test_a_sweep_over_tasks_gets_their_structure_in_its_table():
+    from training.results import STRUCTURE, table
+    rows = [{"run": str(i), "status": "finished", "config": {"data.task": t, "seed": 0}, "outcome": {"steps": 10}}
+            for i, t in enumerate(("cyclic5", "symmetric5", "flipflop"))]
+    columns, flat = table(rows, "task_family")
+    assert columns[columns.index("task") + 1:columns.index("task") + 1 + len(STRUCTURE)] == list(STRUCTURE)
+    assert [(r["entries"], r["group"], r["solvable"]) for r in flat] == [(25, True, True), (14400, True, False),
+                                                                         (6, False, None)]
+    one_task = table([dict(r, config={"data.task": "parity", "seed": 0}) for r in rows])[0]
+    assert "entries" not in one_task

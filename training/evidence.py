@@ -16,7 +16,9 @@ Statistics (each with n beside it):
   proportions would reach p < 0.05;
 - continuous measures (accuracy, head scores): mean with a bootstrap 95% interval (``scipy.stats.bootstrap``,
   percentile, 10,000 resamples, fixed seed) and the Mann-Whitney U test, two-sided (exact for small n
-  without ties), with the smallest p the exact test can reach at that n.
+  without ties), with the smallest p the exact test can reach at that n;
+- a measure against a numeric column across runs (a trend, e.g. over the tasks' table sizes):
+  Spearman's rank correlation, two-sided (``scipy.stats.spearmanr``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from modeling.analysis import HEAD_THRESHOLD
 from .report import PEAK_MIN_LENGTH
 
 __all__ = ["RecordError", "NotRun", "Record", "MEASURES", "read_record", "record_sha256", "select", "verdicts",
-           "wilson", "fisher", "compare_values", "bootstrap_mean", "budget_ratio", "budget_share", "RECORDS_DIR"]
+           "wilson", "fisher", "compare_values", "trend", "bootstrap_mean", "budget_ratio", "budget_share", "RECORDS_DIR"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_DIR = ROOT / "configs" / "records"
@@ -201,13 +203,16 @@ def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
         if "contrast" in claim:
             if not (isinstance(claim["contrast"], list) and len(claim["contrast"]) == 2):
                 raise RecordError(f"{where}: contrast must list two arms")
+        elif "trend" in claim:
+            if not isinstance(claim["trend"], str):
+                raise RecordError(f"{where}: trend={claim['trend']!r}: name the numeric column the measure may rise or fall with")
         elif "arm" in claim:
             if kind != "count" or "expect" not in claim:
                 raise RecordError(f"{where}: a one-arm claim needs a count measure and expect: most | few")
             if claim["expect"] not in ("most", "few"):
                 raise RecordError(f"{where}: expect={claim['expect']!r}: say most or few")
         else:
-            raise RecordError(f"{where}: give arm (a claim about one arm) or contrast (two arms)")
+            raise RecordError(f"{where}: give arm (a claim about one arm), contrast (two arms) or trend (a column)")
     _check_layout(path, doc["layout"])
     for i, a in enumerate(doc.get("amendments") or []):
         if not (isinstance(a, dict) and isinstance(a.get("change"), str) and isinstance(a.get("sha256"), str)
@@ -342,6 +347,30 @@ def two_arms(claim: dict, a: list[dict], b: list[dict]) -> tuple[str, str]:
     return word, f"{claim['name']}: {stats}: **{word}**{tail}."
 
 
+def trend(claim: dict, rows: list[dict]) -> tuple[str, str]:
+    """(word, sentence) for a claim that a measure rises or falls with a numeric column across runs
+    (a count measure as 0/1 per run): Spearman's rank correlation, two-sided; rises / falls with the
+    column when p < 0.05, else no trend shown at this n."""
+    column, measure = claim["trend"], claim["measure"]
+    if rows and column not in rows[0]:
+        raise NotRun(f"the table has no column {column!r}")
+    kind, words_, f = MEASURES[measure]
+    pairs = [(_num(r[column]), f(r)) for r in rows]
+    pairs = [(x, float(y)) for x, y in pairs if x is not None and y is not None]
+    n = len(pairs)
+    if n < 3 or len({x for x, _ in pairs}) < 2 or len({y for _, y in pairs}) < 2:
+        rho, p = 0.0, 1.0
+    else:
+        from scipy.stats import spearmanr
+        res = spearmanr([x for x, _ in pairs], [y for _, y in pairs])
+        rho, p = float(res.statistic), float(res.pvalue)
+    what = f"runs that {words_}" if kind == "count" else words_
+    word = (f"rises with {column}" if rho > 0 else f"falls with {column}") if p < ALPHA else "no trend shown"
+    tail = "" if p < ALPHA else f" at n = {n}"
+    return word, (f"{claim['name']}: {what} against {column} over {n} runs: Spearman's rho = {rho:.2f} "
+                  f"(two-sided, p = {p:.3g}): **{word}**{tail}.")
+
+
 class NotRun(RecordError):
     """An arm of a claim has no run in the tables (not run yet)."""
 
@@ -356,7 +385,9 @@ def verdicts(record: Record, tables: dict[str, list[dict]]) -> list[tuple[str, s
     out = []
     for claim in record["claims"]:
         try:
-            if "arm" in claim:
+            if "trend" in claim:
+                word, sentence = trend(claim, select(tables, record.name, claim.get("arm") or {}))
+            elif "arm" in claim:
                 word, sentence = one_arm(claim, select(tables, record.name, claim["arm"]))
             else:
                 a, b = (select(tables, record.name, arm) for arm in claim["contrast"])

@@ -144,17 +144,38 @@ def _config_columns(rows: list[dict]) -> list[str]:
                             and len({json.dumps(r["config"].get(k), sort_keys=True) for r in rows}) > 1]
 
 
+STRUCTURE = ("states", "inputs", "entries", "group", "abelian", "solvable")  # tasks.structure's measures
+
+
+def _structure(name) -> dict:
+    """A task's complexity measures (``tasks.structure``), empty where the task cannot be built here
+    (a task file that has moved)."""
+    from datasets_builders import tasks
+    try:
+        return tasks.structure(tasks.make_task(name))
+    except (ValueError, OSError):
+        return {}
+
+
 def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], list[dict]]:
-    """Columns and flat rows: identity keys, the config keys that vary, then every outcome."""
+    """Columns and flat rows: identity keys, the config keys that vary, then every outcome. A sweep
+    over tasks also gets each task's complexity measures (``STRUCTURE``) after its task column."""
     config_columns = _config_columns(rows)
     names = _short(config_columns)
     columns = (["experiment"] if experiment else []) + ["run", "status"] + [names[c] for c in config_columns]
+    over_tasks = len({r["config"].get("data.task") for r in rows}) > 1
+    if over_tasks:
+        at = columns.index(names["data.task"]) + 1
+        columns[at:at] = STRUCTURE
+        structures = {t: _structure(t) for t in {r["config"].get("data.task") for r in rows}}
     columns += [k for k in dict.fromkeys(k for r in rows for k in r["outcome"]) if k not in columns]
     flat = []
     for r in rows:
         row = {"experiment": experiment} if experiment else {}
         row.update({"run": r["run"], "status": r["status"]})
         row.update({names[c]: r["config"].get(c) for c in config_columns})
+        if over_tasks:
+            row.update({k: structures[r["config"].get("data.task")].get(k) for k in STRUCTURE})
         row.update({k: v for k, v in r["outcome"].items() if k not in row})
         flat.append(row)
     return columns, flat
