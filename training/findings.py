@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 
 from . import evidence
+from .results import STRUCTURE
 
 __all__ = ["EXPERIMENTS", "SHARED", "arms", "arm_table", "length_table", "render", "rows_of", "scaling_tables", "seeds_reached", "seeds_with_head", "summary", "recipes_table", "main"]
 
@@ -33,7 +34,9 @@ HEAD = evidence.HEAD  # a seed "has the head" when its iteration score reaches i
 RECORDS = {r.name: r for r in evidence.read_records()}
 EXPERIMENTS = {name: (r["paper_claim"], r["here"]) for name, r in RECORDS.items()}
 IGNORED = {"experiment", "run", "status", "seed"}
-FACTORS = {"recipe", "task", "source", "cot", "n_layer", "position_embedding"}  # kept as arm columns whenever they vary
+# Kept as arm columns whenever they vary; a sweep over tasks also keeps each task's structure (its
+# complexity measures, training.results.STRUCTURE), and its arms are ordered by table size.
+FACTORS = {"recipe", "task", "source", "cot", "n_layer", "position_embedding", *STRUCTURE}
 # Rows an experiment shares with another instead of training them twice (``layout.shared``): F2's
 # two-layer arm is F1's CoT arm (same recipes, seeds and budget). experiment -> [(other table, {column: value})].
 SHARED = {n: [(s["table"], s["where"]) for s in r["layout"]["shared"]] for n, r in RECORDS.items() if "shared" in r["layout"]}
@@ -167,8 +170,10 @@ def arms(rows: list[dict]) -> tuple[list[str], dict[tuple, list[dict]]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    order = sorted(groups, key=lambda key: tuple((0, _num(v), "") if _num(v) is not None else (1, 0.0, v)
-                                                  for v in key))
+    def sort_key(key):
+        ordered = ([key[keys.index("entries")]] if "entries" in keys else []) + list(key)
+        return tuple((0, _num(v), "") if _num(v) is not None else (1, 0.0, v) for v in ordered)
+    order = sorted(groups, key=sort_key)
     return keys, {key: groups[key] for key in order}
 
 
