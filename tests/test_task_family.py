@@ -235,3 +235,15 @@ def test_a_sweep_over_tasks_gets_their_structure_in_its_table():
                                                                          (6, False, None)]
     one_task = table([dict(r, config={"data.task": "parity", "seed": 0}) for r in rows])[0]
     assert "entries" not in one_task
+
+
+def test_a_sweep_over_tasks_is_drawn_against_table_size(tmp_path):
+    from training.findings import arms, structure_figure
+    from training.results import _structure
+    rows = [{"task": t, **{k: str(v) for k, v in _structure(t).items()}, "seed": str(seed), "steps": "6000",
+             "iteration_score": "0.9", "steps_to_target": "" if seed else "3000"}
+            for t in ("symmetric4", "cyclic5", "flipflop") for seed in (0, 1)]
+    structure_figure(rows, tmp_path / "structure.png")
+    assert (tmp_path / "structure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keys, groups = arms(rows)
+    assert keys[:3] == ["task", "states", "inputs"] and [k[0] for k in groups] == ["flipflop", "cyclic5", "symmetric4"]

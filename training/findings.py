@@ -560,6 +560,44 @@ def _draw_arms(axes, curves: list[dict], named: dict[str, list[dict]], x: str = 
         ax.grid(alpha=0.3)
 
 
+def structure_figure(rows: list[dict], out: Path) -> None:
+    """A sweep over tasks against each task's table size (states x inputs, log scale): every run's
+    iteration score (left) and training steps (right; filled: reached 99% on every length, open: its
+    budget ran out), groups and automata in two colours, the tasks named above the panels."""
+    plt = _plt()
+    from matplotlib.transforms import blended_transform_factory
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    by_task: dict[str, list[dict]] = {}
+    for r in rows:
+        if _num(r.get("entries")) is not None:
+            by_task.setdefault(r["task"], []).append(r)
+    names_at: dict[float, list[str]] = {}
+    for task, rs in by_task.items():
+        x = _num(rs[0]["entries"])
+        names_at.setdefault(x, []).append(task)
+        colour = "tab:blue" if rs[0]["group"] == "True" else "tab:orange"
+        jitter = [x * (1 + 0.06 * (i - (len(rs) - 1) / 2)) for i in range(len(rs))]
+        axes[0].scatter(jitter, [_num(r["iteration_score"]) or 0.0 for r in rs], color=colour, s=18)
+        for xj, r in zip(jitter, rs):
+            reached = _num(r["steps_to_target"]) is not None
+            axes[1].scatter([xj], [_num(r["steps"])], s=18, color=colour, facecolors=colour if reached else "none")
+    axes[0].axhline(HEAD, color="grey", ls="--", lw=0.8)
+    axes[0].set_ylabel("iteration score (detector; dashed: the head's threshold)")
+    axes[1].set_ylabel("training steps (filled: reached 99% on every length)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("table entries (states x inputs)")
+        ax.grid(alpha=0.3)
+        on_top = blended_transform_factory(ax.transData, ax.transAxes)
+        for x, names in names_at.items():
+            ax.text(x, 1.01, " / ".join(sorted(names)), transform=on_top, rotation=90, fontsize=7,
+                    ha="center", va="bottom")
+    axes[0].scatter([], [], color="tab:blue", label="group word problems")
+    axes[0].scatter([], [], color="tab:orange", label="automata (not groups)")
+    axes[0].legend(fontsize=8, loc="lower left")
+    _save(fig, out, f"Each run against its task's table size (n = {len(rows)} runs)")
+
+
 def _save(fig, out: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
@@ -688,6 +726,8 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         if name in SCALING:
             figures.append((results / "figures" / f"{name}.png", lambda out: heatmap_figure(rows, out, 0)))
             figures.append((results / "figures" / f"{name}_peakiness.png", lambda out: heatmap_figure(rows, out, 1)))
+        if rows and "entries" in rows[0]:  # a sweep over tasks: each run against its task's table size
+            figures.append((results / "figures" / f"{name}_structure.png", lambda out: structure_figure(rows, out)))
         curves = [] if name in SCALING else curves_of(results, name)
         if curves and name in CROSSING:
             figures += [(out, lambda out: None) for out in
