@@ -33,7 +33,10 @@ def test_every_experiment_has_a_valid_record():
 def test_every_verdict_is_recomputed_from_the_rows(name):
     """Each claim's counts, interval and p-value, derived again here from the rows with scipy/statsmodels."""
     record, tables = evidence.read_record(name), tables_for(RESULTS)
+    stopped = any(a["change"].startswith("Stopped after") for a in record.get("amendments") or [])
     for claim, (word, sentence) in zip(record["claims"], evidence.verdicts(record, tables)):
+        if word == "not run" and stopped:  # a sweep stopped early (its record says why): the arms it never ran
+            continue
         assert word != "not run", sentence
         kind, _, f = evidence.MEASURES[claim["measure"]]
         if "trend" in claim:  # Spearman's rho of the measure (a count as 0/1) against the column

@@ -757,7 +757,7 @@ def record_check(name: str, rows: list[dict]) -> str | None:
         return None
     amended = {a["sha256"]: a["change"] for a in RECORDS[name].get("amendments") or []}
     if hashes and hashes <= {sha} | set(amended):
-        changes = " ".join(amended[h].rstrip(".") for h in sorted(hashes & set(amended)))
+        changes = ". ".join(amended[h].rstrip(".") for h in amended if h in hashes)  # in the record's order
         return f"amended after its runs started (the runs carry the hash of the record before): {changes}"
     if hashes <= {""}:
         return "no run of this table recorded the record's hash: the record was written after its runs"
