@@ -1,6 +1,6 @@
 """Write the iterative tasks in the Hub's no-code layout (parquet per config + a dataset card).
 
-    python -m datasets_builders.export --out hub/iteration-head-tasks                 # all 8 configs
+    python -m datasets_builders.export --out hub/iteration-head-tasks --overwrite     # all 32 configs
     python -m datasets_builders.export --out /tmp/ih --configs parity parity_nocot --max-length 8
     python -m datasets_builders.export --out hub/iteration-head-tasks --push --repo-id org/iteration-head-tasks
 
@@ -8,7 +8,8 @@ The folder holds::
 
     README.md                                        card: YAML `configs:` + `dataset_info`, description
     data/<config>/<split>-00000-of-00001.parquet     train, test (and test_longer)
-    tokenizer/                                       tokenizer.json + tokenizer_config.json
+    tokenizer/                                       tokenizer.json + tokenizer_config.json (every id the
+                                                     exported tasks use: 127 with symmetric5)
 
 so ``load_dataset(folder_or_repo, "parity")`` needs no code, and
 ``AutoTokenizer.from_pretrained(folder + "/tokenizer")`` gives the matching tokenizer.
@@ -33,14 +34,15 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
-from .iteration_tasks import (CITATION, NAMED_CONFIGS, TASK_DESCRIPTIONS, IterationTaskConfig, IterationTasks,
-                              length_counts)
+from . import tasks
+from .iteration_tasks import (CITATION, NAMED_CONFIG_NAMES, SPLITS, TASKS, IterationTaskConfig, IterationTasks,
+                              length_counts, task_description)
 from .files import describe_os_error, staging_folder, swap_in, write_text_atomic
 from .tokenizer import build_tokenizer
 
 __all__ = ["ALL_CONFIGS", "export", "push", "check_push_possible", "main"]
 
-ALL_CONFIGS = tuple(c.name for c in NAMED_CONFIGS)
+ALL_CONFIGS = NAMED_CONFIG_NAMES  # the paper's 8, then the built-in tasks' 24
 DEFAULT_REPO_ID = "<org>/iteration-head-tasks"
 _OWNED = ("README.md", "data", "tokenizer")  # what an export writes, and --overwrite replaces
 _CARD_MARK = "# Iteration Head: iterative tasks"  # the heading of every card the exporter writes
@@ -101,11 +103,17 @@ def export(out: str, configs: list[str] | tuple[str, ...] = ALL_CONFIGS, overwri
                                                    download_size=download_size,
                                                    dataset_size=builder.info.dataset_size, config_name=name)
                 builders[name] = builder.config
-            build_tokenizer().save_pretrained(os.path.join(stage, "tokenizer"))
+            build_tokenizer(vocab_size=vocab_size(builders.values())).save_pretrained(os.path.join(stage, "tokenizer"))
             write_text_atomic(os.path.join(stage, "README.md"),
                               dataset_card(infos, builders, repo_id or DEFAULT_REPO_ID, overrides))
             swap_in(stage, out)
     return infos
+
+
+def vocab_size(configs) -> int:
+    """Token ids the tokenizer of an export needs: the largest of its tasks' vocabularies (64, or
+    more for a task with values past 56: ``symmetric5`` needs 127). Every base id stays where it is."""
+    return max(c.make_task(name).vocab_size for c in configs for name in c.subtasks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,21 +141,62 @@ def _counts_table(configs: dict[str, IterationTaskConfig]) -> str:
             split = f"{c['train']} / {c['test']}" if not c["test_longer"] else f"{c['test_longer']} (test_longer)"
             cells[(c["length"], col)] = f"{c['available']:,} | {split}"
     lengths = sorted({length for length, _ in cells})
-    head = "| L | " + " | ".join(f"{col}: exist | {col}: train / test" for col in cols) + " |"
-    rule = "|---:|" + "---:|---:|" * len(cols)
-    body = [f"| {length} | " + " | ".join(cells.get((length, col), "– | –") for col in cols) + " |"
-            for length in lengths]
-    return "\n".join([head, rule] + body)
+    # The paper's tasks in one table (as first released), the others four to a table.
+    paper = [col for col in cols if col.split(":")[0] in TASKS]
+    others = [col for col in cols if col not in paper]
+    groups = [g for g in [paper] + [others[i:i + 4] for i in range(0, len(others), 4)] if g]
+    tables = []
+    for group in groups:
+        head = "| L | " + " | ".join(f"{col}: exist | {col}: train / test" for col in group) + " |"
+        rule = "|---:|" + "---:|---:|" * len(group)
+        body = [f"| {length} | " + " | ".join(cells.get((length, col), "– | –") for col in group) + " |"
+                for length in lengths]
+        tables.append("\n".join([head, rule] + body))
+    return "\n\n".join(tables)
+
+
+def _yes_no(value) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
+def _tasks_table(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig]) -> str:
+    """One row per task exported: states, inputs and algebra computed from its transition table
+    (``tasks.structure``), and the rows of each split as written (the configs' split infos)."""
+    splits = [s for s in SPLITS if any(s in info.splits for info in infos.values())]
+    by_task: dict[str, list[str]] = {}
+    for name, config in configs.items():
+        by_task.setdefault(config.task, []).append(name)
+    head = ("| task | configs | states | inputs | table entries (states × inputs) | group (order) | abelian "
+            "| solvable | " + " | ".join(f"{split} rows" for split in splits) + " |")
+    rule = "|---|---|---:|---:|---:|---|---|---|" + "---:|" * len(splits)
+    rows = []
+    for task_name, names in by_task.items():
+        config = configs[names[0]]
+        if config.task == "mix":
+            task_cell, shape = f"mix ({' + '.join(config.subtasks)})", ["–"] * 6
+        else:
+            st = tasks.structure(config.make_task())
+            task_cell = task_name
+            shape = [f"{st['states']:,}", f"{st['inputs']:,}", f"{st['entries']:,}",
+                     f"yes ({st['states']})" if st["group"] else "no", _yes_no(st["abelian"]), _yes_no(st["solvable"])]
+        counts = []
+        for split in splits:
+            values = [infos[n].splits[split].num_examples for n in names if split in infos[n].splits]
+            counts.append("–" if not values else f"{values[0]:,}" if len(set(values)) == 1
+                          else " / ".join(f"{v:,}" for v in values))
+        configs_cell = ", ".join(f"`{n}`" for n in names)
+        rows.append(f"| {task_cell} | {configs_cell} | " + " | ".join(shape + counts) + " |")
+    return "\n".join([head, rule] + rows)
 
 
 def _params_table(configs: dict[str, IterationTaskConfig]) -> str:
-    head = ("| config | task | CoT | lengths | examples / length | test fraction | seed | p | P(s, x) "
-            "| mix ratio | test_longer lengths |\n|---|---|---|---|---:|---:|---:|---:|---|---:|---|")
+    head = ("| config | task | CoT | lengths | examples / length | rows kept / length | test fraction | seed | p "
+            "| P(s, x) | mix ratio | test_longer lengths |\n|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     rows = []
     for name, c in configs.items():
         poly = _polynomial_text(c.polynomial) if c.task == "polynomial" else "–"
         rows.append(f"| `{name}` | {c.task} | {'yes' if c.cot else 'no'} | {c.min_length}–{c.max_length} "
-                    f"| {c.examples_per_length} | {c.test_fraction} | {c.seed} "
+                    f"| {c.examples_per_length} | {c.max_rows_per_length or 'all'} | {c.test_fraction} | {c.seed} "
                     f"| {c.modulus if c.task == 'polynomial' else '–'} | {poly} "
                     f"| {c.mix_ratio if c.task == 'mix' else '–'} "
                     f"| {', '.join(map(str, c.extrapolation_lengths)) or '–'} |")
@@ -170,12 +219,16 @@ Synthetic data of the NeurIPS 2024 paper *Iteration Head: A Mechanistic Study of
 (Cabannes, Arnal, Bouaziz, Yang, Charton, Kempe; [arXiv:2406.02128](https://arxiv.org/abs/2406.02128)).
 An iterative algorithm reads inputs `x_1 … x_L` and keeps a state `s_t = F(s_{{t-1}}, x_t)`; the answer is
 `s_L`. With *chain of thought* (CoT) the row spells every state `s_1 … s_L` after the input.
-
+{beyond}
 ## Tasks
 
 {task_lines}
 
 Configs `<task>` have CoT, `<task>_nocot` only the final state. `{default}` is the default config.
+States, inputs and the algebra below are computed from each task's transition table; the rows, from
+the files:
+
+{tasks_table}
 
 ```python
 from datasets import load_dataset
@@ -186,16 +239,19 @@ ds["train"][0]  # {{'input_ids': [58, …], 'length': …, 'task': 'parity', 'te
 ## Format
 
 One row per example, columns `input_ids` (list of int32), `length` (the input length `L`, int32),
-`task` (`copy`, `parity` or `polynomial`; in `mix` each row names its own task) and `text` (the
-tokens as words). Positions of a row with input length `L`:
+`task` (the task's name; in `mix` each row names its own task) and `text` (the tokens as words).
+Positions of a row with input length `L`:
 
 | | 0 | 1 … L | L+1 | L+2 … 2L+1 | 2L+2 |
 |---|---|---|---|---|---|
 | with CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_1 … s_L` | `<eos>` |
 | without CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_L` (at L+2) | `<eos>` (at L+3) |
 
-Vocabulary (64 ids): value `v` has id `v` (`"0"` … `"56"`), then `<copy>`=57, `<parity>`=58,
-`<polynomial>`=59, `<bos>`=60 (unused in rows), `<eoi>`=61, `<eos>`=62, `<pad>`=63. Rows are not
+`<task>` is `<copy>`, `<parity>` or `<polynomial>` for the paper's tasks and `<bos>` for every other
+task (its `task` column names it).
+
+Vocabulary ({vocab_size} ids): value `v` has id `v` (`"0"` … `"56"`), then `<copy>`=57, `<parity>`=58,
+`<polynomial>`=59, `<bos>`=60, `<eoi>`=61, `<eos>`=62, `<pad>`=63.{extension} Rows are not
 padded; batch them with `<pad>`. The paper trains the next-token loss only on targets after `<eoi>`
 (the states and `<eos>`), never on the random inputs. (The reference code orders the special ids
 differently; the token ids here are this release's own.)
@@ -219,7 +275,7 @@ implementation drew with replacement, so its splits overlapped at short lengths)
 fewer distinct sequences than asked (a bit string of length `L` has `2^L` values), all of them are
 used, split by the same fraction with at least one on each side. `mix` applies this to its copy and
 parity halves separately. A config with CoT and its `_nocot` twin use the same input sequences.
-`test_longer` (when present) holds lengths beyond the training range.
+`test_longer` (when present) holds lengths beyond the training range.{kept}
 
 Distinct sequences per length (`exist`) and how many went to train / test:
 
@@ -246,14 +302,23 @@ Builder version {version}.
 ```
 """
 
+_BEYOND = """
+Besides the paper's tasks: the word problems of groups (`s_t = s_{t-1} · x_t`: cyclic, dihedral,
+quaternion, alternating and symmetric groups) and small automata, as studied by Liu et al.,
+"Transformers Learn Shortcuts to Automata" (ICLR 2023), in the same layout.
+"""
+
 
 def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig],
                  repo_id: str, overrides: dict) -> str:
+    beyond = any(c.task not in TASKS for c in configs.values())
     data = DatasetCardData(
         license="mit",
-        pretty_name="Iteration Head: iterative tasks (copy, parity, polynomial iteration)",
+        pretty_name="Iteration Head: iterative tasks (copy, parity, polynomial iteration"
+                    + (", groups and automata)" if beyond else ")"),
         task_categories=["text-generation"],
-        tags=["synthetic", "chain-of-thought", "mechanistic-interpretability", "iteration-head", "parity"],
+        tags=["synthetic", "chain-of-thought", "mechanistic-interpretability", "iteration-head", "parity"]
+             + (["group-theory", "automata"] if beyond else []),
         size_categories=[_size_category(sum(s.num_examples for i in infos.values() for s in i.splits.values()))],
     )
     default = "parity" if "parity" in infos else next(iter(infos))
@@ -266,11 +331,26 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
 
     first = next(iter(configs.values()))
     flags = "".join(f" --{k.replace('_', '-')} {_cli_value(v)}" for k, v in sorted(overrides.items()))
-    command = f"python -m datasets_builders.export --out <folder> --configs {' '.join(infos)}{flags}"
-    task_lines = "\n".join(f"- **{t}**: {d}" for t, d in TASK_DESCRIPTIONS.items()
-                           if any(c.task == t for c in configs.values()))
+    chosen = "" if tuple(infos) == ALL_CONFIGS else f" --configs {' '.join(infos)}"
+    command = f"python -m datasets_builders.export --out <folder>{chosen}{flags}"
+    task_names = list(dict.fromkeys(c.task for c in configs.values()))
+    task_lines = "\n".join(f"- **{t}**: {task_description(t)}" for t in task_names)
+    vocab = vocab_size(configs.values())
+    extension = "" if vocab == tasks.VOCAB_SIZE else (
+        f" Values from 57 on are the words `\"57\"`, `\"58\"`, … at ids 64, 65, … (value `v` has id `v + 7`, "
+        f"after the specials; here up to `\"{tasks.token_text(vocab - 1)}\"` = {vocab - 1}), so no id of the "
+        f"{tasks.VOCAB_SIZE}-id vocabulary of the paper's tasks moves.")
+    capped = sorted({c.max_rows_per_length for c in configs.values() if c.max_rows_per_length})
+    kept = "" if not capped else (
+        f"\n\nConfigs with rows kept per length ({', '.join(map(str, capped))}; see Generation) write fewer "
+        "rows without changing the split: of each length's drawn sequences, the first of its test part and "
+        "the first of its train part, in the same proportion. Their test rows are thus all in the test split "
+        "of the same config drawn in full, the one that `train.py` holds out at the same parameters: a model "
+        "trained by `train.py data.task=<task>` with the defaults never saw them.")
     body = _CARD_BODY.format(
-        task_lines=task_lines, default=default, repo_id=repo_id, counts_table=_counts_table(configs),
+        beyond=_BEYOND if beyond else "", task_lines=task_lines, default=default,
+        tasks_table=_tasks_table(infos, configs), repo_id=repo_id, vocab_size=vocab, extension=extension, kept=kept,
+        counts_table=_counts_table(configs),
         params_table=_params_table(configs), command=command, version=first.version, citation=CITATION.strip(),
     )
     return f"---\n{data.to_yaml()}\n---\n{body}"
@@ -324,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--modulus", type=int)
     gen.add_argument("--mix-ratio", type=float)
     gen.add_argument("--extrapolation-lengths", type=int, nargs="+", metavar="L")
+    gen.add_argument("--max-rows-per-length", type=int, metavar="N",
+                     help="keep at most N rows per length in every config (the built-in tasks' configs keep "
+                          "256; the split stays that of --examples-per-length)")
     hub = parser.add_argument_group("upload")
     hub.add_argument("--push", action="store_true", help="upload the folder to the Hub (needs a token and network)")
     hub.add_argument("--repo-id", help="dataset repo, e.g. org/iteration-head-tasks")
@@ -336,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--push needs --repo-id")
         token = check_push_possible()  # before any work, so a failed push costs nothing
     fields = ("min_length", "max_length", "examples_per_length", "test_fraction", "seed", "modulus",
-              "mix_ratio", "extrapolation_lengths")
+              "mix_ratio", "extrapolation_lengths", "max_rows_per_length")
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     if "extrapolation_lengths" in overrides:
         overrides["extrapolation_lengths"] = tuple(overrides["extrapolation_lengths"])

@@ -1,8 +1,15 @@
-"""The paper's iterative tasks as a ``datasets`` builder: copy, parity, polynomial iteration, mix.
+"""The iterative tasks as a ``datasets`` builder: the paper's copy, parity, polynomial iteration and
+mix, and the twelve built-in tasks beyond them (``tasks.BUILTIN_TASKS``: group word problems and
+automata).
 
-Eight named configs, each task with and without chain of thought::
+Thirty-two named configs, each task with and without chain of thought::
 
     copy  parity  polynomial  mix  copy_nocot  parity_nocot  polynomial_nocot  mix_nocot
+    cyclic3  cyclic5  flipflop  gridworld5  dihedral3  quaternion  dihedral4  alternating4
+    symmetric4  alternating5  symmetric5  random5x3                    (and each <task>_nocot)
+
+The configs of the twelve keep ``max_rows_per_length=256`` of each length's 2,048 drawn sequences
+(``BUILTIN_MAX_ROWS_PER_LENGTH``; the reason is there).
 
 Use it in-process (``load_dataset`` no longer runs scripts, datasets >= 4)::
 
@@ -24,6 +31,10 @@ test split would be empty is refused); ``exhaustive_short_lengths=False`` raises
 does this for copy and ``mix_with`` (parity by default) separately (``mix_ratio`` of the rows are
 copy). ``extrapolation_lengths`` adds a ``test_longer`` split with
 ``round(examples_per_length · test_fraction)`` distinct sequences per longer length.
+``max_rows_per_length`` keeps fewer rows without changing the split: of each length's drawn
+sequences, the first ``round(max_rows_per_length · test_fraction)`` of its test part and the first
+of its train part (``round(max_rows_per_length · test_fraction)`` per longer length), so every kept
+test row is in the test split of the same config without the cap (the one ``train.py`` holds out).
 
 Randomness comes from one stream per (seed, config task, sub-task, length, purpose), so a length's
 data does not change when other lengths are added, and ``parity`` / ``parity_nocot`` share their
@@ -39,6 +50,8 @@ LM's shifted cross-entropy then applies to the tokens after ``<eoi>`` only).
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import hashlib
 import math
 import os
@@ -54,8 +67,9 @@ import pyarrow.compute as pc
 from . import tasks
 
 __all__ = [
-    "TASKS", "MIX_TASKS", "MIX_WITH", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "SOURCE_HASH",
-    "IterationTaskConfig", "IterationTasks",
+    "TASKS", "MIX_TASKS", "MIX_WITH", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "NAMED_CONFIG_NAMES",
+    "SOURCE_HASH", "BUILTIN_TASKS", "BUILTIN_MAX_ROWS_PER_LENGTH", "TASK_DESCRIPTIONS",
+    "IterationTaskConfig", "IterationTasks", "task_description",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
     "sequence_keys", "test_sequences", "sample_fresh_inputs",
 ]
@@ -64,6 +78,13 @@ TASKS = ("copy", "parity", "polynomial", "mix")
 MIX_TASKS = ("copy", "parity")  # the two halves of ``mix`` by default (``mix_with`` picks the second)
 MIX_WITH = ("parity", "polynomial")  # what ``mix`` may mix copy rows with
 SPLITS = ("train", "test", "test_longer")
+BUILTIN_TASKS = tasks.BUILTIN_TASKS  # named configs beyond the paper's: groups and automata (issue 25 §1)
+# Rows kept per length in the named configs of BUILTIN_TASKS. Their 24 configs at the paper's 2,048
+# rows per length would be 25.5 MB of parquet (random inputs over up to 120 values compress little),
+# and hub/ (models, revisions and this dataset) must stay under 30 MB (model_cards.release); 256
+# keeps them at 3.7 MB. The split is still that of 2,048 (see max_rows_per_length): every kept test
+# row is held out by a train.py run at the defaults (e.g. experiment=task_family).
+BUILTIN_MAX_ROWS_PER_LENGTH = 256
 
 FEATURES = datasets.Features({
     "input_ids": datasets.List(datasets.Value("int32")),
@@ -91,8 +112,9 @@ CITATION = """\
 
 DESCRIPTION = (
     "Iterative tasks from 'Iteration Head: A Mechanistic Study of Chain-of-Thought' (NeurIPS 2024): "
-    "s_t = F(s_{t-1}, x_t) for copy, parity and polynomial iteration mod p, with or without the chain "
-    "of thought s_1 ... s_L. Train and test input sequences are disjoint at every length."
+    "s_t = F(s_{t-1}, x_t) for copy, parity and polynomial iteration mod p, and for the word problems of "
+    "groups and small automata beyond the paper, with or without the chain of thought s_1 ... s_L. Train "
+    "and test input sequences are disjoint at every length."
 )
 
 TASK_DESCRIPTIONS = {
@@ -100,6 +122,37 @@ TASK_DESCRIPTIONS = {
     "parity": "bits x_t in {0, 1}; F(s, x) = s + x mod 2 with s_0 = 0: s_t is the running parity.",
     "polynomial": "x_t in {1, ..., p-1}; s_1 = x_1, then s_t = P(s_{t-1}, x_t) mod p (default P = s·x + 1, p = 11).",
     "mix": "copy and parity rows together (mix_ratio of them copy), each introduced by its own task token.",
+}
+
+_LIU = 'Liu et al., "Transformers Learn Shortcuts to Automata", ICLR 2023'
+_BARRINGTON = ('Barrington, "Bounded-width polynomial-size branching programs recognize exactly those '
+               'languages in NC^1", JCSS 1989')
+# What each built-in task is, and where it comes from (task_description adds its states × inputs,
+# counted on the task); tests/test_datasets.py checks every (non-)abelian / (not) solvable / not a
+# group claim against tasks.structure.
+_BUILTIN_TEXT = {
+    "cyclic3": ("Z_3, the cyclic group of order 3 (abelian): s_t = s_{t-1} + x_t mod 3", _LIU),
+    "cyclic5": ("Z_5, the cyclic group of order 5 (abelian): s_t = s_{t-1} + x_t mod 5", _LIU),
+    "flipflop": ("a flip-flop, one bit of memory (an automaton, not a group): input 0 reads (keeps s), "
+                 "1 writes 0, 2 writes 1", _LIU),
+    "gridworld5": ("a walk on 0 … 4 that stops at the ends (an automaton, not a group): input 0 steps "
+                   "left, 1 steps right", _LIU),
+    "dihedral3": ("D_3, the symmetries of a triangle (non-abelian, solvable; it is S_3): s_t = s_{t-1} x_t, "
+                  "r^k s^f is value k + 3f", _LIU),
+    "quaternion": ("Q_8 = {±1, ±i, ±j, ±k} (non-abelian, solvable): s_t = s_{t-1} x_t, values 0 … 7 are "
+                   "1, i, j, k, -1, -i, -j, -k", _LIU),
+    "dihedral4": ("D_4, the symmetries of a square (non-abelian, solvable): s_t = s_{t-1} x_t, r^k s^f is "
+                  "value k + 4f", _LIU),
+    "alternating4": ("A_4, the even permutations of 4 points (non-abelian, solvable): s_t = s_{t-1} then "
+                     "x_t, in lexicographic order", _LIU),
+    "symmetric4": ("S_4, the permutations of 4 points (non-abelian, solvable): s_t = s_{t-1} then x_t, in "
+                   "lexicographic order", _LIU),
+    "alternating5": ("A_5, the even permutations of 5 points (non-abelian, not solvable: the smallest "
+                     "non-solvable group): s_t = s_{t-1} then x_t", f"{_LIU}; {_BARRINGTON}"),
+    "symmetric5": ("S_5, the permutations of 5 points (non-abelian, not solvable): s_t = s_{t-1} then x_t",
+                   f"{_LIU}; {_BARRINGTON}"),
+    "random5x3": ("a random automaton (not a group): each F(s, x) drawn uniformly among 5 states, "
+                  "seed 0; a control with no structure", _LIU),
 }
 
 # Random streams: entropy = [seed, config task, sub-task, length, purpose].
@@ -110,6 +163,25 @@ _POOL, _LONGER = 0, 1
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_HASH = hashlib.sha256(b"".join(
     open(os.path.join(_HERE, f), "rb").read() for f in ("tasks.py", "iteration_tasks.py"))).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_task(name: str, modulus: int, polynomial: tuple) -> tasks.Task:
+    task = tasks.make_task(name, modulus, polynomial)
+    task.table.flags.writeable = False  # shared by every caller of _task
+    return task
+
+
+def _task(name: str, modulus: int = tasks.DEFAULT_MODULUS, polynomial=tasks.DEFAULT_POLYNOMIAL) -> tasks.Task:
+    """``tasks.make_task``, built once per name and parameters: the builder asks for a task at every
+    length, and S_5's table takes ~50 ms to build. A task file is read again every time (it may change)."""
+    if isinstance(name, str) and not name.endswith((".json", ".yaml", ".yml")):
+        try:
+            key = (int(modulus), tuple(tuple(int(v) for v in term) for term in polynomial))
+        except (TypeError, ValueError):
+            return tasks.make_task(name, modulus, polynomial)  # raises, naming the bad value
+        return _cached_task(name, *key)
+    return tasks.make_task(name, modulus, polynomial)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +224,12 @@ class IterationTaskConfig(datasets.BuilderConfig):
         extrapolation_lengths: lengths ``> max_length`` for an extra ``test_longer`` split (empty: none).
         exhaustive_short_lengths: at lengths with fewer distinct sequences than asked, use them all
             (``True``) or raise ``ValueError`` (``False``).
+        max_rows_per_length: keep at most this many of each length's drawn sequences (``None``: all):
+            the first ``round(max_rows_per_length · test_fraction)`` of the length's test part and the
+            first of its train part (and that many of each longer length's ``test_longer``). The split
+            itself stays that of ``examples_per_length``, so every kept test row is in the test split
+            that ``train.py`` holds out at the same parameters; only the files get smaller (the named
+            configs of ``BUILTIN_TASKS`` use ``BUILTIN_MAX_ROWS_PER_LENGTH``).
     """
 
     task: str = "parity"
@@ -167,12 +245,13 @@ class IterationTaskConfig(datasets.BuilderConfig):
     mix_with: str = "parity"
     extrapolation_lengths: tuple = ()
     exhaustive_short_lengths: bool = True
+    max_rows_per_length: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.task not in TASKS:
             try:
-                tasks.make_task(self.task)  # any other task: a family or a task file
+                _task(self.task)  # any other task: a family or a task file
             except ValueError as err:
                 raise ValueError(f"{err} (or mix: copy rows mixed with mix_with)") from None
         if not isinstance(self.cot, (bool, np.bool_)):
@@ -197,7 +276,7 @@ class IterationTaskConfig(datasets.BuilderConfig):
         except (TypeError, ValueError):
             raise ValueError(f"polynomial={self.polynomial!r} is invalid: give (power_of_s, power_of_x, "
                              "coefficient) triples") from None
-        tasks.make_task("polynomial", self.modulus, self.polynomial)  # raises on a bad polynomial
+        _task("polynomial", self.modulus, self.polynomial)  # raises on a bad polynomial
         if isinstance(self.extrapolation_lengths, (int, np.integer)):
             self.extrapolation_lengths = (self.extrapolation_lengths,)
         lengths = tuple(self.extrapolation_lengths or ())
@@ -208,13 +287,19 @@ class IterationTaskConfig(datasets.BuilderConfig):
         if not isinstance(self.exhaustive_short_lengths, (bool, np.bool_)):
             raise ValueError(f"exhaustive_short_lengths={self.exhaustive_short_lengths!r} is invalid: "
                              "it must be True or False")
+        if self.max_rows_per_length is not None:
+            _check_int("max_rows_per_length", self.max_rows_per_length, 2,
+                       hint=" (or None to keep every drawn sequence)")
         counts = length_counts(self)  # strict mode: raises on a length with too few distinct sequences
         for split in self.splits:  # datasets cannot read an empty split back
             if not sum(c[split] for c in counts):
+                capped = self.max_rows_per_length is not None
                 raise ValueError(
                     f"the {split!r} split would be empty: no length draws 2 or more distinct sequences per task "
-                    f"(examples_per_length={self.examples_per_length}, modulus={self.modulus}): "
-                    "raise examples_per_length (or modulus: p = 2 has a single input value)")
+                    f"(examples_per_length={self.examples_per_length}, modulus={self.modulus}"
+                    + (f", max_rows_per_length={self.max_rows_per_length}" if capped else "") + "): "
+                    "raise examples_per_length" + (" or max_rows_per_length" if capped else "")
+                    + " (or modulus: p = 2 has a single input value)")
 
     @property
     def lengths(self) -> range:
@@ -232,6 +317,10 @@ class IterationTaskConfig(datasets.BuilderConfig):
         """The ``tasks.Task`` of this config (``name`` picks a half of ``mix``)."""
         name = self._subtask(name)
         return tasks.make_task(name, self.modulus, self.polynomial)
+
+    def _task(self, name: str | None = None) -> tasks.Task:
+        """:meth:`make_task`, shared and read-only (the builder's own look-ups)."""
+        return _task(self._subtask(name), self.modulus, self.polynomial)
 
     def _subtask(self, name: str | None) -> str:
         if name is None:
@@ -273,24 +362,36 @@ def _cap(config: IterationTaskConfig, name: str, length: int, requested: int, av
     return available
 
 
+def _test_count(drawn: int, test_fraction: float) -> int:
+    """How many of ``drawn`` sequences go to test: the fraction, at least one on each side."""
+    return min(max(_round(drawn * test_fraction), 1), drawn - 1) if drawn >= 2 else 0
+
+
 def length_counts(config: IterationTaskConfig) -> list[dict]:
     """One row per (sub-task, length): distinct sequences that exist, drawn, and per split.
 
-    Keys: ``task``, ``length``, ``available``, ``drawn``, ``train``, ``test``, ``test_longer``.
+    Keys: ``task``, ``length``, ``available``, ``drawn``, ``train``, ``test``, ``test_longer``
+    (the rows written: fewer than drawn under ``max_rows_per_length``).
     Raises ``ValueError`` in strict mode (``exhaustive_short_lengths=False``) when a length is short.
     """
     rows = []
     n_longer = max(1, _round(config.examples_per_length * config.test_fraction))
+    keep = config.max_rows_per_length
+    keep_in = _share(config, keep) if keep is not None else {}
+    keep_longer = _share(config, max(1, _round(keep * config.test_fraction))) if keep is not None else {}
     for length in list(config.lengths) + list(config.extrapolation_lengths):
         longer = length > config.max_length
         for name, requested in _share(config, n_longer if longer else config.examples_per_length).items():
-            available = tasks.make_task(name, config.modulus, config.polynomial).num_sequences(length)
+            available = _task(name, config.modulus, config.polynomial).num_sequences(length)
             drawn = _cap(config, name, length, requested, available, longer)
             if longer:
-                train, test, test_longer = 0, 0, drawn
+                train, test, test_longer = 0, 0, min(drawn, keep_longer.get(name, drawn))
             else:
-                test = min(max(_round(drawn * config.test_fraction), 1), drawn - 1) if drawn >= 2 else 0
+                test = _test_count(drawn, config.test_fraction)
                 train, test_longer = drawn - test, 0
+                if name in keep_in and drawn > keep_in[name]:  # a prefix of each side of the split
+                    test = min(test, _test_count(keep_in[name], config.test_fraction))
+                    train = min(train, keep_in[name] - test)
             rows.append(dict(task=name, length=length, available=available, drawn=drawn,
                              train=train, test=test, test_longer=test_longer))
     return rows
@@ -299,7 +400,7 @@ def length_counts(config: IterationTaskConfig) -> list[dict]:
 def _stream_id(name: str) -> int:
     """The paper's tasks keep their index in ``TASKS`` (their data never changes); any other task
     gets a digest of its name (``tasks.Task.stream_id``)."""
-    return _STREAM_IDS[name] if name in _STREAM_IDS else tasks.make_task(name).stream_id
+    return _STREAM_IDS[name] if name in _STREAM_IDS else _task(name).stream_id
 
 
 def _rng(config: IterationTaskConfig, name: str, length: int, purpose: int) -> np.random.Generator:
@@ -330,10 +431,11 @@ def split_inputs(config: IterationTaskConfig, length: int, task: str | None = No
                          f"{list(config.extrapolation_lengths)}")
     c, longer = counts[0], length > config.max_length
     purpose = _LONGER if longer else _POOL
-    pool = tasks.sample_unique_inputs(config.make_task(name), length, c["drawn"], _rng(config, name, length, purpose))
+    pool = tasks.sample_unique_inputs(config._task(name), length, c["drawn"], _rng(config, name, length, purpose))
     if longer:
-        return {"test_longer": pool}
-    return {"test": pool[:c["test"]], "train": pool[c["test"]:]}
+        return {"test_longer": pool[:c["test_longer"]]}
+    n_test = _test_count(c["drawn"], config.test_fraction)  # the whole split; max_rows_per_length keeps a prefix
+    return {"test": pool[:n_test][:c["test"]], "train": pool[n_test:][:c["train"]]}
 
 
 def paper_split_inputs(task: tasks.Task, length: int, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -358,7 +460,7 @@ def generate_split(config: IterationTaskConfig, split: str) -> dict[int, np.ndar
     lengths = config.extrapolation_lengths if split == "test_longer" else config.lengths
     out = {}
     for length in lengths:
-        blocks = [tasks.build_rows(config.make_task(name), split_inputs(config, length, name)[split],
+        blocks = [tasks.build_rows(config._task(name), split_inputs(config, length, name)[split],
                                    config.cot, dtype=np.int32) for name in config.subtasks]
         out[length] = np.concatenate(blocks)
     return out
@@ -431,19 +533,63 @@ def sample_fresh_inputs(task: tasks.Task, length: int, n: int, rng: np.random.Ge
 
 
 # ---------------------------------------------------------------------------------------------
+# What a task is
+# ---------------------------------------------------------------------------------------------
+def task_description(name: str) -> str:
+    """One line on a task of the named configs: ``TASK_DESCRIPTIONS`` for the paper's, and for a
+    built-in task its states × inputs (counted on the task), what it is and a reference."""
+    if name in TASK_DESCRIPTIONS:
+        return TASK_DESCRIPTIONS[name]
+    task = _task(name)  # a task added to tasks.BUILTIN_TASKS without its text here gets a plain line
+    text, reference = _BUILTIN_TEXT.get(name, (f"{name}, a built-in task", "datasets_builders.tasks.FAMILIES"))
+    return f"{len(task.state_values)} states × {len(task.input_values)} inputs; {text} ({reference})."
+
+
+# ---------------------------------------------------------------------------------------------
 # The builder
 # ---------------------------------------------------------------------------------------------
 def _config(name: str, task: str, cot: bool) -> IterationTaskConfig:
     what = "with chain of thought (every state s_1 ... s_L)" if cot else "without chain of thought (only s_L)"
+    fields = {} if task in TASKS else {"max_rows_per_length": BUILTIN_MAX_ROWS_PER_LENGTH}
     return IterationTaskConfig(name=name, task=task, cot=cot, version=datasets.Version("1.0.0"),
-                               description=f"{task}: {TASK_DESCRIPTIONS[task]} Answer {what}.")
+                               description=f"{task}: {task_description(task)} Answer {what}.", **fields)
 
 
-NAMED_CONFIGS = [_config(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in TASKS]
+# The paper's eight first (as released), then the built-in tasks' 24: (config name, task, cot).
+_NAMED = ([(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in TASKS]
+          + [(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in BUILTIN_TASKS])
+NAMED_CONFIG_NAMES = tuple(name for name, _, _ in _NAMED)
+
+
+class _NamedConfigs(collections.abc.Sequence):
+    """The named configs, validated on first use rather than at import: the built-in groups' tables
+    (S_5's above all) take ~0.1 s to build, which importing this module (train.py, evaluate.py)
+    should not pay."""
+
+    def __init__(self):
+        self._configs = None
+
+    def _all(self) -> list[IterationTaskConfig]:
+        if self._configs is None:
+            self._configs = [_config(*named) for named in _NAMED]
+        return self._configs
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(_NAMED)
+
+    def __repr__(self) -> str:
+        return f"NAMED_CONFIGS({', '.join(NAMED_CONFIG_NAMES)})"
+
+
+NAMED_CONFIGS = _NamedConfigs()
 
 
 class IterationTasks(datasets.ArrowBasedBuilder):
-    """Copy, parity, polynomial iteration and mix, with and without chain of thought.
+    """Copy, parity, polynomial iteration, mix and the built-in groups and automata, with and without
+    chain of thought.
 
     An ``ArrowBasedBuilder`` rather than a ``GeneratorBasedBuilder``: every length's rows are built
     as one Arrow table, and ``datasets``' per-example encoder costs ~13x more than the generation

@@ -5,6 +5,7 @@ Tiny configs (lengths <= 6, a few dozen rows per length) keep the file to a few 
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 
@@ -31,7 +32,19 @@ def small(name: str, **kwargs) -> it.IterationTaskConfig:
 # ---------------------------------------------------------------------------------------------
 # The definition of each task, written out without the package's tables
 # ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def builtin_task(name: str) -> tasks.Task:
+    return tasks.make_task(name)  # S_5's table takes ~0.1 s to build: once per test session
+
+
 def reference_states(task: str, xs: list[int], p: int = 11, poly=((1, 1, 1), (0, 0, 1))) -> list[int]:
+    if task in it.BUILTIN_TASKS:  # s_t = F(s_{t-1}, x_t) one step at a time (test_task_family checks F)
+        t = builtin_task(task)
+        out, s = [], t.start
+        for x in xs:
+            s = t.step(s, x)
+            out.append(s)
+        return out
     if task == "copy":  # s_t = x_t
         return list(xs)
     if task == "parity":  # s_0 = 0, s_t = s_{t-1} + x_t mod 2
@@ -51,21 +64,22 @@ def reference_states(task: str, xs: list[int], p: int = 11, poly=((1, 1, 1), (0,
 
 def check_rows(table, config: it.IterationTaskConfig, lengths) -> None:
     """Every row: layout, input alphabet, and states equal to the hand-written F."""
-    inputs_allowed = {"copy": {0, 1}, "parity": {0, 1}, "polynomial": set(range(1, config.modulus))}
+    inputs_allowed = {"copy": {0, 1}, "parity": {0, 1}, "polynomial": set(range(1, config.modulus)),
+                      **{t: set(builtin_task(t).input_values) for t in config.subtasks if t in it.BUILTIN_TASKS}}
     seen_lengths = set()
     for row in table.to_pylist():
         ids, length, name = row["input_ids"], row["length"], row["task"]
         seen_lengths.add(length)
         assert name in config.subtasks
         assert len(ids) == (2 * length + 3 if config.cot else length + 4)
-        assert ids[0] == tasks.TOKEN_TO_ID[f"<{name}>"]
+        assert ids[0] == (tasks.TOKEN_TO_ID[f"<{name}>"] if name in tasks.TASK_NAMES else tasks.BOS_ID)
         xs = ids[1:length + 1]
         assert set(xs) <= inputs_allowed[name]
         assert ids[length + 1] == tasks.EOI_ID and ids[-1] == tasks.EOS_ID
         assert tasks.EOI_ID not in ids[length + 2:] and tasks.EOS_ID not in ids[:-1]
         states = reference_states(name, xs, config.modulus, config.polynomial)
         assert ids[length + 2:-1] == (states if config.cot else states[-1:])
-        assert row["text"] == tasks.decode(ids)
+        assert row["text"] == tasks.decode(ids, tasks.MAX_VOCAB_SIZE)
     assert seen_lengths == set(lengths)
 
 
@@ -92,12 +106,56 @@ def test_custom_polynomial_and_modulus():
 
 def test_named_configs():
     names = [c.name for c in it.IterationTasks.BUILDER_CONFIGS]
-    assert names == ["copy", "parity", "polynomial", "mix", "copy_nocot", "parity_nocot", "polynomial_nocot",
-                     "mix_nocot"]
+    assert names[:8] == ["copy", "parity", "polynomial", "mix", "copy_nocot", "parity_nocot", "polynomial_nocot",
+                         "mix_nocot"]  # as first released
+    assert names[8:] == list(tasks.BUILTIN_TASKS) + [f"{t}_nocot" for t in tasks.BUILTIN_TASKS]
+    assert tuple(names) == it.NAMED_CONFIG_NAMES == export_mod.ALL_CONFIGS
     for c in it.IterationTasks.BUILDER_CONFIGS:
         assert c.cot == (not c.name.endswith("_nocot")) and c.name.startswith(c.task)
         assert (c.min_length, c.max_length, c.examples_per_length, c.test_fraction, c.modulus) == (1, 16, 2048, 0.25, 11)
         assert c.extrapolation_lengths == () and c.splits == ("train", "test")
+        assert c.max_rows_per_length == (None if c.task in it.TASKS else it.BUILTIN_MAX_ROWS_PER_LENGTH)
+        assert c.description.startswith(f"{c.task}: {it.task_description(c.task)} Answer with")
+
+
+def test_max_rows_per_length_keeps_a_prefix_of_each_side_of_the_split():
+    """The kept rows are the first of the full split's test part and of its train part: every kept test
+    row is held out by a run at the same parameters without the cap, and the proportion is kept."""
+    capped = it.IterationTaskConfig(name="x", task="cyclic3", max_length=7, examples_per_length=200,
+                                    max_rows_per_length=40, extrapolation_lengths=(8,))
+    full = it.IterationTaskConfig(name="x", task="cyclic3", max_length=7, examples_per_length=200,
+                                  extrapolation_lengths=(8,))
+    counts = {c["length"]: c for c in it.length_counts(capped)}
+    for length in (*capped.lengths, 8):
+        kept, whole = it.split_inputs(capped, length), it.split_inputs(full, length)
+        for split, rows in kept.items():
+            n = len(whole[split]) if counts[length]["drawn"] <= 40 and split != "test_longer" else len(rows)
+            assert np.array_equal(rows, whole[split][:n]), (length, split)  # a prefix of the full split
+            assert len(rows) == counts[length][split]
+    assert [(c["length"], c["train"], c["test"], c["test_longer"]) for c in counts.values()] == [
+        (1, 2, 1, 0), (2, 7, 2, 0), (3, 20, 7, 0), (4, 30, 10, 0), (5, 30, 10, 0), (6, 30, 10, 0), (7, 30, 10, 0),
+        (8, 0, 0, 10)]  # L <= 3: all of 3**L (fewer than 40); then round(40 * 0.25) = 10 test, 30 train
+    mix = it.IterationTaskConfig(name="x", task="mix", min_length=8, max_length=8, max_rows_per_length=40)
+    assert [(c["task"], c["train"], c["test"]) for c in it.length_counts(mix)] == [("copy", 15, 5), ("parity", 15, 5)]
+    check_rows(it.split_table(capped, "test"), capped, capped.lengths)
+    with pytest.raises(ValueError, match=r"max_rows_per_length=1 is invalid: it must be an integer >= 2 \(or None"):
+        it.IterationTaskConfig(name="x", task="cyclic3", max_rows_per_length=1)
+    with pytest.raises(ValueError, match=r"the 'test' split would be empty.*max_rows_per_length=2\): raise "
+                                         r"examples_per_length or max_rows_per_length"):
+        it.IterationTaskConfig(name="x", task="mix", max_rows_per_length=2)
+
+
+def test_builtin_descriptions_say_what_the_tables_are():
+    """Each built-in task's line: its states × inputs, and every group / abelian / solvable claim as
+    ``tasks.structure`` computes it from the table (test_task_family checks that against the groups)."""
+    for name in tasks.BUILTIN_TASKS:
+        line, st = it.task_description(name), tasks.structure(tasks.make_task(name))
+        assert line.startswith(f"{st['states']} states × {st['inputs']} inputs; ") and "Liu et al." in line, name
+        assert ("not a group" in line) == (not st["group"]), name
+        if st["group"]:
+            assert ("(abelian" in line) == st["abelian"] and ("non-abelian" in line) == (not st["abelian"]), name
+            assert ("not solvable" in line) == (not st["solvable"]), name
+            assert st["abelian"] or "solvable" in line, name  # a non-abelian group says which
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,12 @@ from datasets_builders.tokenizer import build_tokenizer, check_text, encode, sav
 
 @pytest.fixture(scope="module")
 def rows():
-    """Rows of every task, with and without CoT, and a polynomial with large values (p = 57)."""
+    """Rows of every task of the 64-id vocabulary, with and without CoT, and a polynomial with large
+    values (p = 57). (A_5 and S_5 need more ids: their rows and the shipped tokenizer that covers them
+    are tested in test_dataset_hub.py.)"""
     configs = [it.IterationTaskConfig(name=n, task=c.task, cot=c.cot, max_length=5, examples_per_length=6)
-               for n, c in it.IterationTasks.builder_configs.items()]
+               for n, c in it.IterationTasks.builder_configs.items()
+               if max(c.make_task(t).vocab_size for t in c.subtasks) == tasks.VOCAB_SIZE]
     configs.append(it.IterationTaskConfig(name="p57", task="polynomial", modulus=57, max_length=5,
                                           examples_per_length=6))
     return [r for c in configs for r in it.split_table(c, "train").to_pylist()]

@@ -1,0 +1,168 @@
+"""The shipped dataset ``hub/iteration-head-tasks`` (``python -m datasets_builders.export --out
+hub/iteration-head-tasks --overwrite``), as a user loads it offline: every config of the built-in
+tasks beyond the paper's, its disjoint splits, its rows against the task's own transition function
+through the shipped tokenizer, the card's table of tasks against the files, and the paper's eight
+configs byte for byte as first released. Skipped when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import datasets
+from datasets_builders import iteration_tasks as it
+from datasets_builders import tasks
+from datasets_builders.export import ALL_CONFIGS, parquet_path
+
+DATASET = Path(__file__).resolve().parents[1] / "hub" / "iteration-head-tasks"
+pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason=f"{DATASET} is absent: make it with "
+                                "`python -m datasets_builders.export --out hub/iteration-head-tasks`")
+datasets.disable_progress_bars()
+
+BUILTIN_CONFIGS = [tasks.dataset_config_name(t, cot) for cot in (True, False) for t in tasks.BUILTIN_TASKS]
+
+# sha256 of the paper's eight configs as first released (commit 400a16d and before): adding configs
+# must leave every byte of them as it was.
+RELEASED = {
+    "copy/test": "86dbae90f7887bb103d92a56b4422b4a9c018a2896de87bb22c04b16045b6092",
+    "copy/train": "00874cd471e447fb8795d1f856bc7f3701d773de3948426346c2cc952ef766c6",
+    "copy_nocot/test": "e9d57cd5abaeb8780a4667dbdf1e067261d29f01928d409f0a91f7f224fda079",
+    "copy_nocot/train": "536e0e42484830eda36855aee64363dc37c313382083163b77b689e83e987180",
+    "mix/test": "c8faceedaba296a843159b4331cb7d44bd7fe02f1f2bd89b22fb97cd938dc029",
+    "mix/train": "f52bb90d721e5c5e388f48fe70993e3fcf00eaeacaa32cd31fd98c7723f613e6",
+    "mix_nocot/test": "69f6c5f9f59f84161ffb95188205b0967a88025e99b3b060b1f07bdeb0339fba",
+    "mix_nocot/train": "801c46ba8bd043f1e14ef1e2f7d6f22511eac0d4b86c2e95524dfaa75305e336",
+    "parity/test": "ad017ce13145c51f530ca7e1f72ce2c59dd27c8ea689f2674f83afc4db56a6bd",
+    "parity/train": "3fc6c873683a6cec75911ed673dd3be0bf8ae7dbf043a06aa60bb721092c10f5",
+    "parity_nocot/test": "f4acba85cda65d29e40f8cd2eab3fe19bb2545251c5ce252ad692038a6dc968f",
+    "parity_nocot/train": "f598345cc8b8cb03a5f0d6e28edbe09284e2bd6578dde2c90bc9456bd8256aed",
+    "polynomial/test": "6b1dd9798ea81da55bcc120525580cb9ad745159d1fb8057a05b46b3eb33f378",
+    "polynomial/train": "dcec620c82975814796ccb9db98e05c39f30a9d33f81c2ba49d57108bc963999",
+    "polynomial_nocot/test": "6bb9bf7761489b8e7a0b9c041c84e6e21c3d5640d233714faf4fce2b3a3ed865",
+    "polynomial_nocot/train": "63d1194793515dc553406b65c431c8c55e2024ecdecb7fc5a060e38245dd6464",
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("hf_datasets_cache"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(str(DATASET / "tokenizer"))
+
+
+def load(config: str, cache: str) -> datasets.DatasetDict:
+    return datasets.load_dataset(str(DATASET), config, cache_dir=cache)
+
+
+def card_table(heading_row: str) -> list[dict[str, str]]:
+    """The card's markdown table whose header starts with ``heading_row``, as dicts by column."""
+    lines = (DATASET / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading_row))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def test_every_named_config_is_shipped():
+    card = (DATASET / "README.md").read_text(encoding="utf-8")
+    for name in ALL_CONFIGS:
+        assert f"config_name: {name}\n" in card, name
+        for split in ("train", "test"):
+            assert (DATASET / parquet_path(name, split)).is_file(), (name, split)
+    assert sorted(p.name for p in (DATASET / "data").iterdir()) == sorted(ALL_CONFIGS)
+
+
+def test_the_paper_configs_are_byte_identical_to_their_release():
+    for key, digest in RELEASED.items():
+        config, split = key.split("/")
+        path = DATASET / parquet_path(config, split)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{path} changed since its release"
+    assert sorted(RELEASED) == sorted(f"{c}/{s}" for c in ALL_CONFIGS[:8] for s in ("train", "test"))
+
+
+def test_the_shipped_tokenizer_covers_every_task_and_moves_no_id(tokenizer):
+    vocab = tokenizer.get_vocab()
+    largest = max(tasks.make_task(t).vocab_size for t in tasks.TASK_NAMES + tasks.BUILTIN_TASKS)
+    assert largest == tasks.make_task("symmetric5").vocab_size == 127
+    assert len(tokenizer) == largest and vocab == {w: i for i, w in enumerate(tasks.vocabulary(largest))}
+    assert {w: vocab[w] for w in tasks.VOCAB} == tasks.TOKEN_TO_ID  # the 64 base ids, unchanged
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (
+        tasks.BOS_ID, tasks.EOS_ID, tasks.PAD_ID)
+
+
+@pytest.mark.parametrize("name", BUILTIN_CONFIGS)
+def test_builtin_config_loads_offline_with_disjoint_splits_and_the_tasks_states(name, cache, tokenizer):
+    """Loads with ``load_dataset`` (no code); train and test are disjoint per length and a prefix of the
+    full split a train.py run holds out; every row decodes with the shipped tokenizer and spells the
+    states of the task's own transition function."""
+    ds = load(name, cache)
+    config = it.IterationTasks.builder_configs[name]
+    task = tasks.make_task(config.task)
+    assert set(ds) == {"train", "test"} and ds["train"].features == it.FEATURES
+    full = it.IterationTaskConfig(name=name, task=config.task, cot=config.cot)  # the split train.py holds out
+    keys = {}
+    for split in ("train", "test"):
+        table = ds[split].data.table.select(list(it.FEATURES))
+        assert table.equals(it.split_table(config, split)), f"{name}/{split}: the files are not the builder's"
+        columns = table.to_pydict()
+        texts, ids_list = columns["text"], columns["input_ids"]
+        assert tokenizer(texts)["input_ids"] == ids_list
+        assert tokenizer.batch_decode(ids_list) == texts
+        keys[split] = {}
+        for ids, length, label in zip(ids_list, columns["length"], columns["task"]):
+            assert label == config.task and ids[0] == tasks.BOS_ID and ids[length + 1] == tasks.EOI_ID
+            xs, s, states = ids[1:length + 1], task.start, []
+            for x in xs:  # F, one plain-Python step at a time
+                assert x in task.input_values
+                s = task.step(s, x)
+                states.append(s)
+            assert ids[length + 2:-1] == (states if config.cot else states[-1:]) and ids[-1] == tasks.EOS_ID
+            keys[split].setdefault(length, set()).add(tuple(xs))
+    for length in config.lengths:
+        train, test = keys["train"][length], keys["test"][length]
+        assert train and test and not train & test, f"{name} L={length}: a test sequence is in train"
+        held_out = {tuple(r) for r in it.split_inputs(full, length)["test"]}
+        assert test <= held_out, f"{name} L={length}: a test row is not held out at the defaults"
+
+
+def test_the_card_table_of_tasks_matches_the_data(cache):
+    rows = card_table("| task | configs |")
+    by_task = {r["task"]: r for r in rows}
+    assert list(by_task) == ["copy", "parity", "polynomial", "mix (copy + parity)", *tasks.BUILTIN_TASKS]
+    for label, row in by_task.items():
+        names = re.findall(r"`([^`]+)`", row["configs"])
+        task_name = label.split(" ")[0]
+        assert names == [task_name, f"{task_name}_nocot"]
+        loaded = [load(n, cache) for n in names]
+        for split in ("train", "test"):
+            assert {len(d[split]) for d in loaded} == {int(row[f"{split} rows"].replace(",", ""))}, (label, split)
+        if task_name == "mix":
+            assert set(loaded[0]["test"].data.column("task").to_pylist()) == {"copy", "parity"}
+            continue
+        task = tasks.make_task(task_name)
+        st = tasks.structure(task)
+        assert [int(row[k].replace(",", "")) for k in ("states", "inputs", "table entries (states × inputs)")] == [
+            st["states"], st["inputs"], st["states"] * st["inputs"]]
+        assert row["group (order)"] == (f"yes ({st['states']})" if st["group"] else "no")
+        for key in ("abelian", "solvable"):
+            assert row[key] == {None: "–", True: "yes", False: "no"}[st[key]], (label, key)
+        # The data agree: inputs and states seen are the task's (every one of them, for the CoT config).
+        seen_x, seen_s = set(), set()
+        both = [loaded[0][split].data.table.select(["input_ids", "length"]).to_pydict() for split in ("train", "test")]
+        for ids, length in zip(both[0]["input_ids"] + both[1]["input_ids"], both[0]["length"] + both[1]["length"]):
+            seen_x.update(ids[1:length + 1])
+            seen_s.update(ids[length + 2:-1])
+        assert seen_x == set(task.input_values) and seen_s == set(task.state_values), label
