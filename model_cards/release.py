@@ -22,9 +22,11 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
    ``snapshot_steps`` at every evaluation step (the fine-tuned model gets ``--init_from`` the
    polynomial run's ``final/``); skipped with ``--take-existing``.
 2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, tokenizer,
-   generation config, ``training_info.json``), ``train_config.yaml``, and the shipped code generated
-   from the source (``configuration_itergpt.py``, ``modeling_itergpt.py``, ``analysis.py``,
-   ``tasks.py``) so the model loads with ``trust_remote_code`` and the analysis runs next to it.
+   generation config with the context as ``max_length``, ``training_info.json``), ``train_config.yaml``,
+   the shipped code generated from the source (``configuration_itergpt.py``, ``modeling_itergpt.py``,
+   ``analysis.py``, ``tasks.py``) so the model loads with ``trust_remote_code`` and the analysis runs
+   next to it, and the stock GPT-2 copy ``gpt2/`` (``modeling.gpt2``: no remote code; TransformerLens
+   boots it as it stands).
 3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
    (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
    (``training.data.TaskData``; a ``mix`` run holds out each task's own split), otherwise the release stops.
@@ -318,6 +320,7 @@ def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str
     for path in sorted((run_dir / "final").iterdir()):
         if path.is_file() and path.name not in ("training_info.json", "tokenizer.json", "tokenizer_config.json"):
             shutil.copyfile(path, folder / path.name)
+    fit_generation_config(folder)
     # The tokenizer from the source (left padding, the model's context as model_max_length), not the
     # one an older run saved.
     save_tokenizer(str(folder), model_max_length=train_config["model"]["n_positions"])
@@ -326,6 +329,19 @@ def assemble_folder(run_dir: Path, folder: Path, spec: ModelSpec, namespace: str
     write_shipped_code(folder)
     write_gpt2_copy(folder)
     return train_config
+
+
+def fit_generation_config(folder: Path) -> None:
+    """``generation_config.json`` carries ``max_length`` = the model's context (``n_positions``) when
+    the run saved it without one (or with transformers' default 20, which cuts the chain of longer
+    prompts): ``generate()`` alone then writes the whole chain, and IterGPT lets an explicit
+    ``max_new_tokens`` take precedence without transformers' warning that both were set. Any other
+    value is kept."""
+    path = folder / "generation_config.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("max_length") in (None, 20):
+        doc["max_length"] = json.loads((folder / "config.json").read_text(encoding="utf-8"))["n_positions"]
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")  # as transformers writes it
 
 
 def write_gpt2_copy(folder: Path) -> bool:
@@ -502,10 +518,21 @@ def write_manifests(out: Path, spec: ModelSpec) -> None:
     verify.write_manifest(folder, added_at_upload={})
 
 
-def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
+def released_namespace(folder: Path) -> str:
+    """The namespace a model folder was released under (its ``eval_results.json`` names the model)."""
+    model = json.loads((folder / "eval_results.json").read_text(encoding="utf-8")).get("model", "")
+    namespace, _, name = model.rpartition("/")
+    if not namespace or name != folder.name:
+        raise ReleaseError(f"{folder}/eval_results.json names the model {model!r}, not <namespace>/{folder.name}")
+    return namespace
+
+
+def sync_shipped_code(out: Path, specs: list[ModelSpec], namespace: str | None = None) -> list[Path]:
     """Regenerate what every released folder in ``out`` ships from the source (model code, analysis,
-    tasks, tokenizer, GPT-2 copy) and re-record the manifests, after a change to the source, without
-    re-running the release. Each folder must verify first: a tampered folder is not re-signed."""
+    tasks, tokenizer, GPT-2 copy, the context as ``generation_config.json``'s ``max_length``, the card
+    from its template) and re-record the manifests, after a change to the source, without re-running
+    the release. Each folder must verify first: a tampered folder is not re-signed. ``namespace``
+    (default: the one each folder was released under) must be the released one."""
     from . import render
 
     done = []
@@ -513,6 +540,10 @@ def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
         folder = out / spec.repo
         if not folder.is_dir():
             continue
+        released = released_namespace(folder)
+        if namespace is not None and namespace != released:
+            raise ReleaseError(f"{folder} was released under --namespace {released}, not {namespace}: pass "
+                               f"--namespace {released} (a new namespace needs a release, not --sync-code)")
         stale = {str(folder / name) for name in (*SHIPPED_CODE, "tokenizer.json", "tokenizer_config.json")}
         found = [p for p in verify.problems(folder)
                  if p.split(":")[0] not in stale and not p.startswith(str(folder / "gpt2"))]
@@ -523,7 +554,9 @@ def sync_shipped_code(out: Path, specs: list[ModelSpec]) -> list[Path]:
         write_shipped_code(folder)
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         save_tokenizer(str(folder), model_max_length=config["n_positions"])
+        fit_generation_config(folder)
         write_gpt2_copy(folder)
+        render.write_model_card(folder, released, spec, out)
         write_manifests(out, spec)
         done.append(folder)
     return done
@@ -702,7 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", action="store_true", help="upload to the Hub after every check passed")
     p.add_argument("--sync-code", action="store_true",
                    help="only regenerate what the released folders in --out ship from the source (code, "
-                        "tokenizer, GPT-2 copy) and re-record their manifests (each must verify first)")
+                        "tokenizer, GPT-2 copy, generation config's max_length, card) and re-record their "
+                        "manifests (each must verify first; --namespace must be the released one)")
     p.add_argument("--private", action="store_true", help="create private repositories")
     return p
 
@@ -788,8 +822,8 @@ def run(args) -> None:
     specs = [SUITE_BY_KEY[k] for k in SUITE_BY_KEY if k in args.models]
     check_out_folder(out)
     if args.sync_code:
-        for folder in sync_shipped_code(out, specs):
-            log(f"code and manifest regenerated: {folder}")
+        for folder in sync_shipped_code(out, specs, args.namespace):
+            log(f"code, card and manifest regenerated: {folder}")
         return
     check_writable(out.parent)
     given = _parse_runs(args.run)

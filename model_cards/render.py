@@ -48,6 +48,8 @@ __all__ = [
     "Measured",
     "accuracy",
     "add_models_to_dataset_card",
+    "gpt2_unknown_token",
+    "interop",
     "load_measured",
     "render_dataset_section",
     "render_model_card",
@@ -285,6 +287,50 @@ print([round(pattern[L + 1, t].item(), 3) for t in range(1, L + 1)])  # where th
     return gen, probe
 
 
+def gpt2_unknown_token(m: Measured) -> tuple[str, int] | None:
+    """The ``gpt2/`` copy's unknown token and its id (``gpt2/tokenizer_config.json``, ``tokenizer.json``);
+    None without a copy."""
+    copy = m.folder / "gpt2"
+    if not (copy / "config.json").is_file():
+        return None
+    token = _read_json(copy / "tokenizer_config.json").get("unk_token")
+    vocab = _read_json(copy / "tokenizer.json")["model"]["vocab"]
+    if token not in vocab:
+        raise ValueError(f"{copy}: the tokenizer's unknown token {token!r} is not in its vocabulary: "
+                         "regenerate the copy (python -m modeling.gpt2)")
+    return token, int(vocab[token])
+
+
+def interop(m: Measured) -> str | None:
+    """The Quickstart's third block: the ``gpt2/`` copy as stock GPT-2, TransformerLens on it as it
+    stands, and nnsight on the model itself (no ``materialize_hooks``). None without a ``gpt2/`` copy."""
+    if gpt2_unknown_token(m) is None:
+        return None
+    layer, _ = _probe_head(m)
+    name = f"blocks.{layer}.attn.hook_pattern"
+    return f'''\
+# gpt2/: the same weights as a stock GPT2LMHeadModel (zero biases, same logits), no remote code.
+from transformers import GPT2LMHeadModel
+gpt2 = GPT2LMHeadModel.from_pretrained(repo, subfolder="gpt2", revision="main").eval()
+print((gpt2(**inputs).logits - model(**inputs).logits).abs().max().item() < 1e-4)  # True
+
+# TransformerLens 4 (pip install transformer-lens) boots the gpt2/ folder as it stands.
+from huggingface_hub import snapshot_download
+from transformer_lens.model_bridge import TransformerBridge
+bridge = TransformerBridge.boot_transformers(snapshot_download(repo, revision="main") + "/gpt2", device="cpu")
+tokens = bridge.to_tokens(prompt, prepend_bos=False)  # rows open with their task token, never <bos>
+_, tl_cache = bridge.run_with_cache(tokens)
+
+# nnsight (pip install nnsight) on the model itself; run it from a file or a notebook (nnsight reads
+# the trace's body from its source). No materialize_hooks=True needed: the lazy points
+# (hook_pattern, hook_result, the norms' hook_scale) are computed while a trace runs.
+import nnsight
+lm = nnsight.TransformersModel(model, task="text-generation", tokenizer=tokenizer)
+with lm.trace(inputs.input_ids):
+    nn_pattern = lm.model.blocks[{layer}].attn.hook_pattern.output.save()
+print((nn_pattern - tl_cache["{name}"]).abs().max().item() < 1e-4)  # True: the same pattern'''
+
+
 def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> str:
     d = m.data
     lo, hi = _lengths(m)
@@ -480,6 +526,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
     base_model = repo_id(namespace, SUITE_BY_KEY[spec.init_from].repo) if spec.init_from else None
     lo, hi = _lengths(m)
     gen, probe = quickstart(m, rid)
+    unknown = gpt2_unknown_token(m)
     steps = revision_steps(hub_dir, spec.repo)
     a = m.analysis
     has_heads = bool(a and a.get("heads"))
@@ -495,7 +542,8 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
         vocab_size=m.config["vocab_size"], n_positions=m.config["n_positions"], n_layer=m.config["n_layer"],
         lengths=_span(lo, hi),
         max_length_in_context=(m.config["n_positions"] - 3) // 2 if m.cot else m.config["n_positions"] - 4,
-        quickstart=gen, probe=probe,
+        quickstart=gen, probe=probe, interop=interop(m),
+        unknown_token=unknown[0] if unknown else None, unknown_id=unknown[1] if unknown else None,
         revisions_table=revisions_table(steps, a), final_step=m.training_info.get("step"),
         eval_per_length=m.train_config.get("eval_per_length"),
         data_description=data_description(m, dataset_repo, base_model),

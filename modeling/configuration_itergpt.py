@@ -70,9 +70,11 @@ class IterGPTConfig(PreTrainedConfig):
         use_cache (`bool`, defaults to `True`): return a key/value cache from `forward`.
         materialize_hooks (`bool`, defaults to `False`): compute every hook point on every forward pass:
             eager attention (`hook_attn_scores`, `hook_pattern`), the per-head `hook_result` and the
-            norms' `hook_scale`. By default these are computed only while a torch hook is attached to
-            them (`run_with_cache`, `run_with_hooks`); set it for tools that find activations by other
-            means, or pass `attn_implementation="eager"` for the patterns alone. Same logits either way.
+            norms' `hook_scale` / `hook_normalized`. By default these are computed only while something
+            reads them: a torch hook (`run_with_cache`, `run_with_hooks`) or an nnsight trace (nnsight
+            wraps modules instead; no flag needed). Set it for other tools that find activations by
+            other means, or pass `attn_implementation="eager"` for the patterns alone. Same logits
+            either way.
 
     Standard names are aliases (`attribute_map`): `num_hidden_layers` -> `n_layer`, `hidden_size` ->
     `n_embd`, `num_attention_heads` -> `n_head`, `max_position_embeddings` -> `n_positions`,

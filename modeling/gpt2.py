@@ -20,9 +20,15 @@ generation config), made by::
 
     python -m modeling.gpt2 --model hub/iteration-head-parity --out hub/iteration-head-parity/gpt2
 
-and loaded with ``GPT2LMHeadModel.from_pretrained(repo, subfolder="gpt2")`` (or ``AutoModelForCausalLM``).
+and loaded with ``GPT2LMHeadModel.from_pretrained(repo, subfolder="gpt2")`` (or ``AutoModelForCausalLM``),
+or by TransformerLens as it stands: ``TransformerBridge.boot_transformers("<repo folder>/gpt2")``.
 The command writes atomically and only replaces a folder it wrote itself (its ``config.json`` records
 ``converted_from``).
+
+The copy's tokenizer is the model's, ids unchanged, plus an unknown token: tools probe a tokenizer with
+an arbitrary word (TransformerLens encodes ``"a"``), which the model's own tokenizer rejects. An
+unknown word maps to an existing token that no training row of the model holds (``unknown_token``:
+``<bos>`` for the paper's tasks, whose rows open with their task token), so the model never saw it.
 """
 
 from __future__ import annotations
@@ -43,13 +49,15 @@ from .modeling_itergpt import IterGPTForCausalLM
 
 __all__ = [
     "ConversionError", "check_convertible", "from_gpt2", "gpt2_config", "to_gpt2", "transformer_lens_bridge",
-    "write_gpt2",
+    "unknown_token", "write_gpt2",
 ]
 
 CONVERTED_FROM = "IterGPTForCausalLM"  # recorded in the GPT-2 config.json: the folder is ours to replace
-# Files copied verbatim from the IterGPT folder next to the converted weights.
+# Files copied from the IterGPT folder next to the converted weights (the tokenizer gains an unknown token).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 REQUIRED = {"residual": "standard", "norm": "layernorm"}
+# The GPT-2 copy's unknown token, in order of preference: existing special tokens only (no id moves).
+UNKNOWN_CANDIDATES = ("<bos>", "<copy>", "<parity>", "<polynomial>")
 
 
 class ConversionError(ValueError):
@@ -179,12 +187,49 @@ def _owned(out: Path) -> bool:
         return False
 
 
+def unknown_token(model_folder: str | os.PathLike) -> str:
+    """The word the ``gpt2/`` copy's tokenizer gives an unknown word: the first of ``<bos>``, ``<copy>``,
+    ``<parity>``, ``<polynomial>`` that no training row of the model holds. A row is ``<task> x_1 … x_L
+    <eoi> s_1 … <eos>`` (then ``<pad>``), opened by its task's token: ``<copy>``, ``<parity>`` or
+    ``<polynomial>`` for the paper's tasks, ``<bos>`` for every other task; the tasks are those of
+    ``training_info.json`` (``data.task``, both tasks of a ``mix``). A folder without it gets
+    ``<bos>``. The data of a base model (``init_from``) is not read."""
+    from datasets_builders import tasks  # the vocabulary (not shipped with the copy: only used here)
+
+    try:
+        data = json.loads((Path(model_folder) / "training_info.json").read_text())["train_config"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return UNKNOWN_CANDIDATES[0]
+    names = ["copy", data.get("mix_with") or "parity"] if data.get("task") == "mix" else [data.get("task")]
+    used = {tasks.TASK_TOKEN_ID.get(name, tasks.BOS_ID) for name in names}
+    for token in UNKNOWN_CANDIDATES:
+        if tasks.TOKEN_TO_ID[token] not in used:
+            return token
+    raise ValueError(f"{model_folder}: every one of {', '.join(UNKNOWN_CANDIDATES)} opens a training row")
+
+
+def _add_unknown_token(folder: Path, token: str) -> None:
+    """Give the tokenizer files in ``folder`` the unknown token ``token`` (an existing word: no id changes)."""
+    path = folder / "tokenizer.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    model = doc["model"]
+    if model.get("type") != "WordLevel" or token not in model["vocab"]:
+        raise ValueError(f"{path}: not a WordLevel vocabulary holding {token!r}")
+    model["unk_token"] = token
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")  # as `tokenizers` writes it
+    path = folder / "tokenizer_config.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["unk_token"] = token
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def write_gpt2(model_folder: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Convert the IterGPT checkpoint in ``model_folder`` and save the GPT-2 copy to ``out``.
 
     ``out`` gets the weights, ``config.json``, ``generation_config.json`` and the tokenizer files of
-    ``model_folder``. Written to a temporary sibling folder, then renamed into place; an existing
-    ``out`` is replaced only if this function wrote it (else ``FileExistsError``).
+    ``model_folder``, with the unknown token of :func:`unknown_token`. Written to a temporary sibling
+    folder, then renamed into place; an existing ``out`` is replaced only if this function wrote it
+    (else ``FileExistsError``).
     """
     model_folder, out = Path(model_folder), Path(out)
     try:
@@ -205,6 +250,8 @@ def write_gpt2(model_folder: str | os.PathLike, out: str | os.PathLike) -> Path:
         for name in TOKENIZER_FILES:
             if (model_folder / name).is_file():
                 shutil.copy2(model_folder / name, tmp / name)
+        if (tmp / "tokenizer.json").is_file() and (tmp / "tokenizer_config.json").is_file():
+            _add_unknown_token(tmp, unknown_token(model_folder))
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
             os.replace(out, old)
@@ -221,9 +268,11 @@ def transformer_lens_bridge(source, device: str = "cpu"):
 
     ``source``: an ``IterGPTForCausalLM``, an IterGPT folder, or a GPT-2 copy (a ``gpt2/`` folder).
     Hook names and ``run_with_cache`` are TransformerLens' (``blocks.0.attn.hook_pattern``).
-    ``TransformerBridge.boot_transformers(folder)`` stops on its tokenizer probe: it encodes the word
-    "a", which our tokenizer rejects as unknown (on purpose). Here the bridge is built from the module
-    and the tokenizer attached afterwards, with ``prepend_bos`` off (rows start with the task token).
+    A released ``gpt2/`` folder also boots with TransformerLens alone,
+    ``TransformerBridge.boot_transformers(folder)`` (its tokenizer has an unknown token for the probe);
+    this helper also takes a model in memory or an IterGPT folder, whose own tokenizer rejects the
+    probe's word "a" (on purpose): the bridge is built from the module and the tokenizer attached
+    afterwards. ``prepend_bos`` is off either way (rows start with the task token, never ``<bos>``).
     """
     from transformer_lens.model_bridge.sources import build_bridge_from_module
     from transformers import PreTrainedTokenizerFast

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -98,8 +100,10 @@ def test_released_gpt2_copy_is_the_converters_output_with_equal_logits(name, tmp
     want = expected.state_dict()
     for key, value in shipped.state_dict().items():
         torch.testing.assert_close(value, want[key], rtol=0, atol=0, msg=key)
+    write_gpt2(folder, tmp_path / "gpt2")  # the tokenizer files as the converter writes them
     for copied in ("tokenizer.json", "tokenizer_config.json"):
-        assert (folder / "gpt2" / copied).read_bytes() == (folder / copied).read_bytes()
+        assert (folder / "gpt2" / copied).read_bytes() == (tmp_path / "gpt2" / copied).read_bytes(), (
+            f"hub/{name}/gpt2/{copied} is stale: rerun python -m model_cards.release --out hub --sync-code")
     x = torch.tensor([[58, 1, 0, 1, 1, 0, 61, 1, 1, 0, 0, 0]])
     torch.testing.assert_close(shipped(x).logits, ours(x).logits, rtol=0, atol=1e-5)
     for prompt in PROMPTS:
@@ -154,22 +158,89 @@ def test_transformer_lens_bridge_patterns_equal_ours():
             torch.testing.assert_close(cache[key], mine[key], rtol=0, atol=1e-4, msg=key)
 
 
-def test_nnsight_reads_a_pattern_and_patches_a_head():
-    import nnsight  # the 'interop' extra (make test installs it)
+def test_transformer_lens_boots_a_released_gpt2_copy_as_it_stands():
+    """TransformerLens 4's own loader on hub/<repo>/gpt2, no helper of ours: its tokenizer probe
+    (encode("a")) meets the copy's unknown token; patterns and logits are ours."""
+    from transformer_lens.model_bridge import TransformerBridge
+
     folder = HUB / "iteration-head-parity"
-    # nnsight wraps modules instead of attaching torch hooks: materialize_hooks computes the lazy points.
-    model = IterGPTForCausalLM.from_pretrained(folder, materialize_hooks=True).eval()
+    bridge = TransformerBridge.boot_transformers(str(folder / "gpt2"), device="cpu")
+    tokens = bridge.to_tokens("<parity> 1 0 1 1 <eoi> 1 1 0", prepend_bos=False)
+    assert tokens.tolist() == [[58, 1, 0, 1, 1, 61, 1, 1, 0]]
+    logits, cache = bridge.run_with_cache(tokens)
+    ours = IterGPTForCausalLM.from_pretrained(folder).eval()
+    out, mine = ours.run_with_cache(tokens)
+    torch.testing.assert_close(logits, out.logits, rtol=0, atol=1e-4)
+    for layer in range(ours.config.n_layer):
+        for name in ("attn.hook_pattern", "attn.hook_z", "hook_attn_out"):
+            key = f"blocks.{layer}.{name}"
+            torch.testing.assert_close(cache[key], mine[key], rtol=0, atol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_released_gpt2_tokenizer_maps_unknown_words_to_a_token_no_training_row_holds(name):
+    """The copy's tokenizer: the model's ids, plus an unknown token that is an existing token absent
+    from every training row of the model's task(s) (rows built as the training data builds them)."""
+    from datasets_builders import tasks
+    from modeling.gpt2 import unknown_token
+
+    folder = HUB / name
+    mine, copy = (PreTrainedTokenizerFast.from_pretrained(f) for f in (folder, folder / "gpt2"))
+    assert copy.get_vocab() == mine.get_vocab() and len(copy) == len(mine) == 64  # no id added or moved
+    assert copy.unk_token == unknown_token(folder) == "<bos>" and copy.unk_token_id == tasks.BOS_ID
+    assert copy("a <parity> 1").input_ids == [tasks.BOS_ID, 58, 1]
+    assert copy("<parity> 1 0 <eoi>").input_ids == mine("<parity> 1 0 <eoi>").input_ids == [58, 1, 0, 61]
+    with pytest.raises(Exception, match="UNK"):
+        mine("a")  # the model's own tokenizer still rejects an unknown word
+    data = json.loads((folder / "training_info.json").read_text())["train_config"]["data"]
+    names = ["copy", data["mix_with"]] if data["task"] == "mix" else [data["task"]]
+    rng = np.random.default_rng(0)
+    for task_name in names:
+        task = tasks.make_task(task_name, data["modulus"], [tuple(t) for t in data["polynomial"]])
+        for length in range(data["min_length"], data["max_length"] + 1):
+            inputs = tasks.sample_unique_inputs(task, length, min(64, task.num_sequences(length)), rng)
+            assert copy.unk_token_id not in tasks.build_rows(task, inputs, data["cot"]), (task_name, length)
+
+
+def test_unknown_token_follows_the_tasks_of_the_run(tmp_path):
+    from modeling.gpt2 import unknown_token
+
+    assert unknown_token(tmp_path) == "<bos>"  # no training_info.json
+    for task, expected in (("parity", "<bos>"), ("mix", "<bos>"), ("cyclic3", "<copy>"), ("symmetric3", "<copy>")):
+        info = {"train_config": {"data": {"task": task, "mix_with": "polynomial"}}}
+        (tmp_path / "training_info.json").write_text(json.dumps(info))
+        assert unknown_token(tmp_path) == expected, task
+
+
+def test_nnsight_reads_a_pattern_and_patches_a_head():
+    """nnsight wraps modules instead of attaching torch hooks; the lazy points (eager pattern, per-head
+    result, the norms' scale) are computed while its trace runs, with no materialize_hooks flag."""
+    import nnsight  # the 'interop' extra (make test installs it)
+    from modeling.modeling_itergpt import _watched
+
+    folder = HUB / "iteration-head-parity"
+    model = IterGPTForCausalLM.from_pretrained(folder).eval()  # as loaded: no flag
+    assert not model.config.materialize_hooks
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     lm = nnsight.TransformersModel(model, task="text-generation", tokenizer=tokenizer)
     x = torch.tensor([[58, 1, 0, 1, 1, 61, 1, 1, 0]])
-    with lm.trace(x):
+    with lm.trace(x):  # in the order the forward pass reaches them
+        scale = lm.model.blocks[0].ln1.hook_scale.output.save()
+        scores = lm.model.blocks[1].attn.hook_attn_scores.output.save()
         pattern = lm.model.blocks[1].attn.hook_pattern.output.save()
         result = lm.model.blocks[1].attn.hook_result.output.save()
+        normalized = lm.model.ln_final.hook_normalized.output.save()
         clean = lm.output.logits.save()
-    out, mine = model.run_with_cache(x, names_filter=["blocks.1.attn.hook_pattern", "blocks.1.attn.hook_result"])
-    torch.testing.assert_close(pattern, mine["blocks.1.attn.hook_pattern"], rtol=0, atol=1e-6)
-    torch.testing.assert_close(result, mine["blocks.1.attn.hook_result"], rtol=0, atol=1e-6)
+    names = ["blocks.0.ln1.hook_scale", "blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_pattern",
+             "blocks.1.attn.hook_result", "ln_final.hook_normalized"]
+    out, mine = model.run_with_cache(x)  # every point hooked: the path the trace took
+    for name, got in zip(names, (scale, scores, pattern, result, normalized)):
+        torch.testing.assert_close(got, mine[name], rtol=1e-5, atol=1e-6, msg=name)  # scores reach ~60
     torch.testing.assert_close(clean, out.logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(clean, model(x).logits, rtol=0, atol=1e-4)  # the fused plain forward
+    # Outside a trace the wrapped model stays lazy: a plain forward keeps the fused kernels.
+    points = model.hook_points()
+    assert not any(_watched(model.config, points[name]) for name in names)
 
     with lm.trace(x):
         lm.model.blocks[1].attn.hook_z.output[:, :, 0] = 0.0  # ablate head 0 of layer 1
@@ -181,7 +252,7 @@ def test_nnsight_reads_a_pattern_and_patches_a_head():
         return z
 
     expected = model.run_with_hooks(x, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)]).logits
-    torch.testing.assert_close(patched, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(patched, expected, rtol=0, atol=1e-4)  # fused kernels where nothing is hooked
     assert (patched - clean).abs().max() > 1e-2  # the head matters
 
 
@@ -330,12 +401,43 @@ def test_tokenizer_defaults_fit_generation_and_the_context(tmp_path):
 
 
 def test_generation_max_length_is_the_context_also_for_released_configs(tmp_path):
-    model = IterGPTForCausalLM.from_pretrained(HUB / "iteration-head-parity")  # its file has no max_length
+    shutil.copytree(HUB / "iteration-head-parity", tmp_path / "old", ignore=shutil.ignore_patterns("gpt2"))
+    path = tmp_path / "old" / "generation_config.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "max_length"}))
+    model = IterGPTForCausalLM.from_pretrained(tmp_path / "old")  # a file saved without max_length
     assert model.generation_config.max_length == model.config.n_positions == 64
     tiny_model().save_pretrained(tmp_path)
     assert json.loads((tmp_path / "generation_config.json").read_text())["max_length"] == TINY["n_positions"]
     prompt = torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]])  # 24 tokens: past transformers' default 20
     assert model.generate(prompt, do_sample=False).shape[1] > 24
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_released_generation_config_carries_the_context_and_generate_does_not_warn(name):
+    """generation_config.json: max_length = n_positions (generate() alone never cuts a chain); an
+    explicit max_new_tokens overrides it without transformers' "both were set" warning."""
+    import logging
+    import warnings
+
+    folder = HUB / name
+    saved = json.loads((folder / "generation_config.json").read_text())
+    assert saved["max_length"] == json.loads((folder / "config.json").read_text())["n_positions"] == 64
+    model = IterGPTForCausalLM.from_pretrained(folder).eval()
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = model.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=8, do_sample=False)
+            full = model.generate(torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]]), do_sample=False)
+    finally:
+        logger.removeHandler(handler)
+    said = [r.getMessage() for r in records if r.levelno >= logging.WARNING] + [str(w.message) for w in caught]
+    assert not [m for m in said if "max_length" in m or "max_new_tokens" in m], said
+    assert out.shape[1] <= len(PROMPTS[1]) + 8 and full.shape[1] > 24  # both limits honoured
 
 
 def test_tokenizers_load_without_a_remote_code_prompt():

@@ -236,9 +236,42 @@ def test_release_folder_layout(fake_release):
     assert "seconds" not in results and results["model"] == f"{NS}/iteration-head-parity"
     assert results["heldout_check"]["rows_outside_heldout_split"] == 0
     assert (folder / "analysis.py").read_bytes() == (ROOT / "modeling" / "analysis.py").read_bytes()
+    # generate() alone never cuts a chain; the stock GPT-2 copy boots in TransformerLens (unknown token)
+    assert json.loads((folder / "generation_config.json").read_text())["max_length"] == 24
+    assert json.loads((folder / "gpt2" / "tokenizer_config.json").read_text())["unk_token"] == "<bos>"
+    card = (folder / "README.md").read_text()
+    assert "### Stock GPT-2, TransformerLens, nnsight" in card and "maps to `<bos>` (id 60)" in card
+    assert "TransformerBridge.boot_transformers(" in card and "materialize_hooks=True needed" in card
     dataset_card = (out / DATASET_NAME / "README.md").read_text()
     assert dataset_card.index("## Models trained on this data") < dataset_card.index("## Citation")
     assert "[iteration-head-parity](https://huggingface.co/iteration-head-test/iteration-head-parity)" in dataset_card
+
+
+def test_generation_config_gets_the_context_as_max_length(tmp_path):
+    """A run saved without max_length (or with transformers' 20) is released with the context; any
+    other value is kept."""
+    (tmp_path / "config.json").write_text(json.dumps({"n_positions": 48}))
+    for saved, released in (({}, 48), ({"max_length": 20}, 48), ({"max_length": 30}, 30)):
+        (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 62, **saved}))
+        release.fit_generation_config(tmp_path)
+        assert json.loads((tmp_path / "generation_config.json").read_text()) == {"eos_token_id": 62,
+                                                                                "max_length": released}
+
+
+def test_sync_code_on_an_up_to_date_release_changes_nothing_and_keeps_its_namespace(fake_release, tmp_path):
+    """--sync-code regenerates code, tokenizer, gpt2/, generation config and card from the source: on
+    a release made by this source, the same bytes. Another namespace is refused (cards and
+    eval_results.json would disagree)."""
+    out = tmp_path / "hub"
+    shutil.copytree(fake_release["out"], out)
+    files = lambda: {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}  # noqa: E731
+    before = files()
+    with pytest.raises(SystemExit, match=f"released under --namespace {NS}, not someone-else"):
+        release.main(["--out", str(out), "--namespace", "someone-else", "--sync-code", "--models", "parity"])
+    release.main(["--out", str(out), "--namespace", NS, "--sync-code", "--models", "parity", "copy"])
+    after = files()
+    assert sorted(after) == sorted(before)
+    assert [str(k) for k in after if after[k] != before[k]] == []
 
 
 def test_release_is_byte_identical_when_rerun(fake_release):
@@ -430,7 +463,7 @@ needs_hub = pytest.mark.skipif(not HUB.is_dir(), reason=f"{HUB} is absent: make 
 
 USER_SCRIPT = r'''
 """Runs in a fresh process, from a Hugging Face cache: no repository code may be importable."""
-import contextlib, io, json, os, sys, traceback
+import contextlib, io, json, linecache, os, sys, traceback
 
 root, spec_path, result_path = sys.argv[1:4]
 assert not any(os.path.abspath(p or os.curdir) == root for p in sys.path), sys.path
@@ -454,8 +487,11 @@ for key, spec in json.load(open(spec_path)).items():
             generated = tokenizer.batch_decode(output[:, inputs.input_ids.shape[1]:])
             correct[length] = sum(g == a for g, a in zip(generated, answers))
         card_output = io.StringIO()
+        # As if run from a file: nnsight reads a trace's body from its source (linecache).
+        source, filename = spec["card_quickstart"], f"{key}/README.md"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         with contextlib.redirect_stdout(card_output):
-            exec(compile(spec["card_quickstart"], "README.md", "exec"), {})
+            exec(compile(source, filename, "exec"), {})
         results[key] = {"correct": correct, "card_output": card_output.getvalue()}
     except Exception:
         results[key] = {"error": traceback.format_exc()}
@@ -565,6 +601,9 @@ def test_hub_model_from_cache(key, from_cache):
     right = re.search(r"# the right answer: (.*)", m["card"]).group(1).strip()
     printed = user["card_output"].splitlines()
     assert printed and printed[0].strip() == right, user["card_output"]
+    # Its stock GPT-2 copy (logits), TransformerLens on gpt2/ and nnsight (patterns) agree with the model.
+    assert "### Stock GPT-2, TransformerLens, nnsight" in m["card"]
+    assert [line.strip() for line in printed[-2:]] == ["True", "True"], user["card_output"]
 
     assert m["analysis_rc"] == 0, m["analysis_stderr"][-4000:]
     report = json.loads((m["analysis_out"] / "analysis.json").read_text())

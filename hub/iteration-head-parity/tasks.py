@@ -313,6 +313,41 @@ def _other_task(name: str) -> Task:
     raise ValueError(f"task={name!r} is unknown: choose one of {known}, or the path of a .json/.yaml task file")
 
 
+def structure(task: Task) -> dict:
+    """Simple measures of a task's complexity: ``states`` (reachable), ``inputs``, ``entries`` (states x
+    inputs, the table a model must learn), and whether it is the word problem of a ``group`` (the
+    inputs are the states, ``s_0`` is the identity, each row and column is a permutation, the product
+    is associative), then ``abelian`` and ``solvable`` (its derived series reaches the identity);
+    those two are ``None`` for a task that is not a group (an automaton, a semigroup)."""
+    states, inputs = task.state_values, task.input_values
+    out = {"states": len(states), "inputs": len(inputs), "entries": len(states) * len(inputs),
+           "group": False, "abelian": None, "solvable": None}
+    if task.first_state_is_input or set(states) != set(inputs) or task.start not in states:
+        return out
+    ids = list(states)
+    index = {v: k for k, v in enumerate(ids)}
+    m = np.array([[index[int(task.table[a, b])] for b in ids] for a in ids])  # a · b over indices
+    n, e = len(ids), index[task.start]
+    latin = all(sorted(row) == list(range(n)) for row in m) and all(sorted(col) == list(range(n)) for col in m.T)
+    a, b, c = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
+    if not (latin and (m[e] == np.arange(n)).all() and (m[:, e] == np.arange(n)).all()
+            and (m[m[a, b], c] == m[a, m[b, c]]).all()):
+        return out
+    inverse = {g: int(np.flatnonzero(m[g] == e)[0]) for g in range(n)}
+    group = set(range(n))
+    while len(group) > 1:  # the derived series: G, [G, G], [[G, G], [G, G]], ...
+        sub = {int(m[m[inverse[x], inverse[y]], m[x, y]]) for x in group for y in group}
+        while True:  # the subgroup the commutators generate
+            more = sub | {int(m[x, y]) for x in sub for y in sub}
+            if more == sub:
+                break
+            sub = more
+        if sub == group:
+            break
+        group = sub
+    return {**out, "group": True, "abelian": bool((m == m.T).all()), "solvable": len(group) == 1}
+
+
 def task_from_definition(spec: dict, name: str) -> Task:
     """A task from its definition: ``inputs`` (the input values), ``table`` (one row per state, one
     next state per input, in the order of ``inputs``), and optionally ``start`` (``s_0``, default 0)

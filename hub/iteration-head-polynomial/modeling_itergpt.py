@@ -27,10 +27,12 @@ Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H h
 
 With nothing attached a hook point is one identity call (bench/bench_model.py measures it). The
 costly ones are lazy: ``hook_result`` (a per-head einsum) and a norm's ``hook_scale`` /
-``hook_normalized`` are only computed when hooked, and hooking ``hook_pattern`` /
+``hook_normalized`` are only computed when watched, and watching ``hook_pattern`` /
 ``hook_attn_scores`` (or ``output_attentions=True``) switches that layer from the fused SDPA kernel to
-the eager attention that materialises the pattern. ``config.materialize_hooks=True`` computes all of
-them on every pass, for tools that do not attach torch hooks (nnsight). Same logits either way.
+the eager attention that materialises the pattern. A point is watched while a torch hook is attached
+to it (``run_with_cache``, ``run_with_hooks``, pyvene) or while an nnsight trace runs (nnsight wraps
+modules instead of hooking them; no flag needed). ``config.materialize_hooks=True`` computes them all
+on every pass, for other tools that find activations by other means. Same logits either way.
 
 This file imports only torch, transformers and (relatively) its configuration, so that
 ``save_pretrained`` ships it with the weights for ``trust_remote_code=True`` loading.
@@ -124,6 +126,32 @@ RETURN_TYPES = ("outputs", "logits", "loss", "both", None)
 def _hooked(point) -> bool:
     """True when something is attached to this hook point (tolerates a plain function in its place)."""
     return bool(getattr(point, "_forward_hooks", None) or getattr(point, "_forward_pre_hooks", None))
+
+
+def _traced(point) -> bool:
+    """True while an nnsight trace runs over ``point``. nnsight wraps modules instead of attaching torch
+    hooks: it installs its own ``forward`` on every module it wraps (for good) and keeps, in the
+    module's ``__nnsight__``, a state whose ``active()`` names the trace running now (a version without
+    ``active()``: always). Other tools that set ``forward`` need ``materialize_hooks=True``."""
+    if torch.compiler.is_compiling():
+        return False  # nnsight does not trace a compiled graph
+    state = getattr(point, "__dict__", {}).get("__nnsight__")
+    if state is None:
+        return False
+    active = getattr(state, "active", None)
+    if not callable(active):
+        return True
+    try:
+        return active()[0] is not None
+    except Exception:  # noqa: BLE001 - another nnsight version: compute the point
+        return True
+
+
+def _watched(config, *points) -> bool:
+    """Whether the lazy hook points ``points`` (siblings: nnsight wraps all or none of them) are computed
+    on this pass: always with ``config.materialize_hooks``, else while a torch hook is attached to one
+    or an nnsight trace runs."""
+    return config.materialize_hooks or any(_hooked(p) for p in points) or _traced(points[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +309,8 @@ class IterGPTLayerNorm(nn.Module):
     ``hook_normalized`` (B, T, d_model): ``(x - mean) / scale``, before ``weight`` and ``bias`` (as in
     TransformerLens' bridge); ``hook_out`` (B, T, d_model): the output. Weights are named as in
     ``nn.LayerNorm``/``nn.RMSNorm``. The fused kernel runs unless ``hook_scale``/``hook_normalized`` is
-    hooked (or ``config.materialize_hooks``): then the steps are explicit so a hook can edit them.
+    watched (a torch hook, an nnsight trace, or ``config.materialize_hooks``): then the steps are
+    explicit so a hook can edit them.
     """
 
     def __init__(self, config: IterGPTConfig):
@@ -295,7 +324,7 @@ class IterGPTLayerNorm(nn.Module):
         self.hook_out = HookPoint()  # (B, T, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.materialize_hooks or _hooked(self.hook_scale) or _hooked(self.hook_normalized):
+        if _watched(self.config, self.hook_scale, self.hook_normalized):
             centred = x if self.rms else x - x.mean(-1, keepdim=True)
             scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())  # (B, T, 1)
             out = self.hook_normalized(centred / scale) * self.weight
@@ -365,8 +394,7 @@ class IterGPTAttention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, H, S, dh)
 
         # The pattern only exists on the eager path: take it whenever someone asks to see it.
-        wants_pattern = (output_attentions or self.config.materialize_hooks or _hooked(self.hook_pattern)
-                         or _hooked(self.hook_attn_scores))
+        wants_pattern = output_attentions or _watched(self.config, self.hook_pattern, self.hook_attn_scores)
         implementation = self.config._attn_implementation or "sdpa"
         attention_interface = eager_attention_forward
         if not wants_pattern and implementation != "eager":
@@ -384,7 +412,7 @@ class IterGPTAttention(nn.Module):
             z, weights = attention_interface(self, q, k, v, attention_mask, dropout=dropout, scaling=self.scaling)
         z = self.hook_z(z.reshape(B, T, H, dh))  # (B, T, H, dh)
 
-        if self.config.materialize_hooks or _hooked(self.hook_result):
+        if _watched(self.config, self.hook_result):
             # Per-head contribution to the residual stream; the bias is added once, after the head sum.
             result = self.hook_result(torch.einsum("bthd,hdm->bthm", z, self.W_O))  # (B, T, H, d_model)
             out = result.sum(dim=2)
@@ -924,6 +952,17 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
     def W_U(self) -> torch.Tensor:
         """(d_model, vocab) unembedding."""
         return self.lm_head.weight.T
+
+    def _prepare_generated_length(self, *args, **kwargs):
+        """``generate``'s step that turns ``max_new_tokens`` into a total length. Our
+        ``generation_config.max_length`` is the context, a default that ``generation_config.json``
+        carries so that ``generate()`` alone never cuts a chain, not the caller's choice: an explicit
+        ``max_new_tokens`` takes precedence over it without transformers' warning that both were set."""
+        config = kwargs.get("generation_config", args[0] if args else None)
+        if (kwargs.get("has_default_max_length") is False and getattr(config, "max_new_tokens", None) is not None
+                and config.max_length == self.config.n_positions):
+            kwargs["has_default_max_length"] = True
+        return super()._prepare_generated_length(*args, **kwargs)
 
     def forward(
         self,
