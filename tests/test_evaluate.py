@@ -9,7 +9,6 @@ teacher-forced vs generated), and the hand-built iteration-head model must be ex
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -93,18 +92,16 @@ def random_model():
 
 @pytest.fixture(scope="module")
 def metric():
-    """The ``evaluate`` module, loaded with the library (conftest makes ``import evaluate`` find it)."""
+    """The sequence_accuracy metric, loaded with the ``evaluate`` library (``import evaluate`` finds it)."""
     import evaluate
 
     return evaluate.load(ev.METRIC_PATH)
 
 
 def load_cli():
-    """evaluate.py as a module named ``evaluate_cli`` (so its ``main`` runs in-process)."""
-    spec = importlib.util.spec_from_file_location("evaluate_cli", os.path.join(ROOT, "evaluate.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command's module (``evaluate.py`` runs its ``cli``), so its ``main`` runs in-process."""
+    from modeling import evaluate_cli
+    return evaluate_cli
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +112,18 @@ def test_pytest_imports_the_evaluate_library():
 
     assert hasattr(evaluate, "load") and hasattr(evaluate, "Metric")
     assert os.path.dirname(os.path.abspath(evaluate.__file__)) != ROOT
+
+
+def test_a_notebook_at_the_root_imports_the_evaluate_library():
+    """`import evaluate` where the root comes first on sys.path (python started there, a notebook)
+    finds evaluate.py, which hands over to the library: its functions and submodules work."""
+    code = ("import sys; assert sys.path[0] == ''; import evaluate, evaluate.loading; from evaluate import load; "
+            "print(evaluate.__file__, load is evaluate.load, evaluate.loading.load is load)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path, same, submodule = out.stdout.split()
+    assert os.path.dirname(os.path.dirname(path)) != ROOT and path.endswith(os.path.join("evaluate", "__init__.py"))
+    assert same == submodule == "True"
 
 
 def test_script_help_from_the_root():

@@ -19,7 +19,6 @@ The slow part (whole releases in subprocesses) is marked ``slow``: ``pytest -m "
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -74,10 +73,8 @@ def model(tmp_path_factory) -> Path:
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location("evaluate_cli", ROOT / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from modeling import evaluate_cli
+    return evaluate_cli
 
 
 def error_line(capsys, cli, argv) -> str:
