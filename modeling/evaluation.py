@@ -118,23 +118,7 @@ def check_lengths(lengths: Iterable[int], n_positions: int, cot: bool = True) ->
         )
 
 
-def check_model(model, task: tasks.Task | None = None) -> None:
-    """Raise a ``ValueError`` unless the model speaks the tasks' vocabulary (the 64 base ids, the
-    same specials, and every id of ``task``: a task with more than 57 values extends it)."""
-    config = model.config
-    vocab = getattr(config, "vocab_size", None)
-    need = task.vocab_size if task is not None else tasks.VOCAB_SIZE
-    if not isinstance(vocab, int) or vocab < need:
-        what = f"task {task.name!r} needs" if task is not None else "the task vocabulary has"
-        raise ValueError(
-            f"the model's vocab_size={vocab} but {what} {need} tokens (datasets_builders/tasks.py): "
-            "this checkpoint was not trained on this task's vocabulary"
-        )
-    for name, want in (("eoi_token_id", tasks.EOI_ID), ("eos_token_id", tasks.EOS_ID),
-                       ("pad_token_id", tasks.PAD_ID)):
-        have = getattr(config, name, None)
-        if have is not None and have != want:
-            raise ValueError(f"the model's {name}={have} but the task vocabulary uses {want}")
+check_model = analysis.check_model  # the one vocabulary check (also shipped with each checkpoint)
 
 
 RUN_FILES = ("training_info.json", "run_config.json", "train_config.json", "training_args.json", "run.json")

@@ -320,3 +320,14 @@ def test_cli_as_a_script_next_to_the_checkpoint(saved, tmp_path, monkeypatch, ca
     report = json.loads((ckpt / "analysis" / "analysis.json").read_text())
     assert report["iteration_heads"] == [[1, 0]] and "ablation" not in report
     assert "iteration heads: layer 1 head 0" in capsys.readouterr().out
+
+
+def test_one_vocabulary_check_refuses_other_special_ids():
+    """The one vocabulary check (evaluation.check_model is analysis.check_model) refuses a model whose
+    special ids are not the tasks'."""
+    from modeling import evaluation
+    assert evaluation.check_model is A.check_model
+    model = IterGPTForCausalLM(IterGPTConfig(n_layer=1, n_embd=8, n_head=1, n_positions=16, vocab_size=64,
+                                             eoi_token_id=5))
+    with pytest.raises(ValueError, match=r"the model's eoi_token_id=5 but the task vocabulary uses 61"):
+        A.check_model(model)

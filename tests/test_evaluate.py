@@ -392,7 +392,7 @@ def test_model_vocab_must_be_the_task_vocab(tmp_path):
     model_dir = tmp_path / "wrong_vocab"
     tiny_itergpt(vocab_size=40, pad_token_id=None, eos_token_id=None, bos_token_id=None,
                  eoi_token_id=None).save_pretrained(model_dir)
-    with pytest.raises(ValueError, match="vocab_size=40 but the task vocabulary has 64"):
+    with pytest.raises(ValueError, match="vocab_size=40 does not fit: the task vocabulary has 64 tokens"):
         load_cli().main(["--model", str(model_dir), "--task", "parity", "--out", str(tmp_path / "r.json")])
 
 
