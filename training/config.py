@@ -238,8 +238,10 @@ def model_config(cfg: TrainConfig) -> IterGPTConfig:
         raise ConfigError(f"model: {err}") from None
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Every range, then the checks that involve several keys. Raises :class:`ConfigError`."""
+def validate(cfg: TrainConfig) -> IterGPTConfig | None:
+    """Every range, then the checks that involve several keys. Raises :class:`ConfigError`. Returns
+    the model's ``IterGPTConfig`` that the checks built (``None`` with ``init_from``: that model's
+    own config is read by ``training.loop.resolve``)."""
     _check_section(cfg)
     d, o = cfg.data, cfg.optim
     for key, value in (("output_dir", cfg.output_dir), ("init_from", cfg.init_from), ("data.dataset", d.dataset)):
@@ -270,8 +272,9 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.resume is not None and cfg.overwrite:
         raise ConfigError("resume and overwrite=true contradict each other: choose one")
     run_tasks(d)  # an unknown task, a bad polynomial or task file: its own clear error
+    config = None
     if cfg.init_from is None:
-        model_config(cfg)
+        config = model_config(cfg)
         if cfg.reinit:
             raise ConfigError(f"reinit={cfg.reinit} draws parts of a pre-trained model afresh: give init_from "
                               "(a fresh model is all drawn afresh already)")
@@ -279,6 +282,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.record is not None and not (RECORDS_DIR / f"{cfg.record}.yaml").is_file():
         raise ConfigError(f"record={cfg.record!r}: no {RECORDS_DIR / (cfg.record + '.yaml')}; an experiment "
                           "declares its record before its runs (see training/evidence.py)")
+    return config
 
 
 # ---------------------------------------------------------------------------------------------

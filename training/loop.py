@@ -44,11 +44,14 @@ class TrainingError(RuntimeError):
 def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     """Validate ``cfg`` and fill what it leaves open: the output folder, and the architecture of an
     ``init_from`` model (recorded in the run folder, so a resume rebuilds the model really trained)."""
-    validate(cfg)
+    config = validate(cfg)  # the model's config, built once (None with init_from)
     out = cfg.output_dir or sweep_dir or str(Path("runs") / cfg.recipe)
     cfg = dataclasses.replace(cfg, output_dir=out)
-    # The model section as trained: the init model's architecture, or derived values filled in.
-    cfg = _with_model(cfg, _init_config(cfg.init_from, vocab_size(cfg.data)) if cfg.init_from else model_config(cfg))
+    # The model section as trained: derived values filled in, or the init model's architecture,
+    # which is checked against the data (positions, vocabulary) like a model section of the config.
+    if cfg.init_from is None:
+        return _with_model(cfg, config)
+    cfg = _with_model(cfg, _init_config(cfg.init_from, vocab_size(cfg.data)))
     validate(cfg)
     return cfg
 
