@@ -63,3 +63,10 @@ def test_a_cell_of_the_papers_f4_trains_here_for_its_own_epochs(tmp_path):
     assert (saved["data"]["task"], saved["data"]["source"], saved["model"]["position_embedding"]) == \
         ("polynomial", "paper", "frozen")
     assert (out / "0" / "summary.json").exists() and "1 run(s) ->" in res.stdout
+
+
+def test_a_fine_tuning_sweep_is_planned_with_its_init_models_architecture():
+    """what_transfers fine-tunes the released polynomial model (width 64) under a recipe whose model
+    section says width 128: the plan counts the model really trained."""
+    p = plan(["experiment=what_transfers"])
+    assert len(p.jobs) == 30 and {(j.n_embd, j.n_layer) for j in p.jobs} == {(64, 2)}

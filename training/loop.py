@@ -51,7 +51,7 @@ def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     # which is checked against the data (positions, vocabulary) like a model section of the config.
     if cfg.init_from is None:
         return _with_model(cfg, config)
-    cfg = _with_model(cfg, _init_config(cfg.init_from, vocab_size(cfg.data)))
+    cfg = _with_model(cfg, init_model_config(cfg.init_from, vocab_size(cfg.data)))
     validate(cfg)
     return cfg
 
@@ -62,7 +62,9 @@ def _with_model(cfg: TrainConfig, config: IterGPTConfig) -> TrainConfig:
     return dataclasses.replace(cfg, model=model)
 
 
-def _init_config(path: str, need: int = tasks.VOCAB_SIZE) -> IterGPTConfig:
+def init_model_config(path: str, need: int = tasks.VOCAB_SIZE) -> IterGPTConfig:
+    """The config of an ``init_from`` model, checked: a model folder, a vocabulary as large as the run's
+    task needs, the tasks' special ids (else a ConfigError naming the value and what to do)."""
     if not Path(path).is_dir():
         raise ConfigError(f"init_from={path!r} is not a model folder (save_pretrained output, e.g. "
                           "runs/<name>/final)")

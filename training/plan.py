@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -162,13 +163,23 @@ def plan(overrides: list[str]) -> Plan:
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
         try:
             m, d, o = cfg.model, cfg.data, cfg.optim
+            width, layers = _init_architecture(cfg.init_from) if cfg.get("init_from") else (m.n_embd, m.n_layer)
             jobs.append(Job(tuple(job), int(o.max_steps), int(o.batch_size), int(d.max_length), bool(d.cot),
-                            int(m.n_embd), int(m.n_layer)))
+                            int(width), int(layers)))
         except Exception as err:  # noqa: BLE001  OmegaConf wraps a resolver's ConfigError
             raise ConfigError(f"{' '.join(job)}: {str(err).splitlines()[0]}") from None
     if not jobs:
         raise ConfigError(f"{' '.join(overrides)}: the sweep has no job")
     return Plan(jobs)
+
+
+@functools.lru_cache(maxsize=None)
+def _init_architecture(path: str) -> tuple[int, int]:
+    """Width and layers of an ``init_from`` model: a fine-tuning job trains that model, whatever
+    its recipe's model section says."""
+    from .loop import init_model_config
+    config = init_model_config(path)
+    return config.n_embd, config.n_layer
 
 
 def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
