@@ -93,13 +93,127 @@ def test_construction_explored_exactly():
     result = explorer.explore(sel, "parity", "1 0 1 1 0 1")
     assert (result.right, result.total) == (7, 7)  # s_1 … s_6 and <eos>
     assert "7/7 generated tokens right (all right)" in result.chain_html
-    # layer 1 reads x_t on the diagonal (its last query, which writes <eos>, reads <eoi>: 1/6)
-    assert "| 1 | 0 | 0.167 | 1.000 | – | iteration head |" in result.scores_markdown
-    assert "| 0 | 0 | 1.000 | 0.000 | – | attends to `<eoi>` |" in result.scores_markdown
-    assert len(result.figure.axes) == 3  # two heads and the colour bar
+    # layer 2 (counted from 1, as in the paper) reads x_t on the diagonal (its last query, which
+    # writes <eos>, reads <eoi>: 1/6)
+    assert "| 2 | 1 | 0.167 | 1.000 | – | iteration head |" in result.scores_markdown
+    assert "| 1 | 1 | 1.000 | 0.000 | – | attends to `<eoi>` |" in result.scores_markdown
     mean = explorer.explore(sel, "parity", "1 0 1 1 0 1", mean=True)
     assert "mean over 64 distinct random inputs" in mean.scores_markdown  # all 2^6 (< MEAN_N)
-    assert "| 1 | 0 | 0.167 | 1.000 | 1.000 | iteration head |" in mean.scores_markdown  # invariance 1
+    assert "| 2 | 1 | 0.167 | 1.000 | 1.000 | iteration head |" in mean.scores_markdown  # invariance 1
+    # the construction is exact: probability 1 of the right token at every answer position
+    probs = result.probabilities
+    assert probs["names"] == ["s1", "s2", "s3", "s4", "s5", "s6", "<eos>"] and probs["positions"] == list(range(8, 15))
+    assert probs["right"] == ["1", "1", "0", "1", "1", "0", "<eos>"] == probs["top"]
+    assert min(probs["p_right"]) > 0.999
+    assert explorer.answer_probabilities(sel, "parity", "1 0 1 1 0 1") == probs
+    bars = result.probability_figure.data[0]
+    assert list(bars.x) == probs["names"] and set(bars.marker.color) == {"#16a34a"}  # all right: green
+
+
+def test_attention_figure_is_interactive_with_layers_from_one():
+    """Plotly heat maps: hovering names the query and the key (token and position) and the weight;
+    the iteration diagonal (red) and the <eoi> column (dashed) are outlined on every panel."""
+    sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    fig = explorer.explore(sel, "parity", "1 0 1 1 0 1").figure
+    maps = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.name for t in maps] == ["layer 1 head 1", "layer 2 head 1"]
+    assert [a.text for a in fig.layout.annotations] == ["layer 1 head 1", "layer 2 head 1"]
+    assert "layer 0" not in fig.to_json()
+    template = maps[1].hovertemplate
+    assert "query %{customdata[0]}" in template and "key %{customdata[1]}" in template and "weight %{z:.3f}" in template
+    # query L+t = 6+3 (s2, which predicts s3) reads key t = 3 (x3 = 1) with weight 1
+    assert list(maps[1].customdata[9][3]) == ["s2 = 1 (position 9)", "x3 = 1 (position 3)"]
+    assert maps[1].z[9][3] == pytest.approx(1.0, abs=1e-3)
+    red = [s for s in fig.layout.shapes if s.line.color == "red"]
+    dashed = [s for s in fig.layout.shapes if s.line.dash == "dash"]
+    assert len(red) == 2 * 6 and len(dashed) == 2  # L squares and one column per panel
+    assert {(s.x0 + 0.5, s.y0 + 0.5) for s in red if s.xref == "x2"} == {(t, 6 + t) for t in range(1, 7)}
+
+
+def test_input_length_follows_the_typed_input():
+    assert explorer.input_length("1 0 1 1", "parity") == 4
+    assert explorer.input_length("1011", "parity") == 4
+    assert explorer.input_length("10 3", "polynomial") == 2
+    assert explorer.input_length("1 2", "parity") is None
+
+
+def test_patching_the_construction_finds_the_iteration_head():
+    """Flipping x3 of a parity input changes s3 … s6. Copying the clean output of the iteration head
+    (layer 2 head 1) into the corrupted run restores s3 (it reads x3 there) and nothing after it (the
+    corrupted chain carries the corrupted state); layer 2's MLP, which writes every answer, restores all."""
+    sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    res = explorer.patch(sel, "parity", "1 0 1 1 0 1", 3)
+    assert res["corrupted"] == "1 0 0 1 0 1" and res["names"] == ["s3", "s4", "s5", "s6"]
+    assert res["components"] == ["L1H1", "L2H1", "L1MLP", "L2MLP"]
+    restored = dict(zip(res["components"], np.array(res["restored"])))
+    assert restored["L2H1"] == pytest.approx([1, 0, 0, 0], abs=1e-3)
+    assert restored["L2MLP"] == pytest.approx([1, 1, 1, 1], abs=1e-3)
+    assert restored["L1H1"] == pytest.approx([0, 0, 0, 0], abs=1e-3)
+    assert min(res["ld_clean"]) > 0 > max(res["ld_corrupted"])
+    assert "**L2MLP**" in explorer.patching_markdown(res)
+    fig = explorer.patching_figure(res, sel.label)
+    assert list(fig.data[0].y) == res["components"] and list(fig.data[0].x)[0] == "s3 (pos 10)"
+    assert explorer.patch(sel, "parity", "1 0 1 1 0 1", 3, "0")["restored"] == res["restored"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ((7,), "position 7 is out of range: the input has 6 values, choose 1 to 6"),
+    (("x",), "position 'x' is not a whole number: choose 1 to 6"),
+    ((3, "2"), "value '2' is not a parity input: its values are 0 1"),
+    ((3, "1"), "x3 is already 1: choose another value"),
+])
+def test_patching_errors_are_messages(args, message):
+    sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    with pytest.raises(explorer.InputError, match=message):
+        explorer.patch(sel, "parity", "1 0 1 1 0 1", *args)
+
+
+def test_logit_attribution_of_the_construction():
+    sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    res = explorer.logit_attribution(sel, "parity", "1 0 1 1 0 1")
+    assert res["terms"] == ["embeddings", "layer 1 attention", "layer 1 MLP", "layer 2 attention", "layer 2 MLP"]
+    z = np.array(res["contributions"])
+    assert z.sum(0) == pytest.approx(res["logit"], abs=1e-3)  # the terms add up to the logit
+    assert z[4] == pytest.approx(res["logit"], abs=1e-3)  # the construction writes every answer with layer 2's MLP
+    fig = explorer.attribution_figure(res, sel.label)
+    assert list(fig.data[0].x)[0] == "s1 = 1" and list(fig.data[0].y) == res["terms"]
+
+
+@needs_hub
+def test_patching_and_attribution_of_a_released_model(catalogue):
+    sel = explorer.select(catalogue, "iteration-head-polynomial", explorer.MAIN, "polynomial")
+    res = explorer.logit_attribution(sel, "polynomial", "3 4 5 1 2 7 8 9")
+    assert len(res["names"]) == 9  # s1 … s8, <eos>
+    assert np.array(res["contributions"]).sum(0) == pytest.approx(res["logit"], abs=1e-3)
+    assert "layer 2 MLP" in explorer.attribution_markdown(res)
+    patched = explorer.patch(sel, "polynomial", "3 4 5 1 2 7 8 9", 2)
+    assert patched["corrupted"] == "3 5 5 1 2 7 8 9" and patched["names"][0] == "s2"
+    restored = dict(zip(patched["components"], np.array(patched["restored"])))
+    assert restored["L2H1"][0] > 0.9  # the iteration head brings x2 back where s2 is written
+    with pytest.raises(explorer.InputError, match="changing x4 changes no answer token of polynomial"):
+        explorer.patch(sel, "polynomial", "3 4 5 1 2 7 8 9", 4)  # s3 = 0 absorbs x4
+
+
+@needs_hub
+def test_patching_a_model_that_cannot_tell_the_inputs_apart(catalogue):
+    """Parity without chain of thought is at chance: its logit difference does not move, so every cell
+    is blank (NaN) and the summary says why instead of naming a component."""
+    sel = explorer.select(catalogue, "iteration-head-parity-nocot", explorer.MAIN, "parity")
+    res = explorer.patch(sel, "parity", "1 0 1 1 0 1", 2)
+    assert res["names"] == ["s6"]
+    assert np.all(np.isnan(res["restored"])) and "does not tell them apart" in explorer.patching_markdown(res)
+    one_layer = explorer.select(catalogue, "iteration-head-parity-1layer", explorer.MAIN, "parity")
+    assert explorer.patch(one_layer, "parity", "1 0 1 1 0 1", 2)["components"] == ["L1H1", "L1MLP"]
+    assert explorer.logit_attribution(one_layer, "parity", "1 0")["terms"] == ["embeddings", "layer 1 attention",
+                                                                              "layer 1 MLP"]
+
+
+@needs_hub
+def test_card_of_a_released_model(catalogue):
+    path, text = explorer.card(catalogue, "iteration-head-polynomial", lambda p: f"/file={p}")
+    assert path == str(HUB / "iteration-head-polynomial" / "README.md") and not text.startswith("---")
+    assert f"![attention_L16](/file={HUB / 'iteration-head-polynomial' / 'attention_L16.png'})" in text
+    assert explorer.card(catalogue, explorer.CONSTRUCTION)[0] is None
 
 
 def test_explore_rejects_an_input_longer_than_the_context():
@@ -111,19 +225,20 @@ def test_explore_rejects_an_input_longer_than_the_context():
 # ------------------------------------------------------------------------------------ ablation
 def test_ablating_the_iteration_head_of_the_construction_breaks_it():
     sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
-    assert explorer.components(sel) == ["L0H0", "L1H0", "L0MLP", "L1MLP"]
-    assert explorer.default_component(explorer.components(sel)) == "L1H0"
-    res = explorer.ablate(sel, "parity", "L1H0", "zero", "2-6", n=16)
+    assert explorer.components(sel) == ["L1H1", "L2H1", "L1MLP", "L2MLP"]  # counted from 1, as in the paper
+    assert explorer.default_component(explorer.components(sel)) == "L2H1"
+    res = explorer.ablate(sel, "parity", "L2H1", "zero", "2-6", n=16)
     assert res["baseline_mean"] == 1.0 and res["ablated_mean"] < 0.5
     assert sorted(res["ablated"]) == [2, 3, 4, 5, 6]
     assert "1.000 →" in explorer.ablation_markdown(res)
 
 
 @pytest.mark.parametrize("args, message", [
-    (("L2H0", "zero", "1-4"), "component 'L2H0' is unknown: choose one of L0H0, L1H0"),
-    (("L1H0", "half", "1-4"), "mode 'half' is unknown"),
-    (("L1H0", "zero", "1-40"), "length 31 does not fit the context"),
-    (("L1H0", "zero", "four"), "write e.g. 1-16"),
+    (("L0H0", "zero", "1-4"), "component 'L0H0' is unknown: choose one of L1H1, L2H1, L1MLP, L2MLP "
+                              r"\(layers and heads count from 1\)"),
+    (("L2H1", "half", "1-4"), "mode 'half' is unknown"),
+    (("L2H1", "zero", "1-40"), "length 31 does not fit the context"),
+    (("L2H1", "zero", "four"), "write e.g. 1-16"),
 ])
 def test_ablation_errors_are_messages(args, message):
     sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
@@ -190,7 +305,8 @@ def app():
 def test_handlers_show_messages_not_tracebacks(app, catalogue):
     message, *rest = app.show(catalogue, "iteration-head-parity", "main", "parity", "1 0 2", False)
     assert message.startswith("**Cannot do that:**") and "'2' is not parity input" in message
-    message, chain, figure, scores = app.show(catalogue, "iteration-head-parity", "main", "parity", "1 0 1", False)
+    message, chain, probabilities, figure, scores = app.show(catalogue, "iteration-head-parity", "main", "parity",
+                                                             "1 0 1", False)
     assert "iteration-head-parity on parity" in message and "4/4 generated tokens right" in chain
     message, text = app.draw_input(catalogue, "iteration-head-parity", "main", "parity", 99)
     assert "out of range: the model's context fits 1 to 30" in message
@@ -205,3 +321,125 @@ def test_app_requirements_install_the_released_package():
     assert sorted(p.name for p in APP.parent.iterdir() if p.suffix == ".py") == ["app.py"]
     card = (APP.parent / "README.md").read_text()
     assert card.startswith("---\n") and "sdk: gradio" in card and "app_file: app.py" in card
+
+
+# ------------------------------------------------------------------------------------ the API, over HTTP
+API = {"/explore", "/random_input", "/patch", "/attribute", "/ablate", "/select_model", "/emergence_at_step",
+       "/compare"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """The real app in a subprocess (``python app.py --models hub``, no --port: it takes the Space's
+    ``GRADIO_SERVER_PORT``), driven through ``gradio_client``."""
+    if not (HUB / "iteration-head-polynomial").is_dir():
+        pytest.skip("hub/ is absent")
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from gradio_client import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("api") / "app.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB)], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if urllib.request.urlopen(url, timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer on {url} (GRADIO_SERVER_PORT) within 120 s:\n"
+                            f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Client(url, verbose=False)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _plot(value) -> dict:
+    """A gr.Plot output as the API returns it: the plotly figure's JSON."""
+    assert value["type"] == "plotly"
+    return json.loads(value["plot"])
+
+
+@needs_hub
+def test_every_computation_is_a_named_api_endpoint(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == API
+
+
+@needs_hub
+def test_api_explore_patch_attribute(client):
+    model = "iteration-head-parity-from-polynomial"
+    message, chain, probs, attention, scores = client.predict(model, "main", "parity", "1 0 1 1 0 1", False,
+                                                              api_name="/explore")
+    assert f"{model} on parity" in message and "7/7 generated tokens right" in chain
+    bars = _plot(probs)["data"][0]
+    assert bars["x"] == ["s1", "s2", "s3", "s4", "s5", "s6", "<eos>"] and min(bars["y"]) > 0.9
+    maps = [t for t in _plot(attention)["data"] if t["type"] == "heatmap"]
+    assert [t["name"] for t in maps] == ["layer 1 head 1", "layer 2 head 1"]
+    assert "| 2 | 1 |" in scores and "iteration head" in scores
+    message, _, _, _, _ = client.predict(model, "main", "parity", "1 0 2", False, api_name="/explore")
+    assert "'2' is not parity input" in message
+
+    summary, heat = client.predict(model, "main", "parity", "1 0 1 1 0 1", 3, "", api_name="/patch")
+    assert "corrupted `1 0 0 1 0 1`" in summary
+    data = _plot(heat)["data"][0]
+    assert data["y"] == ["L1H1", "L2H1", "L1MLP", "L2MLP"] and data["x"][0] == "s3 (pos 10)"
+    summary, _ = client.predict(model, "main", "parity", "1 0 1 1 0 1", 9, "", api_name="/patch")
+    assert "position 9 is out of range" in summary
+
+    summary, heat = client.predict(model, "main", "parity", "1 0 1 1 0 1", api_name="/attribute")
+    data = _plot(heat)["data"][0]
+    assert data["y"][-1] == "layer 2 MLP" and data["x"][0] == "s1 = 1"
+    assert "the terms add up to the logit" in summary
+
+
+@needs_hub
+def test_api_random_ablate_model_emergence_compare(client):
+    message, text = client.predict("iteration-head-parity", "main", "parity", 5, api_name="/random_input")
+    assert message == "" and len(text.split()) == 5
+    summary, plot = client.predict("iteration-head-parity", "main", "parity", "L2H1", "zero", "2-6",
+                                   api_name="/ablate")
+    assert "L2H1 zero-ablated" in summary and len(_plot(plot)["data"]) == 2
+    revision, task, typed, component, curve, slider, link, card = (
+        v["value"] if isinstance(v, dict) and v.get("__type__") == "update" else v  # component updates
+        for v in client.predict("iteration-head-polynomial", "1 0 1", api_name="/select_model"))
+    assert revision == explorer.MAIN and task == "polynomial" and len(typed.split()) == 3
+    assert task == "polynomial" and component == "L2H1" and curve is not None
+    assert "README.md" in link and "/gradio_api/file=" in link and "iteration-head-polynomial" in card
+    label, attention = client.predict("iteration-head-polynomial", "polynomial", "3 4 5", 0,
+                                      api_name="/emergence_at_step")
+    assert label.startswith("**step500**") and _plot(attention)["data"]
+    out = client.predict("iteration-head-parity", "main", "parity", "1 1 0", False, explorer.CONSTRUCTION,
+                         api_name="/compare")
+    assert len(out) == 9 and "4/4 generated tokens right" in out[1] and "4/4 generated tokens right" in out[5]
+
+
+@needs_hub
+def test_api_serves_the_model_cards(client):
+    import urllib.request
+    path = HUB / "iteration-head-polynomial" / "README.md"
+    with urllib.request.urlopen(f"{client.src.rstrip('/')}/gradio_api/file={path}", timeout=30) as response:
+        assert "iteration-head-polynomial" in response.read().decode()

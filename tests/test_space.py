@@ -109,6 +109,30 @@ def _image_shown(page, selector: str) -> int:
     return page.locator(f"{selector} img").first.evaluate("img => img.naturalWidth")
 
 
+def _plotly_shown(page, selector: str, kind: str = "heatmap") -> int:
+    """Wait until a plotly figure with a trace of ``kind`` is drawn under ``selector``; return its width."""
+    page.wait_for_function("([s, k]) => { const p = document.querySelector(s + ' .js-plotly-plot'); "
+                           "return p && p.data && p.data.some(t => t.type === k) && p.querySelector('.main-svg'); }",
+                           arg=[selector, kind])
+    return page.locator(f"{selector} .js-plotly-plot").first.evaluate("p => p.getBoundingClientRect().width")
+
+
+def _hover_cell(page, selector: str, panel: int, column: int, row: int) -> str:
+    """Move the mouse to the centre of cell (row, column) of heat map ``panel`` (found from the
+    subplot's drag area and its axis ranges); return plotly's hover text."""
+    x, y = page.locator(f"{selector} .js-plotly-plot").first.evaluate(
+        """(p, [i, c, r]) => { const t = p._fullData[i], L = p._fullLayout;
+            const xa = L[t.xaxis.replace('x', 'xaxis')], ya = L[t.yaxis.replace('y', 'yaxis')];
+            const d = p.querySelector(`.nsewdrag[data-subplot="${t.xaxis}${t.yaxis}"]`).getBoundingClientRect();
+            return [d.left + (c - xa.range[0]) / (xa.range[1] - xa.range[0]) * d.width,
+                    d.top + (r - ya.range[1]) / (ya.range[0] - ya.range[1]) * d.height]; }""",
+        [panel, column, row])
+    page.mouse.move(x + 3, y + 3)
+    page.mouse.move(x, y)
+    page.wait_for_selector(f"{selector} .hovertext")
+    return page.locator(f"{selector} .hovertext").first.evaluate("g => g.textContent")  # an SVG group
+
+
 def _type(page, elem_id: str, text: str) -> None:
     box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
     box.fill(text)
@@ -127,8 +151,25 @@ def test_choosing_a_model_and_an_input_shows_the_chain_and_the_attention(page, t
     page.click("#run")
     chain = _wait_text(page, "#chain", r"<parity> 1 0 1 1 0 1 <eoi>")
     assert "1 1 0 1 1 0 <eos>" in chain and "7/7 generated tokens right" in chain  # running parity
-    assert _image_shown(page, "#attention") > 300
-    assert "iteration head" in _wait_text(page, "#scores", "layer")
+    assert _plotly_shown(page, "#attention") > 300
+    scores = _wait_text(page, "#scores", "layer")
+    rows = page.eval_on_selector_all("#scores tr", "trs => trs.map(r => [...r.cells].map(c => c.innerText.trim()))")
+    assert rows[0][:2] == ["layer", "head"] and rows[2][:2] == ["2", "1"] and "iteration head" in rows[2][-1]
+    assert "Red squares" in page.inner_text("#legend") and "dashed white box" in page.inner_text("#legend")
+    # every header of the table stays on one line (no mid-word wrap)
+    lines = page.eval_on_selector_all("#scores th", """ths => ths.map(th => { const r = document.createRange();
+        r.selectNodeContents(th); const tops = [...r.getClientRects()].map(x => x.top).sort((a, b) => a - b);
+        return 1 + tops.filter((t, i) => i > 0 && t - tops[i - 1] > 8).length; })""")
+    assert lines == [1] * len(rows[0]), lines
+    # hover: query s2 (position 9, which predicts s3) on key x3 (position 3) of layer 2 head 1
+    page.locator("#attention").scroll_into_view_if_needed()
+    hover = _hover_cell(page, "#attention", 1, 3, 9)
+    assert "query s2 = 1 (position 9)" in hover and "key x3 = 1 (position 3)" in hover and "weight" in hover
+    assert "layer 2 head 1" in hover
+    assert _plotly_shown(page, "#probabilities", "bar") > 300
+    bars = page.locator("#probabilities .js-plotly-plot").evaluate("p => p.data[0].x")
+    assert bars == ["s1", "s2", "s3", "s4", "s5", "s6", "<eos>"]
+    assert page.input_value("#length input") == "6"  # the random length follows the typed input
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -160,8 +201,26 @@ def test_ablating_the_iteration_head_drops_the_accuracy(page):
     page.click("#ablate")
     summary = _wait_text(page, "#ablation-summary", "→")
     before, after = (float(v) for v in re.search(r"([\d.]+) → ([\d.]+)", summary).groups())
-    assert "L1H0 zero-ablated" in summary and before > 0.95 and after < 0.5
-    assert _image_shown(page, "#ablation-plot") > 300
+    assert "L2H1 zero-ablated" in summary and before > 0.95 and after < 0.5
+    assert _plotly_shown(page, "#ablation-plot", "scatter") > 300
+
+
+def test_patching_and_logit_attribution(page):
+    _type(page, "input", "1 0 1 1 0 1")
+    page.get_by_role("tab", name="patching").click()
+    _type(page, "patch-position", "3")
+    page.click("#patch")
+    summary = _wait_text(page, "#patch-summary", "corrupted")
+    assert "corrupted `1 0 0 1 0 1`" in summary or "corrupted 1 0 0 1 0 1" in summary
+    assert _plotly_shown(page, "#patch-plot") > 300
+    components = page.locator("#patch-plot .js-plotly-plot").evaluate("p => p.data[0].y")
+    assert components == ["L1H1", "L2H1", "L1MLP", "L2MLP"]
+    page.get_by_role("tab", name="logit attribution").click()
+    page.click("#attribute")
+    assert "add up to the logit" in _wait_text(page, "#attribution-summary", "logit")
+    assert _plotly_shown(page, "#attribution-plot") > 300
+    terms = page.locator("#attribution-plot .js-plotly-plot").evaluate("p => p.data[0].y")
+    assert terms == ["embeddings", "layer 1 attention", "layer 1 MLP", "layer 2 attention", "layer 2 MLP"]
 
 
 def test_emergence_slider_redraws_the_attention_at_a_revision(page):
@@ -172,7 +231,7 @@ def test_emergence_slider_redraws_the_attention_at_a_revision(page):
     page.locator("#step input[type=range]").click(position={"x": 2, "y": 4})  # the earliest snapshot
     label = _wait_text(page, "#step-label", r"step\d+: \d+/\d+ generated tokens right")
     assert label.startswith("step500")  # the first revision of the polynomial run
-    assert _image_shown(page, "#attention-at-step") > 300
+    assert _plotly_shown(page, "#attention-at-step") > 300
 
 
 def test_compare_two_models_on_the_same_input(page):
@@ -182,4 +241,22 @@ def test_compare_two_models_on_the_same_input(page):
     b = _wait_text(page, "#chain-b", "generated tokens right")
     assert a.split("\n")[0].split("<eoi>")[0] == b.split("\n")[0].split("<eoi>")[0]  # the same input
     assert "all right" in b  # the hand-built construction, the default second model
-    assert _image_shown(page, "#plot-b") > 300
+    assert _plotly_shown(page, "#plot-b") > 300
+
+
+def test_model_card_link(page):
+    href = page.locator("#card-link a").first.get_attribute("href")
+    assert "/gradio_api/file=" in href and href.endswith("iteration-head-polynomial/README.md")
+    response = page.request.get(page.url.rstrip("/") + href)
+    assert response.ok and "iteration-head-polynomial" in response.text()
+
+
+def test_a_narrow_window_keeps_the_model_name_whole(page):
+    _choose(page, "model", "iteration-head-parity-from-polynomial")  # the longest name
+    _wait_text(page, "#message", "iteration-head-parity-from-polynomial on parity")
+    for width in (420, 800, 1400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(300)
+        shown = page.locator("#model input").evaluate("i => [i.value, i.scrollWidth, i.clientWidth]")
+        assert shown[1] <= shown[2] + 1, f"the model name is cut at {width} px: {shown}"
+    page.set_viewport_size({"width": 1400, "height": 1300})
