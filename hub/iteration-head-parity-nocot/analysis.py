@@ -105,14 +105,21 @@ def _config(model):
 
 
 def check_model(model, task: "tasks.Task | None" = None) -> None:
-    """``ValueError`` unless ``model`` speaks the task vocabulary: the 64 base ids, and every id of
-    ``task`` (a task with more than 57 values extends it, ``tasks.vocabulary``)."""
-    vocab = getattr(_config(model), "vocab_size", None)
+    """``ValueError`` unless ``model`` speaks the task vocabulary: the 64 base ids with the same special
+    ids (``<eoi>``, ``<eos>``, ``<pad>``, where its config names them), and every id of ``task`` (a task
+    with more than 57 values extends it, ``tasks.vocabulary``). The one check of a model's vocabulary
+    (analysis, ``evaluate.py``, the explorer)."""
+    config = _config(model)
+    vocab = getattr(config, "vocab_size", None)
     need = task.vocab_size if task is not None else tasks.VOCAB_SIZE
     if not isinstance(vocab, int) or vocab < need:
         what = f"task {task.name!r} needs" if task is not None else "the task vocabulary has"
-        raise ValueError(f"model vocab_size={vocab} does not fit: {what} {need} tokens "
-                         "(datasets_builders/tasks.py)")
+        raise ValueError(f"model vocab_size={vocab} does not fit: {what} {need} tokens (datasets_builders/"
+                         "tasks.py): this checkpoint was not trained on this task's vocabulary")
+    for name, want in (("eoi_token_id", tasks.EOI_ID), ("eos_token_id", tasks.EOS_ID), ("pad_token_id", tasks.PAD_ID)):
+        have = getattr(config, name, None)
+        if have is not None and have != want:
+            raise ValueError(f"the model's {name}={have} but the task vocabulary uses {want}")
 
 
 def max_length(model, cot: bool = True) -> int:
