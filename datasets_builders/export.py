@@ -267,6 +267,24 @@ tok = AutoTokenizer.from_pretrained(folder + "/tokenizer")
 assert tok(ds["train"][0]["text"]).input_ids == ds["train"][0]["input_ids"]
 ```
 
+## Scoring a completion
+
+A verifier in the reasoning-gym style, in the `iteration-head` project's builder
+(`datasets_builders/iteration_tasks.py`): `score(row, completion)` is 1.0 when the completion is the
+row's answer (every state `s_1 … s_L`, or `s_L` alone without CoT, then `<eos>`) and 0.0 otherwise.
+The row is one of this dataset's rows (or its `input_ids`); the completion is token ids or text in
+the `completion` column's form. A completion that repeats the prompt (a whole `generate` output) is
+scored on what follows `<eoi>`; `<pad>` is dropped and anything after the first `<eos>` ignored. A
+malformed row or completion (an unknown word, an id outside the vocabulary) raises a `ValueError`
+that names it.
+
+```python
+from datasets_builders.iteration_tasks import score
+row = ds["test"][0]
+score(row, row["completion"])  # 1.0
+score(row, "0 <eos>")          # 0.0 unless the answer is 0
+```
+
 ## Splits
 
 For every length `L`, the generator draws distinct input sequences and puts a `test_fraction` of

@@ -71,7 +71,7 @@ __all__ = [
     "SOURCE_HASH", "BUILTIN_TASKS", "BUILTIN_MAX_ROWS_PER_LENGTH", "TASK_DESCRIPTIONS",
     "IterationTaskConfig", "IterationTasks", "task_description",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
-    "sequence_keys", "test_sequences", "sample_fresh_inputs",
+    "sequence_keys", "test_sequences", "sample_fresh_inputs", "score",
 ]
 
 TASKS = ("copy", "parity", "polynomial", "mix")
@@ -623,3 +623,79 @@ class IterationTasks(datasets.ArrowBasedBuilder):
         schema = FEATURES.arrow_schema
         for length, rows in generate_split(self.config, split).items():
             yield length, pa.Table.from_arrays(_arrow_columns(rows, length, self.config.task), schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# A verifier (reasoning-gym style): score(row, completion) -> 1.0 or 0.0
+# ---------------------------------------------------------------------------------------------
+_WORD_ID = {w: i for i, w in enumerate(tasks.vocabulary(tasks.MAX_VOCAB_SIZE))}
+
+
+def _row_ids(row) -> list[int]:
+    ids = row.get("input_ids") if isinstance(row, collections.abc.Mapping) else row
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, collections.abc.Iterable):
+        raise ValueError(f"malformed row: expected a dataset row (a dict with 'input_ids') or its token ids, "
+                         f"got {type(row).__name__}")
+    ids = list(ids)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+        raise ValueError(f"malformed row: input_ids must be whole numbers, got {ids[:8]!r}")
+    ids = [int(i) for i in ids]
+    if any(not 0 <= i < tasks.MAX_VOCAB_SIZE for i in ids):
+        raise ValueError(f"malformed row: token id outside the vocabulary (0 … {tasks.MAX_VOCAB_SIZE - 1}) "
+                         f"in {ids!r}")
+    if ids.count(tasks.EOI_ID) != 1 or ids[-1] != tasks.EOS_ID or ids.count(tasks.EOS_ID) != 1:
+        raise ValueError(f"malformed row {tasks.decode(ids, tasks.MAX_VOCAB_SIZE)!r}: a row is <task> x_1 … x_L "
+                         f"<eoi> s_1 … s_L <eos> (or … <eoi> s_L <eos>), with one <eoi> and one final <eos>")
+    length = ids.index(tasks.EOI_ID) - 1
+    answer = len(ids) - length - 3  # the states (L with chain of thought, 1 without)
+    if length < 1 or answer not in (length, 1):
+        raise ValueError(f"malformed row {tasks.decode(ids, tasks.MAX_VOCAB_SIZE)!r}: {length} inputs but "
+                         f"{answer} answer tokens before <eos> (expected {length}, or 1 without chain of thought)")
+    if isinstance(row, collections.abc.Mapping) and row.get("length") is not None and int(row["length"]) != length:
+        raise ValueError(f"malformed row: its 'length' is {row['length']} but its input_ids hold {length} inputs")
+    return ids
+
+
+def _completion_ids(completion, prompt: list[int]) -> list[int]:
+    if isinstance(completion, str):
+        words = completion.split()
+        unknown = [w for w in words if w not in _WORD_ID]
+        if unknown:
+            raise ValueError(f"malformed completion {completion!r}: {unknown[0]!r} is not a word of the vocabulary "
+                             f"(values, <eos>, …; separate the tokens with spaces)")
+        ids = [_WORD_ID[w] for w in words]
+    elif isinstance(completion, collections.abc.Iterable) and not isinstance(completion, (bytes, dict)):
+        ids = list(np.asarray(completion).reshape(-1).tolist()) if isinstance(completion, np.ndarray) \
+            else list(completion)
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+            raise ValueError(f"malformed completion: token ids must be whole numbers, got {ids[:8]!r}")
+        ids = [int(i) for i in ids]
+        if any(not 0 <= i < tasks.MAX_VOCAB_SIZE for i in ids):
+            raise ValueError(f"malformed completion: token id outside the vocabulary "
+                             f"(0 … {tasks.MAX_VOCAB_SIZE - 1}) in {ids!r}")
+    else:
+        raise ValueError(f"malformed completion: expected token ids or the answer's text, got "
+                         f"{type(completion).__name__}")
+    if ids[:len(prompt)] == prompt:  # the whole row generated (prompt + answer): keep the answer
+        ids = ids[len(prompt):]
+    ids = [i for i in ids if i != tasks.PAD_ID]
+    return ids[:ids.index(tasks.EOS_ID) + 1] if tasks.EOS_ID in ids else ids
+
+
+def score(row, completion) -> float:
+    """1.0 when ``completion`` is the row's answer, else 0.0: every state ``s_1 … s_L`` (``s_L`` alone
+    for a ``_nocot`` row) and then ``<eos>``, as the row's ``input_ids`` hold them after ``<eoi>``.
+
+    ``row``: a dataset row as ``load_dataset`` returns it (a dict with ``input_ids``; ``length`` is
+    checked when present) or its token ids. ``completion``: token ids or text (``"1 1 0 <eos>"``, the
+    ``completion`` column's form); a completion that repeats the prompt (``<task> x_1 … x_L <eoi>``, e.g.
+    a whole ``generate`` output) is scored on what follows it; ``<pad>`` tokens are dropped and
+    anything after the first ``<eos>`` is ignored. A missing ``<eos>`` or a wrong state scores 0.0.
+    The reference is the row itself (the states are not recomputed: a config with another modulus or
+    polynomial scores the same way). ``ValueError`` names a malformed row (no single ``<eoi>``, no final
+    ``<eos>``, an answer of the wrong size, a ``length`` that disagrees) or completion (unknown word,
+    id outside the vocabulary, not ids or text)."""
+    ids = _row_ids(row)
+    eoi = ids.index(tasks.EOI_ID)
+    got = _completion_ids(completion, ids[:eoi + 1])
+    return 1.0 if got == ids[eoi + 1:] else 0.0

@@ -6,8 +6,9 @@ every score, ablation and accuracy comes from :mod:`modeling.analysis` and
 what a person needs to *look*: a catalogue of the released folders (``hub/<name>`` and the
 ``step{N}`` snapshots in ``hub/revisions/<name>/``), input parsing with messages instead of
 tracebacks, the generated chain marked right/wrong per state, the probability of every answer token,
-activation patching, a direct logit attribution, and interactive figures (plotly ``Figure`` objects:
-hover names the tokens and the value; matplotlib stays for the cards' PNGs).
+activation patching, a direct logit attribution, accuracy per length beyond the training lengths
+(:func:`extrapolate`), the emergence curve marked at a revision's step, and interactive figures
+(plotly ``Figure`` objects: hover names the tokens and the value; matplotlib stays for the cards' PNGs).
 
 Layers and heads are numbered from 1 on the page, as in the paper (``layer 2 head 1`` is the
 iteration head of a 2-layer model; component names ``L2H1``, ``L1MLP``); the hook names of the model
@@ -58,6 +59,11 @@ __all__ = [
     "ablate",
     "ablation_figure",
     "ablation_markdown",
+    "training_lengths",
+    "beyond_training",
+    "extrapolate",
+    "extrapolation_figure",
+    "extrapolation_markdown",
     "input_length",
     "answer_probabilities",
     "probability_figure",
@@ -69,6 +75,9 @@ __all__ = [
     "attribution_figure",
     "attribution_markdown",
     "emergence",
+    "emergence_points",
+    "revision_step",
+    "emergence_figure",
     "card",
 ]
 
@@ -174,6 +183,7 @@ class Selection:
     path: str | None  # its folder (None for the construction)
     cot: bool
     trained_task: str | None
+    train_max_length: int | None = None  # the longest input length it was trained on (None: not trained)
 
 
 def select(catalogue: Catalogue | None, name: str, revision: str = MAIN, task: str = "parity") -> Selection:
@@ -195,7 +205,26 @@ def select(catalogue: Catalogue | None, name: str, revision: str = MAIN, task: s
         path = steps[int(m.group(1))]
     settings = _settings(catalogue.models[name])  # the final folder holds the run files
     label = name if revision == MAIN else f"{name} @ {revision}"
-    return Selection(_load(path), label, path, settings.get("cot", True), settings.get("task"))
+    return Selection(_load(path), label, path, settings.get("cot", True), settings.get("task"),
+                     settings.get("train_max_length"))
+
+
+def training_lengths(selection: Selection) -> range | None:
+    """The input lengths the model was trained on (``1 … train_max_length`` of its run files), or
+    ``None`` when the folder does not say (and for the construction, which is not trained)."""
+    return range(1, selection.train_max_length + 1) if selection.train_max_length else None
+
+
+def beyond_training(selection: Selection, length: int) -> str:
+    """``""`` for an input length the model was trained on, else a sentence saying it was not (the
+    positions past the training rows never received a gradient): what the page shows above the chain."""
+    trained = training_lengths(selection)
+    if trained is None or length in trained:
+        return ""
+    return (f"length {length} is beyond the training lengths {trained.start}-{trained.stop - 1}: positions "
+            f"never trained (the rows of length {trained.stop - 1} end at position "
+            f"{tasks.row_length(trained.stop - 1, selection.cot) - 1}); the chain and maps below still show "
+            f"what the model does")
 
 
 def _name(layer: int, head: int | None) -> str:
@@ -296,6 +325,7 @@ class Exploration:
     total: int
     probabilities: dict
     probability_figure: go.Figure
+    note: str = ""  # beyond_training(): "" for a length the model was trained on
 
 
 def _chain(selection: Selection, task: tasks.Task, inputs: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
@@ -467,11 +497,15 @@ def explore(selection: Selection, task_name: str, text: str, mean: bool = False,
     patterns = analysis.attention_patterns(selection.model, rows)  # (N, n_layer, n_head, T, T)
     scores = analysis.head_scores(patterns, L) if selection.cot else None
     what = f"mean of {len(rows)} inputs" if mean else "this input, teacher forced"
+    note = beyond_training(selection, L)
     figure = attention_figure(patterns.mean(0).numpy(), labels, L, selection.cot,
-                              f"{selection.label}: attention at length {L} ({what})",
+                              f"{selection.label}: attention at length {L} ({what})"
+                              + (" — beyond the training lengths" if note else ""),
                               analysis._generic_labels(L, selection.cot))
+    if note:
+        chain = f'<div class="beyond">{html.escape(note)}</div>{chain}'
     return Exploration(chain, figure, scores_markdown(scores, len(rows)), right, len(reference), probs,
-                       probability_figure(probs, selection.label))
+                       probability_figure(probs, selection.label), note)
 
 
 def input_length(text: str, task_name: str) -> int | None:
@@ -541,6 +575,84 @@ def ablation_markdown(result: dict) -> str:
     drop = result["baseline_mean"] - result["ablated_mean"]
     return (f"Mean accuracy **{result['baseline_mean']:.3f} → {result['ablated_mean']:.3f}** "
             f"(drop {drop:+.3f}) with {result['component']} {result['mode']}-ablated.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the training lengths: accuracy and the iteration score per length, up to the context
+# ---------------------------------------------------------------------------------------------
+HOLDS = 0.95  # extrapolation_markdown: "holds" up to the last length with at least this accuracy
+
+
+@_serialized
+def extrapolate(selection: Selection, task_name: str, n: int = ABLATION_N, seed: int = 0) -> dict:
+    """Teacher-forced sequence accuracy (:func:`analysis.evaluate_lengths`, ``n`` random inputs per
+    length) at every length from 1 to the longest that fits the context, and, with chain of thought,
+    the iteration score (``L+t → t``) of the head that has the highest one at each length. Returns
+    ``{"lengths", "accuracy" {L: acc}, "iteration" {L: score} (empty without CoT), "head" {L: name},
+    "trained" (the training lengths, [] when unknown), "beyond" (the lengths past them), "n"}``."""
+    model, task = selection.model, _task(task_name)
+    lengths = list(range(1, analysis.max_length(model, selection.cot) + 1))
+    rows = analysis.sample_rows(task, lengths, n, seed, selection.cot)
+    result = analysis.evaluate_lengths(model, rows, with_heads=True, cot=selection.cot)
+    iteration, head = {}, {}
+    for L, scores in result["heads"].items():
+        it = np.asarray(scores["iteration_mean"])
+        l, h = np.unravel_index(int(np.argmax(it)), it.shape)
+        iteration[L], head[L] = float(it[l, h]), _name(int(l), int(h))
+    trained = list(training_lengths(selection) or [])
+    return {"lengths": lengths, "accuracy": {L: float(a) for L, a in result["accuracy"].items()},
+            "iteration": iteration, "head": head, "trained": trained,
+            "beyond": [L for L in lengths if trained and L > trained[-1]], "n": n, "task": task.name}
+
+
+def extrapolation_figure(result: dict, label: str) -> go.Figure:
+    """Accuracy (and the best iteration score) per length; the training lengths shaded."""
+    lengths = result["lengths"]
+    traces = [go.Scatter(x=lengths, y=[result["accuracy"][L] for L in lengths], mode="lines+markers",
+                         name="sequence accuracy (teacher forced)",
+                         hovertemplate="length %{x}: accuracy %{y:.3f}<extra></extra>")]
+    if result["iteration"]:
+        traces.append(go.Scatter(
+            x=lengths, y=[result["iteration"][L] for L in lengths], mode="lines+markers", marker_symbol="square",
+            name="iteration score (L+t → t) of the best head", customdata=[result["head"][L] for L in lengths],
+            hovertemplate="length %{x}: %{customdata} scores %{y:.3f}<extra></extra>"))
+    fig = go.Figure(traces)
+    if result["trained"]:
+        fig.add_vrect(x0=result["trained"][0] - 0.5, x1=result["trained"][-1] + 0.5, fillcolor="#16a34a",
+                      opacity=0.08, line_width=0, annotation_text="training lengths", annotation_position="top left")
+    fig.update_layout(title=dict(text=f"{label}: accuracy per length, up to the context", font=dict(size=13)),
+                      height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="input length",
+                      yaxis=dict(title="accuracy / attention weight", range=[-0.03, 1.08]),
+                      hovermode="x unified", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def extrapolation_markdown(result: dict) -> str:
+    acc, lengths = result["accuracy"], result["lengths"]
+    if not result["trained"]:
+        return (f"Accuracy on lengths 1-{lengths[-1]} ({result['n']} inputs each): mean "
+                f"{np.mean(list(acc.values())):.3f}. The training lengths are unknown for this model (the "
+                f"construction is not trained), so nothing is marked as beyond them.")
+    top = result["trained"][-1]
+    if not result["beyond"]:
+        return f"Trained on lengths 1-{top}, which already fill the context ({lengths[-1]}): nothing beyond."
+    beyond = result["beyond"]
+    holds = top
+    for L in beyond:
+        if acc[L] < HOLDS:
+            break
+        holds = L
+    first_low = next((L for L in beyond if acc[L] < 0.5), None)
+    text = (f"Trained on lengths 1-{top}; beyond them, up to the context ({beyond[0]}-{beyond[-1]}, "
+            f"{result['n']} inputs each): mean accuracy **{np.mean([acc[L] for L in beyond]):.3f}** "
+            f"(on the training lengths {np.mean([acc[L] for L in result['trained']]):.3f}). ")
+    text += (f"Accuracy stays ≥ {HOLDS} up to length **{holds}**" if holds > top
+             else f"Accuracy is below {HOLDS} from length **{top + 1}**, the first one never trained")
+    text += f"; first below 0.5 at length **{first_low}**." if first_low else "; never below 0.5."
+    if result["iteration"]:
+        text += (f" Iteration score of the best head: {result['iteration'][top]:.3f} at length {top}, "
+                 f"{result['iteration'][beyond[-1]]:.3f} at length {beyond[-1]}.")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,6 +879,70 @@ def _emergence_png(folder: str) -> str | None:
         return None
     out = os.path.join(tempfile.mkdtemp(prefix="explorer-"), "emergence.png")
     return analysis.plot_training(points, out, title=f"{os.path.basename(folder)}: emergence")
+
+
+def emergence_points(catalogue: Catalogue, name: str) -> list[dict]:
+    """The ``training`` points of the folder's ``analysis.json`` (``{"step", "accuracy_mean",
+    "first_mean", "iteration_mean"}``, sorted by step); ``[]`` when there are none."""
+    if name == CONSTRUCTION or name not in catalogue.models:
+        return []
+    return _points(catalogue.models[name])
+
+
+@functools.lru_cache(maxsize=64)
+def _points(folder: str) -> list[dict]:
+    try:
+        with open(os.path.join(folder, "analysis.json")) as f:
+            points = json.load(f).get("training") or []
+    except (OSError, ValueError):
+        return []
+    return sorted((p for p in points if isinstance(p, dict) and "step" in p), key=lambda p: p["step"])
+
+
+def revision_step(catalogue: Catalogue, name: str, revision: str) -> int | None:
+    """The training step of a revision: ``N`` of ``step{N}``; for :data:`MAIN`, the final step the
+    folder's ``training_info.json`` records (else the last point of the curve); ``None`` if unknown."""
+    m = re.fullmatch(r"step(\d+)", str(revision))
+    if m:
+        return int(m.group(1))
+    if revision != MAIN or name not in catalogue.models:
+        return None
+    try:
+        with open(os.path.join(catalogue.models[name], "training_info.json")) as f:
+            step = json.load(f).get("step")
+        if isinstance(step, int) and step >= 0:
+            return step
+    except (OSError, ValueError, AttributeError):
+        pass
+    points = emergence_points(catalogue, name)
+    return points[-1]["step"] if points else None
+
+
+def emergence_figure(points: list[dict], label: str, step: int | None = None) -> go.Figure:
+    """Test accuracy and both head scores against the training step (the numbers of ``analysis.json``,
+    as :func:`analysis.plot_training` draws them for the card), with a vertical line at ``step``
+    (the revision the page shows)."""
+    fig = go.Figure()
+    steps = [p["step"] for p in points]
+    for key, name in (("accuracy_mean", "test accuracy (mean over lengths)"),
+                      ("first_mean", "first-attention peakiness (to <eoi>)"),
+                      ("iteration_mean", "iteration-head peakiness (L+t → x_t)")):
+        values = [p.get(key) for p in points]
+        if any(v is not None for v in values):
+            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=name,
+                                     hovertemplate="step %{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    if step is not None:
+        fig.add_vline(x=step, line=dict(color="#dc2626", width=2, dash="dot"), annotation_text=f"step {step}",
+                      annotation_position="top")
+    if not points:
+        fig.add_annotation(text="no training history in this folder", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    fig.update_layout(title=dict(text=f"{label}: emergence" + (f" (at step {step})" if step is not None else ""),
+                                 font=dict(size=13)),
+                      height=340, margin=dict(l=10, r=10, t=50, b=10), xaxis_title="training step",
+                      yaxis=dict(title="accuracy / attention weight", range=[-0.03, 1.08]),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
 
 
 def card(catalogue: Catalogue, name: str, file_url=None) -> tuple[str | None, str]:

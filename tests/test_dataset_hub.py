@@ -166,3 +166,56 @@ def test_the_card_table_of_tasks_matches_the_data(cache):
             seen_x.update(ids[1:length + 1])
             seen_s.update(ids[length + 2:-1])
         assert seen_x == set(task.input_values) and seen_s == set(task.state_values), label
+
+
+# ------------------------------------------------------------------------------------ the verifier
+@pytest.mark.parametrize("name", ["parity", "polynomial_nocot", "mix", "symmetric5"])
+def test_score_accepts_every_shipped_answer_and_rejects_a_changed_one(name, cache):
+    """``it.score`` on the rows as ``load_dataset`` returns them: the ``completion`` column (text), the
+    answer ids, a whole row (prompt + answer) and a padded generation score 1.0; one state changed,
+    ``<eos>`` missing or an extra token before it scores 0.0."""
+    ds = datasets.load_dataset(str(DATASET), name, split="test", cache_dir=cache)
+    assert all(it.score(row, row["completion"]) == 1.0 for row in ds)
+    assert all(it.score(row, row["input_ids"]) == 1.0 for row in ds)  # a whole generate() output
+    row = ds[len(ds) - 1]
+    ids = row["input_ids"]
+    eoi = ids.index(tasks.EOI_ID)
+    answer = ids[eoi + 1:]
+    assert it.score(row, answer + [tasks.PAD_ID] * 3) == 1.0 == it.score(row["input_ids"], answer)
+    assert it.score(row, answer + [5, 6]) == 1.0  # after the first <eos>: ignored
+    values = sorted(set(ids[1:eoi]) | set(answer[:-1]))
+    other = next(v for v in values + [0, 1] if v != answer[0])
+    assert it.score(row, [other] + answer[1:]) == 0.0
+    assert it.score(row, answer[:-1]) == 0.0  # no <eos>
+    assert it.score(row, answer[:-1] + [answer[0], tasks.EOS_ID]) == 0.0
+    assert it.score(row, "") == 0.0 and it.score(row, []) == 0.0
+    assert it.score(row, " ".join(tasks.token_text(t) for t in answer)) == 1.0
+
+
+def test_score_names_a_malformed_row_or_completion():
+    row = {"input_ids": [58, 1, 0, 61, 1, 1, 62], "length": 2, "task": "parity"}
+    assert it.score(row, "1 1 <eos>") == 1.0 and it.score(row, "1 0 <eos>") == 0.0
+    for bad_row, message in [
+        ({"text": "<parity> 1 <eoi> 1 <eos>"}, "malformed row"),
+        ("<parity> 1 <eoi> 1 <eos>", "malformed row: expected a dataset row"),
+        ([58, 1, 0, 1, 1, 62], "one <eoi> and one final <eos>"),
+        ([58, 1, 0, 61, 1, 1], "one <eoi> and one final <eos>"),
+        ([58, 1, 0, 61, 1, 62, 1, 62], "one <eoi> and one final <eos>"),
+        ([58, 1, 0, 1, 61, 1, 1, 62], "3 inputs but 2 answer tokens"),
+        ({**row, "length": 3}, "its 'length' is 3 but its input_ids hold 2 inputs"),
+        ([58, 1, 999, 61, 1, 62], "outside the vocabulary"),
+        ([58, 1.5, 61, 1, 62], "must be whole numbers"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            it.score(bad_row, "1 <eos>")
+    for bad, message in [("1 one <eos>", "'one' is not a word of the vocabulary"),
+                         ([1, 300, 62], "outside the vocabulary"), ([1, -1], "outside the vocabulary"),
+                         (["1", "<eos>"], "token ids must be whole numbers"), (7, "expected token ids or the answer"),
+                         (None, "expected token ids or the answer")]:
+        with pytest.raises(ValueError, match=f"malformed completion.*{message}"):
+            it.score(row, bad)
+
+
+def test_the_card_documents_the_verifier():
+    card = (DATASET / "README.md").read_text(encoding="utf-8")
+    assert "## Scoring a completion" in card and "from datasets_builders.iteration_tasks import score" in card

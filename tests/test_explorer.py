@@ -222,6 +222,70 @@ def test_explore_rejects_an_input_longer_than_the_context():
         explorer.explore(sel, "copy", "1 " * 31)
 
 
+# ------------------------------------------------------------------------------------ beyond training
+@needs_hub
+def test_explore_beyond_the_training_lengths_says_so_and_still_shows(catalogue):
+    """The released models were trained on lengths 1-16 and fit 30 in their context: a length-20
+    input is explored (chain, probabilities, maps) under a note that its positions were never trained."""
+    sel = explorer.select(catalogue, "iteration-head-polynomial", explorer.MAIN, "polynomial")
+    assert sel.train_max_length == 16 and explorer.training_lengths(sel) == range(1, 17)
+    text = explorer.random_input("polynomial", 20, 30, seed=3)
+    result = explorer.explore(sel, "polynomial", text)
+    assert result.note.startswith("length 20 is beyond the training lengths 1-16: positions never trained")
+    assert 'class="beyond"' in result.chain_html and "generated tokens right" in result.chain_html
+    assert result.total == 21 and len(result.probabilities["names"]) == 21
+    heat = [t for t in result.figure.data if t.type == "heatmap"]
+    assert len(heat) == 2 and np.asarray(heat[0].z).shape == (43, 43)
+    assert "beyond the training lengths" in result.figure.layout.title.text
+    assert explorer.explore(sel, "polynomial", "3 4 5 1 2 7 8 9").note == ""  # length 8: trained
+    construction = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    assert explorer.beyond_training(construction, 25) == ""  # not trained: nothing to say
+
+
+@needs_hub
+def test_extrapolation_shows_where_the_released_model_breaks_down(catalogue):
+    sel = explorer.select(catalogue, "iteration-head-polynomial", explorer.MAIN, "polynomial")
+    res = explorer.extrapolate(sel, "polynomial", n=32)
+    assert res["lengths"] == list(range(1, 31)) and res["trained"] == list(range(1, 17))
+    assert res["beyond"] == list(range(17, 31))
+    assert np.mean([res["accuracy"][L] for L in range(1, 17)]) > 0.95
+    assert max(res["accuracy"][L] for L in res["beyond"]) < 0.5  # never trained: it breaks down at once
+    assert res["iteration"][16] > 0.9 > res["iteration"][30] and res["head"][16] == "L2H1"
+    summary = explorer.extrapolation_markdown(res)
+    assert "Trained on lengths 1-16; beyond them, up to the context (17-30" in summary
+    assert "first below 0.5 at length **17**" in summary
+    fig = explorer.extrapolation_figure(res, sel.label)
+    assert [list(t.x) for t in fig.data] == [res["lengths"]] * 2
+    shade = fig.layout.shapes[0]
+    assert (shade.x0, shade.x1) == (0.5, 16.5)
+    nocot = explorer.select(catalogue, "iteration-head-parity-nocot", explorer.MAIN, "parity")
+    res = explorer.extrapolate(nocot, "parity", n=8)
+    assert res["lengths"][-1] == 60 and res["iteration"] == {} and len(explorer.extrapolation_figure(res, "").data) == 1
+    construction = explorer.select(None, explorer.CONSTRUCTION, task="parity")
+    res = explorer.extrapolate(construction, "parity", n=8)
+    assert res["beyond"] == [] and set(res["accuracy"].values()) == {1.0}
+    assert "training lengths are unknown" in explorer.extrapolation_markdown(res)
+
+
+# ------------------------------------------------------------------------------------ emergence curve
+@needs_hub
+def test_emergence_curve_is_drawn_from_analysis_json_with_the_step_marked(catalogue):
+    name = "iteration-head-polynomial"
+    points = json.loads((HUB / name / "analysis.json").read_text())["training"]
+    assert explorer.emergence_points(catalogue, name) == sorted(points, key=lambda p: p["step"])
+    assert explorer.revision_step(catalogue, name, "step1000") == 1000
+    final = json.loads((HUB / name / "training_info.json").read_text())["step"]
+    assert explorer.revision_step(catalogue, name, explorer.MAIN) == final
+    fig = explorer.emergence_figure(explorer.emergence_points(catalogue, name), name, 1000)
+    assert [list(t.x) for t in fig.data] == [[p["step"] for p in points]] * 3
+    assert list(fig.data[2].y) == [p["iteration_mean"] for p in points]
+    line = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(line) == 1 and line[0].x0 == line[0].x1 == 1000
+    assert any(a.text == "step 1000" for a in fig.layout.annotations)
+    assert not explorer.emergence_figure([], "x").layout.shapes  # no step: no line
+    assert explorer.emergence_points(catalogue, explorer.CONSTRUCTION) == []
+
+
 # ------------------------------------------------------------------------------------ ablation
 def test_ablating_the_iteration_head_of_the_construction_breaks_it():
     sel = explorer.select(None, explorer.CONSTRUCTION, task="parity")
@@ -310,6 +374,19 @@ def test_handlers_show_messages_not_tracebacks(app, catalogue):
     assert "iteration-head-parity on parity" in message and "4/4 generated tokens right" in chain
     message, text = app.draw_input(catalogue, "iteration-head-parity", "main", "parity", 99)
     assert "out of range: the model's context fits 1 to 30" in message
+    message, chain, *_ = app.show(catalogue, "iteration-head-parity", "main", "parity", "1 0 " * 10, False)
+    assert "length 20 is beyond the training lengths 1-16: positions never trained" in message
+    assert "generated tokens right" in chain
+
+
+@needs_hub
+def test_slider_names_its_step_and_marks_the_curve(app, catalogue):
+    name = "iteration-head-polynomial"
+    text, curve = app.step_at(catalogue, name, 1)  # step500, step1000, …, main
+    assert text.startswith("Revision at **step 1000** (step1000; 2 of 5)")
+    assert [s.x0 for s in curve.layout.shapes if s.type == "line"] == [1000]
+    text, curve = app.step_at(catalogue, name, 4)
+    assert text.startswith("Revision at **step 3750** (main; 5 of 5)")
 
 
 def test_app_requirements_install_the_released_package():
@@ -324,8 +401,8 @@ def test_app_requirements_install_the_released_package():
 
 
 # ------------------------------------------------------------------------------------ the API, over HTTP
-API = {"/explore", "/random_input", "/patch", "/attribute", "/ablate", "/select_model", "/emergence_at_step",
-       "/compare"}
+API = {"/explore", "/random_input", "/patch", "/attribute", "/ablate", "/extrapolate", "/select_model",
+       "/emergence_at_step", "/compare"}
 
 
 @pytest.fixture(scope="module")
@@ -427,11 +504,15 @@ def test_api_random_ablate_model_emergence_compare(client):
         v["value"] if isinstance(v, dict) and v.get("__type__") == "update" else v  # component updates
         for v in client.predict("iteration-head-polynomial", "1 0 1", api_name="/select_model"))
     assert revision == explorer.MAIN and task == "polynomial" and len(typed.split()) == 3
-    assert task == "polynomial" and component == "L2H1" and curve is not None
+    assert task == "polynomial" and component == "L2H1"
+    marked = [s for s in _plot(curve)["layout"]["shapes"] if s["type"] == "line"]
+    assert [s["x0"] for s in marked] == [3750]  # the curve of analysis.json, marked at the final step
     assert "README.md" in link and "/gradio_api/file=" in link and "iteration-head-polynomial" in card
     label, attention = client.predict("iteration-head-polynomial", "polynomial", "3 4 5", 0,
                                       api_name="/emergence_at_step")
     assert label.startswith("**step500**") and _plot(attention)["data"]
+    summary, plot = client.predict("iteration-head-polynomial", "main", "polynomial", api_name="/extrapolate")
+    assert "Trained on lengths 1-16; beyond them" in summary and _plot(plot)["data"][0]["x"][-1] == 30
     out = client.predict("iteration-head-parity", "main", "parity", "1 1 0", False, explorer.CONSTRUCTION,
                          api_name="/compare")
     assert len(out) == 9 and "4/4 generated tokens right" in out[1] and "4/4 generated tokens right" in out[5]

@@ -102,13 +102,6 @@ def _wait_text(page, selector: str, pattern: str) -> str:
     return page.inner_text(selector)
 
 
-def _image_shown(page, selector: str) -> int:
-    """Wait until the first image under ``selector`` has loaded; return its width in pixels."""
-    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); "
-                           "return i && i.complete && i.naturalWidth > 0; }", arg=selector)
-    return page.locator(f"{selector} img").first.evaluate("img => img.naturalWidth")
-
-
 def _plotly_shown(page, selector: str, kind: str = "heatmap") -> int:
     """Wait until a plotly figure with a trace of ``kind`` is drawn under ``selector``; return its width."""
     page.wait_for_function("([s, k]) => { const p = document.querySelector(s + ' .js-plotly-plot'); "
@@ -195,6 +188,23 @@ def test_random_input_and_the_mean_over_many_inputs(page):
     _wait_text(page, "#scores", "on this input")
 
 
+def test_an_input_beyond_the_training_lengths_and_accuracy_per_length(page):
+    _type(page, "input", "1 0 " * 10)  # length 20: trained on 1-16, the context fits 30
+    page.click("#run")
+    note = _wait_text(page, "#message", "beyond the training lengths")
+    assert "length 20 is beyond the training lengths 1-16: positions never trained" in note
+    assert "generated tokens right" in _wait_text(page, "#chain", "generated tokens right")
+    assert _plotly_shown(page, "#attention") > 300
+    page.get_by_role("tab", name="beyond training").click()
+    page.click("#extrapolate")
+    assert "Trained on lengths 1-16; beyond them" in _wait_text(page, "#extrapolation-summary", "Trained on")
+    assert _plotly_shown(page, "#extrapolation-plot", "scatter") > 300
+    page.get_by_role("tab", name="attention").click()
+    _type(page, "input", "1 0 1 1 0")  # back to a trained length for the next tests
+    page.click("#run")
+    _wait_text(page, "#chain", "6/6 generated tokens right")
+
+
 def test_ablating_the_iteration_head_drops_the_accuracy(page):
     page.get_by_role("tab", name="ablation").click()
     _type(page, "lengths", "1-8")
@@ -227,10 +237,14 @@ def test_emergence_slider_redraws_the_attention_at_a_revision(page):
     _choose(page, "model", "iteration-head-polynomial")
     _wait_text(page, "#message", "iteration-head-polynomial on polynomial")
     page.get_by_role("tab", name="emergence").click()
-    assert _image_shown(page, "#emergence") > 300  # the curves
+    assert _plotly_shown(page, "#emergence", "scatter") > 300  # the curves, from analysis.json
+    assert "step 3750" in _wait_text(page, "#step-at", "step 3750")  # the slider starts at the final weights
     page.locator("#step input[type=range]").click(position={"x": 2, "y": 4})  # the earliest snapshot
     label = _wait_text(page, "#step-label", r"step\d+: \d+/\d+ generated tokens right")
     assert label.startswith("step500")  # the first revision of the polynomial run
+    assert "Revision at step 500" in _wait_text(page, "#step-at", "step 500")
+    line = page.locator("#emergence .js-plotly-plot").evaluate("p => p.layout.shapes.map(s => s.x0)")
+    assert line == [500]  # the curve is marked where the slider is
     assert _plotly_shown(page, "#attention-at-step") > 300
 
 

@@ -6,14 +6,14 @@
 Pick a released model (and a ``step{N}`` revision), a task and an input; see the generated chain of
 thought, the probability of every answer token, the attention of every head and its scores;
 patch activations between a clean and a corrupted input; attribute the right token's logit to each
-layer; ablate a head or an MLP; follow the emergence of the head along the training run; compare two
-models; compare with the hand-built construction.
+layer; ablate a head or an MLP; measure accuracy on the lengths beyond training; follow the emergence of
+the head along the training run; compare two models; compare with the hand-built construction.
 
 This file only lays the page out. Everything it shows is computed by the released code
 (``modeling.explorer`` on top of ``modeling.analysis``, ``modeling.evaluation`` and
 ``datasets_builders.tasks``), which the Space installs from ``requirements.txt``. Every computation
 is a named API endpoint (``/explore``, ``/random_input``, ``/patch``, ``/attribute``, ``/ablate``,
-``/select_model``, ``/emergence_at_step``, ``/compare``): ``gradio_client.Client(url).view_api()``.
+``/extrapolate``, ``/select_model``, ``/emergence_at_step``, ``/compare``): ``gradio_client.Client(url).view_api()``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ CSS = """
 .chain .right { background: #bbf7d0; color: #14532d; }
 .chain .wrong { background: #fecaca; color: #7f1d1d; font-weight: bold; }
 .verdict { margin-top: 6px; font-size: 0.9em; }
+.beyond { margin-bottom: 6px; padding: 4px 8px; border-left: 4px solid #d97706; background: #fef3c7; color: #78350f; }
 .prose table { display: block; overflow-x: auto; }
 .prose th, .prose td { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; hyphens: none; }
 """
@@ -110,6 +111,7 @@ def build_app(catalogue: explorer.Catalogue) -> gr.Blocks:
             _patching_tab(catalogue, model, revision, task, text)
             _attribution_tab(catalogue, model, revision, task, text)
             ablation = _ablation_tab(catalogue, model, revision, task, explorer.components(chosen))
+            _extrapolation_tab(catalogue, model, revision, task)
             emergence = _emergence_tab(catalogue, model, task, text, first)
             _compare_tab(catalogue, model, revision, task, text, mean)
 
@@ -142,6 +144,8 @@ def show(catalogue, name, revision, task, text, mean):
     except ValueError as err:
         return _message(err), gr.update(), gr.update(), gr.update(), gr.update()
     took = f"{selection.label} on {task}: {time.perf_counter() - start:.2f} s"
+    if result.note:
+        took += f"  \n**Note:** {result.note}"
     return took, result.chain_html, result.probability_figure, result.figure, result.scores_markdown
 
 
@@ -173,14 +177,14 @@ def model_changed(catalogue, name, typed):
     plot and revisions, its card."""
     selection = explorer.select(catalogue, name, explorer.MAIN, "parity")
     task = selection.trained_task or "parity"
-    plot, steps = explorer.emergence(catalogue, name)
+    _, steps = explorer.emergence(catalogue, name)
     parts = explorer.components(selection)
     longest = analysis.max_length(selection.model, selection.cot)
     link, text = card_markdown(catalogue, name)
     return (gr.Dropdown(catalogue.revision_choices(name), value=explorer.MAIN), gr.Dropdown(value=task),
             explorer.fit_input(typed, task, longest),
             gr.Dropdown(parts, value=explorer.default_component(parts)),
-            plot, _slider(steps), link, text)
+            emergence_curve(catalogue, name, steps[-1] if steps else explorer.MAIN), _slider(steps), link, text)
 
 
 def _patching_tab(catalogue, model, revision, task, text):
@@ -252,6 +256,45 @@ def _ablation_tab(catalogue, model, revision, task, parts):
     return component
 
 
+def _extrapolation_tab(catalogue, model, revision, task):
+    with gr.Tab("beyond training"):
+        gr.Markdown("Teacher-forced sequence accuracy at every input length that fits the model's context (64 "
+                    "random inputs each), the training lengths shaded, and the iteration score `L+t → t` of the "
+                    "best head at each length: where the head, and the model, break down past what they were "
+                    "trained on.")
+        go = gr.Button("accuracy per length", variant="primary", elem_id="extrapolate")
+        summary = gr.Markdown(elem_id="extrapolation-summary")
+        plot = gr.Plot(elem_id="extrapolation-plot", show_label=False)
+
+    def run(name, rev, task_name):
+        try:
+            selection = explorer.select(catalogue, name, rev, task_name)
+            result = explorer.extrapolate(selection, task_name)
+        except ValueError as err:
+            return _message(err), gr.update()
+        return explorer.extrapolation_markdown(result), explorer.extrapolation_figure(result, selection.label)
+
+    go.click(run, [model, revision, task], [summary, plot], api_name="extrapolate")
+
+
+def emergence_curve(catalogue, name, revision):
+    """The emergence curve (from the folder's analysis.json), a vertical line at ``revision``'s step."""
+    return explorer.emergence_figure(explorer.emergence_points(catalogue, name), name,
+                                     explorer.revision_step(catalogue, name, revision))
+
+
+def step_at(catalogue, name, index):
+    """Where the slider is: the text under it ("step 1000") and the curve marked there."""
+    _, revisions = explorer.emergence(catalogue, name)
+    if not revisions:
+        return "This model has no snapshots.", emergence_curve(catalogue, name, None)
+    rev = revisions[max(0, min(int(index or 0), len(revisions) - 1))]
+    step = explorer.revision_step(catalogue, name, rev)
+    where = f"step {step}" if step is not None else rev
+    return (f"Revision at **{where}** ({rev}; {revisions.index(rev) + 1} of {len(revisions)})",
+            emergence_curve(catalogue, name, rev))
+
+
 def _slider(steps: list[str]) -> gr.Slider:
     """A slider over the revisions (its positions are their indices; the label names them)."""
     names = ", ".join(f"{i} = {s}" for i, s in enumerate(steps)) or "this model has no snapshots"
@@ -273,15 +316,19 @@ def emergence_at_step(catalogue, name, task_name, typed, index):
 
 
 def _emergence_tab(catalogue, model, task, text, first):
-    png, steps = explorer.emergence(catalogue, first)
+    _, steps = explorer.emergence(catalogue, first)
     with gr.Tab("emergence"):
-        curve = gr.Image(png, label="accuracy and head scores against the training step", elem_id="emergence")
+        curve = gr.Plot(emergence_curve(catalogue, first, steps[-1] if steps else explorer.MAIN),
+                        elem_id="emergence", show_label=False)
         slider = _slider(steps)
+        where = gr.Markdown(step_at(catalogue, first, len(steps) - 1)[0] if steps else "", elem_id="step-at")
         at_step = gr.Markdown(elem_id="step-label")
         figure = gr.Plot(elem_id="attention-at-step", show_label=False)
 
     slider.release(lambda *a: emergence_at_step(catalogue, *a), [model, task, text, slider], [at_step, figure],
                    api_name="emergence_at_step")
+    slider.change(lambda *a: step_at(catalogue, *a), [model, slider], [where, curve], api_visibility="private",
+                  show_progress="hidden")
     return curve, slider
 
 
