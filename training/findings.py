@@ -563,24 +563,32 @@ def _draw_arms(axes, curves: list[dict], named: dict[str, list[dict]], x: str = 
 def structure_figure(rows: list[dict], out: Path) -> None:
     """A sweep over tasks against each task's table size (states x inputs, log scale): every run's
     iteration score (left) and training steps (right; filled: reached 99% on every length, open: its
-    budget ran out), groups and automata in two colours, the tasks named above the panels."""
+    budget ran out), groups and automata in two colours, the tasks named above the panels; where the
+    sweep crosses the tasks with other arms (task_transfer's starting weights), one marker per arm."""
     plt = _plt()
     from matplotlib.transforms import blended_transform_factory
+    keys, _ = arms(rows)
+    others = [k for k in keys if k != "task" and k not in STRUCTURE]
+    conditions = list(dict.fromkeys(words(others, r) for r in rows)) if others else [""]
+    markers = dict(zip(conditions, "o^sDv"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
-    by_task: dict[str, list[dict]] = {}
+    cells: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if _num(r.get("entries")) is not None:
-            by_task.setdefault(r["task"], []).append(r)
-    names_at: dict[float, list[str]] = {}
-    for task, rs in by_task.items():
+            cells.setdefault((r["task"], words(others, r) if others else ""), []).append(r)
+    names_at: dict[float, set[str]] = {}
+    for (task, condition), rs in cells.items():
         x = _num(rs[0]["entries"])
-        names_at.setdefault(x, []).append(task)
+        names_at.setdefault(x, set()).add(task)
         colour = "tab:blue" if rs[0]["group"] == "True" else "tab:orange"
-        jitter = [x * (1 + 0.06 * (i - (len(rs) - 1) / 2)) for i in range(len(rs))]
-        axes[0].scatter(jitter, [_num(r["iteration_score"]) or 0.0 for r in rs], color=colour, s=18)
+        shift = conditions.index(condition) - (len(conditions) - 1) / 2
+        jitter = [x * (1 + 0.05 * (i - (len(rs) - 1) / 2) + 0.12 * shift) for i in range(len(rs))]
+        axes[0].scatter(jitter, [_num(r["iteration_score"]) or 0.0 for r in rs], color=colour, s=18,
+                        marker=markers[condition])
         for xj, r in zip(jitter, rs):
             reached = _num(r["steps_to_target"]) is not None
-            axes[1].scatter([xj], [_num(r["steps"])], s=18, color=colour, facecolors=colour if reached else "none")
+            axes[1].scatter([xj], [_num(r["steps"])], s=18, color=colour, marker=markers[condition],
+                            facecolors=colour if reached else "none")
     axes[0].axhline(HEAD, color="grey", ls="--", lw=0.8)
     axes[0].set_ylabel("iteration score (detector; dashed: the head's threshold)")
     axes[1].set_ylabel("training steps (filled: reached 99% on every length)")
@@ -594,7 +602,9 @@ def structure_figure(rows: list[dict], out: Path) -> None:
                     ha="center", va="bottom")
     axes[0].scatter([], [], color="tab:blue", label="group word problems")
     axes[0].scatter([], [], color="tab:orange", label="automata (not groups)")
-    axes[0].legend(fontsize=8, loc="lower left")
+    for condition in conditions if others else []:
+        axes[0].scatter([], [], color="grey", marker=markers[condition], label=condition)
+    axes[0].legend(fontsize=8, loc="center left")
     _save(fig, out, f"Each run against its task's table size (n = {len(rows)} runs)")
 
 
