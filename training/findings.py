@@ -564,7 +564,7 @@ def structure_figure(rows: list[dict], out: Path) -> None:
     """A sweep over tasks against each task's table size (states x inputs, log scale): every run's
     iteration score (left) and training steps (right; filled: reached 99% on every length, open: its
     budget ran out), groups and automata in two colours, the tasks named above the panels; where the
-    sweep crosses the tasks with other arms (task_transfer's starting weights), one marker per arm."""
+    sweep crosses the tasks with other arms (the starting weights of a fine-tuning sweep), one marker per arm."""
     plt = _plt()
     from matplotlib.transforms import blended_transform_factory
     keys, _ = arms(rows)
