@@ -411,47 +411,12 @@ def client(tmp_path_factory):
     ``GRADIO_SERVER_PORT``), driven through ``gradio_client``."""
     if not (HUB / "iteration-head-polynomial").is_dir():
         pytest.skip("hub/ is absent")
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     from gradio_client import Client
+    from test_space import _free_port, running_app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("api") / "app.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB)], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if urllib.request.urlopen(url, timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} (GRADIO_SERVER_PORT) within 120 s:\n"
-                            f"{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    env = {"GRADIO_SERVER_PORT": str(_free_port()), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    with running_app(tmp_path_factory.mktemp("api") / "app.log", env=env) as url:
         yield Client(url, verbose=False)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _plot(value) -> dict:

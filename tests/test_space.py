@@ -6,6 +6,7 @@ Skipped when Playwright or the browser is missing, unless ``ITERATION_HEAD_REQUI
 to the test's folder; ``EXPLORER_SCREENSHOT=docs/explorer.png`` also writes it there (the README's).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -40,20 +41,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python hub/iteration-head-explorer/app.py --models hub --port P``; yields its URL."""
-    if not (HUB / "iteration-head-polynomial").is_dir():
-        pytest.skip("hub/ is absent")
-    port, log = _free_port(), tmp_path_factory.mktemp("space") / "app.log"
+@contextlib.contextmanager
+def running_app(log: Path, args: tuple[str, ...] = (), env: dict | None = None, timeout: float = 120):
+    """``python hub/iteration-head-explorer/app.py --models hub <args>`` in a subprocess, offline, one
+    torch thread; yields its URL once it answers (the port: ``--port`` in ``args`` or
+    ``GRADIO_SERVER_PORT`` in ``env``); stopped on exit. A start that fails names the app's log."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    port = args[args.index("--port") + 1] if "--port" in args else env["GRADIO_SERVER_PORT"]
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB), "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB), *args], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
@@ -63,7 +64,7 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within 90 s:\n{log.read_text()[-3000:]}")
+                pytest.fail(f"the app did not answer on {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
     finally:
@@ -72,6 +73,15 @@ def server(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python hub/iteration-head-explorer/app.py --models hub --port P``; yields its URL."""
+    if not (HUB / "iteration-head-polynomial").is_dir():
+        pytest.skip("hub/ is absent")
+    with running_app(tmp_path_factory.mktemp("space") / "app.log", ("--port", str(_free_port())), timeout=90) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
