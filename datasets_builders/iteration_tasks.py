@@ -71,7 +71,7 @@ __all__ = [
     "SOURCE_HASH", "BUILTIN_TASKS", "BUILTIN_MAX_ROWS_PER_LENGTH", "TASK_DESCRIPTIONS",
     "IterationTaskConfig", "IterationTasks", "task_description",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
-    "sequence_keys", "test_sequences", "sample_fresh_inputs", "score",
+    "sequence_keys", "test_sequences", "sample_fresh_inputs", "SequenceSet", "score",
 ]
 
 TASKS = ("copy", "parity", "polynomial", "mix")
@@ -517,16 +517,17 @@ def test_sequences(config: IterationTaskConfig, task: str | None = None, split: 
 def sample_fresh_inputs(task: tasks.Task, length: int, n: int, rng: np.random.Generator,
                         exclude: Iterable[bytes] = ()) -> np.ndarray:
     """``n`` inputs ``(n, length)`` drawn uniformly with replacement among the sequences whose key is
-    not in ``exclude`` (rejection sampling), e.g. ``exclude=test_sequences(config)[length]``.
+    not in ``exclude`` (rejection sampling), e.g. ``exclude=test_sequences(config)[length]``. Pass a
+    ``SequenceSet`` when drawing many times from one exclusion (training batches): it is built once.
     """
-    exclude = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+    exclude = exclude if isinstance(exclude, SequenceSet) else SequenceSet(exclude)
     if len(exclude) >= task.num_sequences(length):
         raise ValueError(f"exclude holds all {task.num_sequences(length)} sequences of length {length}: "
                          "nothing is left to draw")
     kept, have = [], 0
     while have < n:
         draw = tasks.sample_inputs(task, length, max(2 * (n - have), 64), rng)
-        draw = draw[np.fromiter((k not in exclude for k in sequence_keys(draw)), bool, len(draw))]
+        draw = draw[~exclude.holds(draw)]
         kept.append(draw[:n - have])
         have += len(kept[-1])
     return np.concatenate(kept)
@@ -623,6 +624,42 @@ class IterationTasks(datasets.ArrowBasedBuilder):
         schema = FEATURES.arrow_schema
         for length, rows in generate_split(self.config, split).items():
             yield length, pa.Table.from_arrays(_arrow_columns(rows, length, self.config.task), schema=schema)
+
+
+class SequenceSet(frozenset):
+    """A frozen set of ``sequence_keys`` of one length that also tests a whole batch of input rows at
+    once (``holds``): a 64-bit hash per row narrows the look-up to the rows that may be members, and
+    only those are checked against the keys, so the answer is exact."""
+
+    _WEIGHTS = np.random.default_rng(0x5E75).integers(1, 1 << 63, size=256, dtype=np.uint64) | np.uint64(1)
+
+    def __new__(cls, keys: Iterable[bytes] = ()):
+        self = super().__new__(cls, keys)
+        widths = {len(k) for k in self}
+        if len(widths) > 1:
+            raise ValueError(f"a SequenceSet holds sequences of one length, got lengths {sorted(widths)}")
+        rows = np.frombuffer(b"".join(self), dtype=np.uint8).reshape(len(self), widths.pop() if widths else 0)
+        self._hashes = np.sort(cls._hash(rows))
+        return self
+
+    @classmethod
+    def _hash(cls, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs).astype(np.uint64)
+        if inputs.shape[1] > len(cls._WEIGHTS):
+            raise ValueError(f"sequences longer than {len(cls._WEIGHTS)} are not supported")
+        return (inputs * cls._WEIGHTS[:inputs.shape[1]]).sum(axis=1)  # wraps mod 2**64
+
+    def holds(self, inputs: np.ndarray) -> np.ndarray:
+        """``(n,)`` booleans: which rows of ``inputs`` ``(n, L)`` are in the set."""
+        if not self:
+            return np.zeros(len(inputs), dtype=bool)
+        h = self._hash(inputs)
+        at = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
+        out = self._hashes[at] == h
+        maybe = np.flatnonzero(out)
+        if len(maybe):
+            out[maybe] = [k in self for k in sequence_keys(np.asarray(inputs)[maybe])]
+        return out
 
 
 # ---------------------------------------------------------------------------------------------

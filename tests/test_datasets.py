@@ -415,3 +415,31 @@ def test_push_stops_before_uploading(tmp_path, monkeypatch):
     assert not os.path.exists(out)  # stopped before any work
     with pytest.raises(SystemExit):
         export_mod.main(["--out", out, "--push"])  # --push needs --repo-id
+
+
+def test_the_batched_builders_give_exactly_what_the_row_by_row_definitions_give():
+    """Training batches are built in one pass (``build_rows_of_lengths``, ``SequenceSet.holds``, the
+    vectorised ``pack_rows``); each must equal its plain definition, row for row."""
+    rng = np.random.default_rng(0)
+    for name, cot in (("polynomial", True), ("parity", False), ("cyclic5", True), ("copy", True)):
+        task = tasks.make_task(name)
+        lengths = rng.integers(1, 17, size=40)
+        inputs = tasks.sample_inputs(task, 16, 40, rng)
+        built = tasks.build_rows_of_lengths(task, inputs, lengths, cot)
+        for row, L, x in zip(built, lengths, inputs):
+            np.testing.assert_array_equal(row, tasks.build_rows(task, x[None, :L], cot)[0])
+        packed = tasks.pack_rows(built)
+        for i, row in enumerate(built):  # every row once, contiguous, with its own positions and mask
+            at = packed["segment_ids"] == i
+            np.testing.assert_array_equal(packed["input_ids"][at], row)
+            np.testing.assert_array_equal(packed["position_ids"][at], np.arange(len(row)))
+            np.testing.assert_array_equal(packed["loss_mask"][at], tasks.loss_mask(row))
+        assert not packed["loss_mask"][packed["segment_ids"] < 0].any()
+    task = tasks.make_task("parity")
+    members = tasks.sample_inputs(task, 6, 20, rng)
+    held = it.SequenceSet(it.sequence_keys(members))
+    draw = tasks.sample_inputs(task, 6, 500, rng)
+    np.testing.assert_array_equal(held.holds(draw), [k in held for k in it.sequence_keys(draw)])
+    assert held.holds(members).all() and not it.SequenceSet().holds(draw).any()
+    with pytest.raises(ValueError, match="one length"):
+        it.SequenceSet([b"\x00", b"\x00\x01"])

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import (paper_split_inputs, run_split_config, sample_fresh_inputs,
-                                               sequence_keys, split_inputs)
+from datasets_builders.iteration_tasks import (SequenceSet, paper_split_inputs, run_split_config,
+                                               sample_fresh_inputs, sequence_keys, split_inputs)
 
 from .config import ConfigError, TrainConfig, run_tasks
 
 __all__ = ["TaskData", "collate", "labels_for", "steps_per_epoch", "FIXED_SOURCES"]
 
 FIXED_SOURCES = ("fixed", "paper")  # a fixed training split, reshuffled every epoch
+_NOTHING = SequenceSet()  # no test sequence to avoid
 
 
 class TaskData:
@@ -38,7 +39,7 @@ class TaskData:
         self.task_p = np.array([d.mix_ratio, 1 - d.mix_ratio]) if d.task == "mix" else np.ones(1)
         self.splits = self._load_splits()
         # Test inputs per (task, length): fresh draws must never produce one.
-        self.test_keys = {(name, length): set(sequence_keys(rows[:, 1:length + 1]))
+        self.test_keys = {(name, length): SequenceSet(sequence_keys(rows[:, 1:length + 1]))
                           for (name, length), rows in self.splits["test"].items()}
         if d.source in FIXED_SOURCES:
             # Each task's training rows (lengths in order); a mix run keeps them apart to honour mix_ratio.
@@ -94,19 +95,22 @@ class TaskData:
         # same global batch at a given step.
         lengths = rng.choice(self.lengths, size=global_bs, p=self.length_p)
         kinds = rng.choice(len(self.tasks), size=global_bs, p=self.task_p)
-        rows = [None] * global_bs
+        inputs = np.empty((global_bs, self.lengths[-1]), dtype=np.int64)  # row j: its first lengths[j] columns
         for k, name in enumerate(self.tasks):
             for length in np.unique(lengths):
                 where = np.flatnonzero((lengths == length) & (kinds == k))
                 if len(where):
-                    inputs = self.fresh_inputs(name, int(length), len(where), rng)
-                    for j, row in zip(where, tasks.build_rows(self.tasks[name], inputs, self.cot)):
-                        rows[j] = row
+                    inputs[where, :length] = self.fresh_inputs(name, int(length), len(where), rng)
+        rows = [None] * global_bs
+        for k, name in enumerate(self.tasks):
+            where = np.flatnonzero(kinds == k)
+            for j, row in zip(where, tasks.build_rows_of_lengths(self.tasks[name], inputs[where], lengths[where], self.cot)):
+                rows[j] = row
         return rows[lo:hi]
 
     def fresh_inputs(self, name: str, length: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` random inputs of ``length`` that are not in the test split."""
-        banned = self.test_keys.get((name, length), set())
+        banned = self.test_keys.get((name, length), _NOTHING)
         if len(banned) >= self.tasks[name].num_sequences(length):
             raise ConfigError(f"every {name} sequence of length {length} is in the test split: "
                               "nothing is left to train on; lower data.test_fraction")
