@@ -488,7 +488,8 @@ def card_data(m: Measured, spec: ModelSpec, namespace: str, base_model: str | No
 def seeds_summary(key: str, results: Path = RESULTS) -> str | None:
     """What the model's recipe did over seeds (``SEEDS``), from the experiment's per-run table: the
     sentence a card puts next to its single run; ``None`` when no experiment covers it."""
-    from training.findings import HEAD, _num, mean_std, rows_of, seeds_reached, seeds_with_head
+    from training.findings import rows_of
+    from training.tables import HEAD, _num, mean_std, seeds_reached, seeds_with_head
     if key not in SEEDS or not (results / f"{SEEDS[key][0]}.csv").exists():
         return None
     experiment, where, words = SEEDS[key]

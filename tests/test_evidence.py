@@ -196,10 +196,10 @@ def test_a_record_amended_after_its_runs_says_so_and_an_unannounced_change_is_fl
 
 
 def test_results_layout_is_read_from_the_records_not_written_per_experiment():
-    """An experiment is data: the renderer names no experiment (F1's recipes table aside), and every
-    claim, question and layout RESULTS.md uses comes from the experiment's record."""
+    """An experiment is data: the renderer (findings, tables, figures) names no experiment (F1's recipes
+    table aside), and every claim, question and layout RESULTS.md uses comes from the experiment's record."""
     from training import findings
-    source = (ROOT / "training" / "findings.py").read_text()
+    source = "".join((ROOT / "training" / f).read_text() for f in ("findings.py", "tables.py", "figures.py"))
     for name in EXPERIMENTS:
         if name != "f1_cot":
             assert name not in source, name

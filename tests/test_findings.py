@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.findings import EXPERIMENTS, arm_table, arms, length_table, read, render, rows_of
+from training.findings import EXPERIMENTS, render, rows_of
+from training.tables import arm_table, arms, length_table, read
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -49,7 +50,7 @@ def test_arms_pool_seeds_and_keep_what_varies():
 
 
 def test_figures_name_arms_in_words():
-    from training.findings import words
+    from training.tables import words
     keys = ["task", "position_init", "position_init_std", "init", "source"]
     row = {"recipe": "parity", "mix_with": "parity", "task": "mix", "position_init": "normal",
            "position_init_std": "", "init": "normal", "source": "fresh"}
@@ -89,7 +90,8 @@ def _write(path, rows):
 def test_the_crossing_table_puts_every_arm_in_one_cell():
     """F3's crossing at a glance: each cell is its arm's seeds with the head, seeds at 99% and mean
     accuracy; "no copy rows" is one column for both tasks; every run is counted once."""
-    from training.findings import CROSSING, crossing_table, seeds_reached, seeds_with_head, words
+    from training.findings import CROSSING
+    from training.tables import crossing_table, seeds_reached, seeds_with_head, words
     rows = rows_of(RESULTS, "f3_emergence")
     by, across, order = CROSSING["f3_emergence"]
     lines = crossing_table(rows, by, across, order)
@@ -202,7 +204,7 @@ def test_paper_reference_is_compared_at_equal_wall_clock(tmp_path):
 
 
 def test_a_run_stopped_at_its_target_counts_until_its_own_budget():
-    from training.findings import _series
+    from training.figures import _series
     curves = [{"experiment": "x", "run": run, "step": str(step), "acc": str(value)}
               for run, step, value in [("a", 1, 0.5), ("a", 2, 1.0), ("b", 1, 0.0), ("b", 2, 0.2), ("b", 3, 0.4),
                                        ("b", 4, 0.6), ("c", 10, 0.3)]]
@@ -212,7 +214,7 @@ def test_a_run_stopped_at_its_target_counts_until_its_own_budget():
 
 def test_f4_verdict_holds_in_its_table():
     """What F4's verdict says, checked cell by cell against results/f4_scaling.csv."""
-    from training.findings import _cell_means, accuracy_from, scaling_cells
+    from training.tables import _cell_means, accuracy_from, scaling_cells
     rows = rows_of(RESULTS, "f4_scaling")
     conditions, cells = scaling_cells(rows)
 
@@ -266,7 +268,7 @@ def test_paper_reference_verdict_holds_in_its_table():
     """What the paper_reference verdict says, against results/paper_reference.csv: the paper's recipe
     for 40 minutes a seed right on every length from 5 on, the head on most seeds; length 2 (two
     training sequences) wrong on all; our recipe on the same machine as accurate on average, with no head."""
-    from training.findings import seeds_with_head
+    from training.tables import seeds_with_head
     rows = rows_of(RESULTS, "paper_reference")
     paper = [r for r in rows if r["recipe"] == "paper_reference"]
     ours = [r for r in rows if r["recipe"] == "parity"]
@@ -283,7 +285,7 @@ def test_paper_reference_verdict_holds_in_its_table():
 
 def test_f3_verdict_holds_in_its_table():
     """F3's verdict, claim by claim, against the crossing (position table × copy rows × data, 5 seeds)."""
-    from training.findings import seeds_reached, seeds_with_head
+    from training.tables import seeds_reached, seeds_with_head
     rows = rows_of(RESULTS, "f3_emergence")
     tables = {"sincos": ("normal", "sinusoidal", ""), "gpt2": ("normal", "normal", ""),
               "reference": ("normal", "normal", "1.0"), "paper": ("pytorch", "normal", "1.0")}
@@ -343,7 +345,7 @@ def test_paper_ingredients_verdict_holds_in_its_table():
     """The paper_ingredients verdict against its table: one seed of three with the head in every finished
     arm; dropout the only seed at 99% (with the head); the optimizer less accurate than the baseline, the
     residual no better; width unfinished; and the baseline repeats F3's runs of its seeds exactly."""
-    from training.findings import seeds_reached, seeds_with_head
+    from training.tables import seeds_reached, seeds_with_head
     rows = rows_of(RESULTS, "paper_ingredients")
     base = {"n_embd": "64", "residual": "standard", "embd_pdrop": "0.0", "lr": "0.003"}
 

@@ -238,7 +238,8 @@ def test_a_sweep_over_tasks_gets_their_structure_in_its_table():
 
 
 def test_a_sweep_over_tasks_is_drawn_against_table_size(tmp_path):
-    from training.findings import arms, structure_figure
+    from training.figures import structure_figure
+    from training.tables import arms
     from training.results import _structure
     rows = [{"task": t, **{k: str(v) for k, v in _structure(t).items()}, "seed": str(seed), "steps": "6000",
              "iteration_score": "0.9", "steps_to_target": "" if seed else "3000"}
