@@ -2,6 +2,8 @@
 
 ``python -m pytest`` puts the repository root first on ``sys.path``; ``import evaluate`` there finds
 the ``evaluate.py`` command, which hands over to the Hugging Face library (as it does for users).
+What several test files share (the tiny model and run, the command runners, ``require`` for a missing
+extra) is in ``tests/helpers.py``; the markers are registered in ``pyproject.toml``.
 """
 
 import os

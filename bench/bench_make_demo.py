@@ -2,9 +2,10 @@
 
     python bench/bench_make_demo.py [--seed 0] [--out results/make_demo_wall.csv]
 
-Runs ``make demo`` (everything already installed: its install step is the skip check) twice in one
-session: first on the machine as it is, then beside a process that keeps one core busy (a Python
-spin loop), so the ratio compares like with like. Each run's stage lines (``wall time … s: start-up,
+Runs ``make demo`` (everything already installed: its install step is the skip check) in one session:
+on the machine as it is, then beside a process that keeps one core busy (a Python spin loop), so the
+ratio compares like with like; where the CPU multiplies bf16 in hardware (``native_bf16``), a third
+time quiet with the fast step (``ACCELERATE_MIXED_PRECISION=bf16``: bf16 autocast). Each run's stage lines (``wall time … s: start-up,
 training, evaluation, figures``) and what the demo learned (parity's worst length, the iteration
 score) go into the table beside the wall time; the README's demo section quotes it
 (``tests/test_release.py`` checks the quote). Run it with nothing else running for the quiet number.
@@ -32,10 +33,13 @@ from datasets_builders.files import write_text_atomic  # noqa: E402
 COLUMNS = ["condition", "wall_s", "polynomial_stage", "parity_stage", "parity_accuracy_min", "iteration_score",
            "machine", "cores"]
 STAGE = re.compile(r"^wall time .*$", re.M)
+QUIET_BF16 = "quiet, bf16"
 
 
-def make_demo(seed: int) -> tuple[float, list[str]]:
+def make_demo(seed: int, precision: str | None = None) -> tuple[float, list[str]]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", SEED=str(seed))
+    if precision:
+        env["ACCELERATE_MIXED_PRECISION"] = precision
     start = time.perf_counter()
     res = subprocess.run(["make", "demo"], cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -50,7 +54,7 @@ def measure(condition: str, seed: int) -> dict:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(1.0)
     try:
-        wall, stages = make_demo(seed)
+        wall, stages = make_demo(seed, "bf16" if condition == QUIET_BF16 else None)
     finally:
         if spinner is not None:
             spinner.kill()
@@ -90,7 +94,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(ROOT / "results" / "make_demo_wall.csv"))
     args = ap.parse_args(argv)
     make_demo(args.seed)  # warm: the first run compiles .pyc files and fills the page cache
-    rows = [measure(c, args.seed) for c in ("quiet", "one core busy")]
+    from modeling.fast_step import native_bf16
+    conditions = ("quiet", "one core busy") + ((QUIET_BF16,) if native_bf16() else ())
+    rows = [measure(c, args.seed) for c in conditions]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()

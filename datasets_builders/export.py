@@ -1,6 +1,6 @@
 """Write the iterative tasks in the Hub's no-code layout (parquet per config + a dataset card).
 
-    python -m datasets_builders.export --out hub/iteration-head-tasks --overwrite     # all 32 configs
+    python -m datasets_builders.export --out hub/iteration-head-tasks --overwrite     # all 33 configs
     python -m datasets_builders.export --out /tmp/ih --configs parity parity_nocot --max-length 8
     python -m datasets_builders.export --out hub/iteration-head-tasks --push --repo-id org/iteration-head-tasks
 
@@ -36,13 +36,13 @@ from huggingface_hub import DatasetCardData
 
 from . import tasks
 from .iteration_tasks import (CITATION, NAMED_CONFIG_NAMES, SPLITS, TASKS, IterationTaskConfig, IterationTasks,
-                              length_counts, task_description)
+                              _polynomial_text, length_counts, task_description)
 from .files import describe_os_error, staging_folder, swap_in, write_text_atomic
 from .tokenizer import build_tokenizer
 
 __all__ = ["ALL_CONFIGS", "export", "push", "check_push_possible", "main"]
 
-ALL_CONFIGS = NAMED_CONFIG_NAMES  # the paper's 8, then the built-in tasks' 24
+ALL_CONFIGS = NAMED_CONFIG_NAMES  # the paper's 8, the built-in tasks' 24, then mix_polynomial
 DEFAULT_REPO_ID = "<org>/iteration-head-tasks"
 _OWNED = ("README.md", "data", "tokenizer")  # what an export writes, and --overwrite replaces
 _CARD_MARK = "# Iteration Head: iterative tasks"  # the heading of every card the exporter writes
@@ -127,15 +127,20 @@ def _size_category(n: int) -> str:
     return "n>10M"
 
 
+def _family(name: str) -> str:
+    """A config's name without ``_nocot``: with or without CoT, the same sequences and one table row."""
+    return name[:-len("_nocot")] if name.endswith("_nocot") else name
+
+
 def _counts_table(configs: dict[str, IterationTaskConfig]) -> str:
     """Distinct sequences per length (that exist vs drawn, train / test) for each task exported."""
     by_task: dict[str, IterationTaskConfig] = {}
-    for config in configs.values():  # with or without CoT draw the same sequences
-        by_task.setdefault(config.task, config)
+    for name, config in configs.items():  # with or without CoT draw the same sequences
+        by_task.setdefault(_family(name), config)
     cols, cells = [], {}
     for task_name, config in by_task.items():
         for c in length_counts(config):
-            col = task_name if task_name != "mix" else f"mix: {c['task']}"
+            col = task_name if config.task != "mix" else f"{task_name}: {c['task']}"
             if col not in cols:
                 cols.append(col)
             split = f"{c['train']} / {c['test']}" if not c["test_longer"] else f"{c['test_longer']} (test_longer)"
@@ -165,7 +170,7 @@ def _tasks_table(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
     splits = [s for s in SPLITS if any(s in info.splits for info in infos.values())]
     by_task: dict[str, list[str]] = {}
     for name, config in configs.items():
-        by_task.setdefault(config.task, []).append(name)
+        by_task.setdefault(_family(name), []).append(name)
     head = ("| task | configs | states | inputs | table entries (states × inputs) | group (order) | abelian "
             "| solvable | " + " | ".join(f"{split} rows" for split in splits) + " |")
     rule = "|---|---|---:|---:|---:|---|---|---|" + "---:|" * len(splits)
@@ -194,21 +199,13 @@ def _params_table(configs: dict[str, IterationTaskConfig]) -> str:
             "| P(s, x) | mix ratio | test_longer lengths |\n|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     rows = []
     for name, c in configs.items():
-        poly = _polynomial_text(c.polynomial) if c.task == "polynomial" else "–"
+        poly = _polynomial_text(c.polynomial) if "polynomial" in c.subtasks else "–"
         rows.append(f"| `{name}` | {c.task} | {'yes' if c.cot else 'no'} | {c.min_length}–{c.max_length} "
                     f"| {c.examples_per_length} | {c.max_rows_per_length or 'all'} | {c.test_fraction} | {c.seed} "
-                    f"| {c.modulus if c.task == 'polynomial' else '–'} | {poly} "
+                    f"| {c.modulus if 'polynomial' in c.subtasks else '–'} | {poly} "
                     f"| {c.mix_ratio if c.task == 'mix' else '–'} "
                     f"| {', '.join(map(str, c.extrapolation_lengths)) or '–'} |")
     return "\n".join([head] + rows)
-
-
-def _polynomial_text(terms) -> str:
-    """``((1, 1, 1), (0, 0, 1))`` -> ``s·x + 1``."""
-    def term(a: int, b: int, k: int) -> str:
-        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
-        return "·".join(([str(k)] if k != 1 or not powers else []) + powers)
-    return " + ".join(term(*t) for t in terms)
 
 
 # The card's prose; dataset_card fills the {fields} (literal braces are doubled).
@@ -256,6 +253,16 @@ padded; batch them with `<pad>`. The paper trains the next-token loss only on ta
 (the states and `<eos>`), never on the random inputs. (The reference code orders the special ids
 differently; the token ids here are this release's own.)
 
+Per-row task parameters (reasoning-gym's `metadata`): `config`, the row's own `task`, `cot`, `length`,
+`modulus` and `polynomial` (polynomial rows, else null), the task's `states`, `inputs` and whether it
+is a `group`, and the `seed`.{metadata_column} For any row of any named config, the builder's
+`row_metadata(row, config_name)` gives the same dict without changing the files:
+
+```python
+from datasets_builders.iteration_tasks import row_metadata
+ds = ds.map(lambda row: {{"metadata": row_metadata(row, "parity")}})
+```
+
 The tokenizer is in `tokenizer/` (a plain `PreTrainedTokenizerFast`: WordLevel, whitespace split,
 nothing added when encoding, no `<unk>`, so an unknown word raises):
 
@@ -293,7 +300,7 @@ implementation drew with replacement, so its splits overlapped at short lengths)
 fewer distinct sequences than asked (a bit string of length `L` has `2^L` values), all of them are
 used, split by the same fraction with at least one on each side. `mix` applies this to its copy and
 parity halves separately. A config with CoT and its `_nocot` twin use the same input sequences.
-`test_longer` (when present) holds lengths beyond the training range.{kept}
+`test_longer` (when present) holds lengths beyond the training range.{longer}{kept}
 
 Distinct sequences per length (`exist`) and how many went to train / test:
 
@@ -351,7 +358,7 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
     flags = "".join(f" --{k.replace('_', '-')} {_cli_value(v)}" for k, v in sorted(overrides.items()))
     chosen = "" if tuple(infos) == ALL_CONFIGS else f" --configs {' '.join(infos)}"
     command = f"python -m datasets_builders.export --out <folder>{chosen}{flags}"
-    task_names = list(dict.fromkeys(c.task for c in configs.values()))
+    task_names = list(dict.fromkeys(_family(name) for name in configs))
     task_lines = "\n".join(f"- **{t}**: {task_description(t)}" for t in task_names)
     vocab = vocab_size(configs.values())
     extension = "" if vocab == tasks.VOCAB_SIZE else (
@@ -365,7 +372,29 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
         "the first of its train part, in the same proportion. Their test rows are thus all in the test split "
         "of the same config drawn in full, the one that `train.py` holds out at the same parameters: a model "
         "trained by `train.py data.task=<task>` with the defaults never saw them.")
-    body = _CARD_BODY.format(
+    with_column = [f"`{n}`" for n, c in configs.items() if c.metadata]
+    metadata_column = "" if not with_column else (
+        f" The configs {', '.join(with_column)} hold it in a `metadata` column" if len(with_column) > 1
+        else f" The config {with_column[0]} holds it in a `metadata` column") + "."
+    longer_lengths = sorted({L for c in configs.values() for L in c.extrapolation_lengths})
+    longer = "" if not longer_lengths else (
+        f" Here: lengths {', '.join(map(str, longer_lengths))} (in the configs whose Generation row lists "
+        "them), round(examples_per_length · test_fraction) distinct sequences of each (per task of a mix); "
+        f"with CoT a row of length {longer_lengths[-1]} is {2 * longer_lengths[-1] + 3} tokens, at positions no "
+        "training row reached.")
+    split_by_task = [n for n, c in configs.items() if c.task_splits]
+    for n in split_by_task:
+        c = configs[n]
+        counts = {(r["task"], r["length"]): r for r in length_counts(c)}
+        full = {t: counts[t, c.max_length]["train"] for t in c.subtasks}
+        longer += (
+            f"\n\n`{n}` takes each half from its own task's config (`{'` and `'.join(c.subtasks)}`): its "
+            "`test` and `test_longer` are exactly theirs, row for row (the split that a `train.py` run of this "
+            "mix holds out and evaluates on), and its `train` is a prefix of their train parts: per length "
+            f"{sum(full.values()):,} rows, {c.mix_ratio:.0%} copy ({' and '.join(f'{v:,} {t}' for t, v in full.items())}), "
+            "or all of a train part where it is smaller (at short lengths), so these hold fewer copy rows than "
+            f"a run's fresh draws (with replacement, {c.mix_ratio:.0%} copy at every length).")
+    body = _CARD_BODY.format(metadata_column=metadata_column, longer=longer,
         beyond=_BEYOND if beyond else "", task_lines=task_lines, default=default,
         tasks_table=_tasks_table(infos, configs), repo_id=repo_id, vocab_size=vocab, extension=extension, kept=kept,
         counts_table=_counts_table(configs),

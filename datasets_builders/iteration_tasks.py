@@ -2,14 +2,19 @@
 mix, and the twelve built-in tasks beyond them (``tasks.BUILTIN_TASKS``: group word problems and
 automata).
 
-Thirty-two named configs, each task with and without chain of thought::
+Thirty-three named configs, each task with and without chain of thought, then the polynomial
+recipe's copy + polynomial mix::
 
     copy  parity  polynomial  mix  copy_nocot  parity_nocot  polynomial_nocot  mix_nocot
     cyclic3  cyclic5  flipflop  gridworld5  dihedral3  quaternion  dihedral4  alternating4
     symmetric4  alternating5  symmetric5  random5x3                    (and each <task>_nocot)
+    mix_polynomial
 
 The configs of the twelve keep ``max_rows_per_length=256`` of each length's 2,048 drawn sequences
-(``BUILTIN_MAX_ROWS_PER_LENGTH``; the reason is there).
+(``BUILTIN_MAX_ROWS_PER_LENGTH``; the reason is there). The paper's eight and ``mix_polynomial`` add
+a ``test_longer`` split (``PAPER_EXTRAPOLATION_LENGTHS``); ``mix_polynomial`` takes each half from
+its task's own config (``task_splits``) and has a ``metadata`` column (``row_metadata``, which gives
+the same per-row task parameters for every named config).
 
 Use it in-process (``load_dataset`` no longer runs scripts, datasets >= 4)::
 
@@ -69,6 +74,7 @@ from . import tasks
 __all__ = [
     "TASKS", "MIX_TASKS", "MIX_WITH", "SPLITS", "FEATURES", "CITATION", "NAMED_CONFIGS", "NAMED_CONFIG_NAMES",
     "SOURCE_HASH", "BUILTIN_TASKS", "BUILTIN_MAX_ROWS_PER_LENGTH", "TASK_DESCRIPTIONS",
+    "PAPER_EXTRAPOLATION_LENGTHS", "METADATA_FEATURES", "FEATURES_WITH_METADATA", "row_metadata",
     "IterationTaskConfig", "IterationTasks", "task_description",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
     "sequence_keys", "test_sequences", "sample_fresh_inputs", "SequenceSet", "score",
@@ -85,6 +91,11 @@ BUILTIN_TASKS = tasks.BUILTIN_TASKS  # named configs beyond the paper's: groups 
 # keeps them at 3.7 MB. The split is still that of 2,048 (see max_rows_per_length): every kept test
 # row is held out by a train.py run at the defaults (e.g. experiment=task_family).
 BUILTIN_MAX_ROWS_PER_LENGTH = 256
+# Lengths of the ``test_longer`` split of the named configs of the paper's tasks (and of mix_polynomial):
+# the four after their max_length=16, each inside every released model's context (2L + 3 <= 64
+# positions) but at positions no training row reached (issue 26). A builder given another max_length
+# drops them unless extrapolation_lengths is given too (IterationTasks._create_builder_config).
+PAPER_EXTRAPOLATION_LENGTHS = (17, 18, 19, 20)
 
 FEATURES = datasets.Features({
     "input_ids": datasets.List(datasets.Value("int32")),
@@ -96,6 +107,23 @@ FEATURES = datasets.Features({
     "completion": datasets.Value("string"),  # "s_1 … s_L <eos>"; prompt + " " + completion == text
     "labels": datasets.List(datasets.Value("int32")),  # input_ids after <eoi>, -100 up to and at it
 })
+
+# Per-row task parameters (reasoning-gym's ``metadata``), a column of the configs made with
+# ``metadata=True`` (mix_polynomial). The paper's configs keep their released bytes and columns:
+# ``row_metadata(row, config_name)`` gives the same dict for any row of any named config.
+METADATA_FEATURES = {
+    "config": datasets.Value("string"),  # the dataset config the row belongs to
+    "task": datasets.Value("string"),  # the row's own task (a half of mix)
+    "cot": datasets.Value("bool"),  # every state after <eoi>, or only s_L
+    "length": datasets.Value("int32"),  # L, the number of inputs
+    "modulus": datasets.Value("int32"),  # p of polynomial iteration; None for the other tasks
+    "polynomial": datasets.Value("string"),  # P(s, x) of polynomial iteration ("s·x + 1"); None otherwise
+    "states": datasets.Value("int32"),  # the task's reachable states (tasks.structure)
+    "inputs": datasets.Value("int32"),  # the task's input values
+    "group": datasets.Value("bool"),  # whether the task is the word problem of a group
+    "seed": datasets.Value("int32"),  # the generator's base seed
+}
+FEATURES_WITH_METADATA = datasets.Features({**FEATURES, "metadata": METADATA_FEATURES})
 
 CITATION = """\
 @inproceedings{cabannes2024iteration,
@@ -122,6 +150,11 @@ TASK_DESCRIPTIONS = {
     "parity": "bits x_t in {0, 1}; F(s, x) = s + x mod 2 with s_0 = 0: s_t is the running parity.",
     "polynomial": "x_t in {1, ..., p-1}; s_1 = x_1, then s_t = P(s_{t-1}, x_t) mod p (default P = s·x + 1, p = 11).",
     "mix": "copy and parity rows together (mix_ratio of them copy), each introduced by its own task token.",
+    # A named config, not a task: the data of the polynomial recipe (configs/recipe/polynomial.yaml).
+    "mix_polynomial": "copy and polynomial rows (p = 11, P = s·x + 1), what the polynomial recipe trains on "
+                      "(configs/recipe/polynomial.yaml): 30% of each length's train rows copy where copy has "
+                      "enough train sequences (L >= 10). Its test and test_longer are exactly those of the copy "
+                      "and polynomial configs (what a run of the recipe holds out).",
 }
 
 _LIU = 'Liu et al., "Transformers Learn Shortcuts to Automata", ICLR 2023'
@@ -230,6 +263,14 @@ class IterationTaskConfig(datasets.BuilderConfig):
             itself stays that of ``examples_per_length``, so every kept test row is in the test split
             that ``train.py`` holds out at the same parameters; only the files get smaller (the named
             configs of ``BUILTIN_TASKS`` use ``BUILTIN_MAX_ROWS_PER_LENGTH``).
+        task_splits: ``mix`` only: take each half's rows from that task's own config (the one
+            ``run_split_config`` gives, which a ``train.py`` mix run holds out), so ``test`` (and
+            ``test_longer``) is exactly the union of the ``copy`` and ``mix_with`` configs' splits, and
+            ``train`` keeps, per length, the first ``mix_ratio`` share of ``examples_per_length`` minus
+            its test count (1,536 at the defaults: 461 copy, 1,075 ``mix_with``) of each task's train
+            part, all of it where that part is smaller (copy at L <= 9). The named ``mix_polynomial``.
+        metadata: add a ``metadata`` column with each row's task parameters (``METADATA_FEATURES``,
+            the dict ``row_metadata`` gives).
     """
 
     task: str = "parity"
@@ -246,6 +287,8 @@ class IterationTaskConfig(datasets.BuilderConfig):
     extrapolation_lengths: tuple = ()
     exhaustive_short_lengths: bool = True
     max_rows_per_length: int | None = None
+    task_splits: bool = False
+    metadata: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -290,6 +333,12 @@ class IterationTaskConfig(datasets.BuilderConfig):
         if self.max_rows_per_length is not None:
             _check_int("max_rows_per_length", self.max_rows_per_length, 2,
                        hint=" (or None to keep every drawn sequence)")
+        for flag in ("task_splits", "metadata"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValueError(f"{flag}={getattr(self, flag)!r} is invalid: it must be True or False")
+        if self.task_splits and (self.task != "mix" or self.max_rows_per_length is not None):
+            raise ValueError("task_splits=True takes each half of a mix from its own task's config: it needs "
+                             f"task='mix' (got {self.task!r}) and max_rows_per_length=None")
         counts = length_counts(self)  # strict mode: raises on a length with too few distinct sequences
         for split in self.splits:  # datasets cannot read an empty split back
             if not sum(c[split] for c in counts):
@@ -308,6 +357,10 @@ class IterationTaskConfig(datasets.BuilderConfig):
     @property
     def splits(self) -> tuple[str, ...]:
         return SPLITS if self.extrapolation_lengths else SPLITS[:2]
+
+    @property
+    def dataset_features(self) -> datasets.Features:
+        return FEATURES_WITH_METADATA if self.metadata else FEATURES
 
     @property
     def subtasks(self) -> tuple[str, ...]:
@@ -374,6 +427,13 @@ def length_counts(config: IterationTaskConfig) -> list[dict]:
     (the rows written: fewer than drawn under ``max_rows_per_length``).
     Raises ``ValueError`` in strict mode (``exhaustive_short_lengths=False``) when a length is short.
     """
+    if config.task_splits:  # each half as its own task's config draws it; train a prefix (mix_ratio)
+        want = _share(config, config.examples_per_length - _test_count(config.examples_per_length,
+                                                                        config.test_fraction))
+        rows = [dict(c, train=min(c["train"], want[name])) for name in config.subtasks
+                for c in length_counts(_own_config(config, name))]
+        order = {name: i for i, name in enumerate(config.subtasks)}
+        return sorted(rows, key=lambda c: (c["length"], order[c["task"]]))
     rows = []
     n_longer = max(1, _round(config.examples_per_length * config.test_fraction))
     keep = config.max_rows_per_length
@@ -418,6 +478,16 @@ def run_split_config(data: dict, task: str) -> IterationTaskConfig:
         modulus=data["modulus"], polynomial=data["polynomial"])
 
 
+def _own_config(config: IterationTaskConfig, name: str) -> IterationTaskConfig:
+    """The config of one half of a ``task_splits`` mix: ``name`` alone at the mix's parameters, as
+    ``run_split_config`` builds it for a mix run (so the named ``copy`` / ``polynomial`` configs)."""
+    return IterationTaskConfig(
+        name=name, task=name, cot=config.cot, min_length=config.min_length, max_length=config.max_length,
+        examples_per_length=config.examples_per_length, test_fraction=config.test_fraction, seed=config.seed,
+        modulus=config.modulus, polynomial=config.polynomial, extrapolation_lengths=config.extrapolation_lengths,
+        exhaustive_short_lengths=config.exhaustive_short_lengths)
+
+
 def split_inputs(config: IterationTaskConfig, length: int, task: str | None = None) -> dict[str, np.ndarray]:
     """Input sequences ``(n, length)`` of one length, per split: ``{"train", "test"}`` for lengths in
     ``min_length … max_length``, ``{"test_longer"}`` for extrapolation lengths. ``task`` picks a half
@@ -430,6 +500,9 @@ def split_inputs(config: IterationTaskConfig, length: int, task: str | None = No
                          f"({config.min_length}..{config.max_length}) or extrapolation_lengths "
                          f"{list(config.extrapolation_lengths)}")
     c, longer = counts[0], length > config.max_length
+    if config.task_splits:  # the task's own split: test (test_longer) whole, a prefix of train
+        own = split_inputs(_own_config(config, name), length)
+        return {split: rows[:c[split]] for split, rows in own.items()}
     purpose = _LONGER if longer else _POOL
     pool = tasks.sample_unique_inputs(config._task(name), length, c["drawn"], _rng(config, name, length, purpose))
     if longer:
@@ -491,12 +564,56 @@ def _arrow_columns(rows: np.ndarray, length: int, task: str = "") -> list[pa.Arr
             text, prompt, completion, labels]
 
 
+def _length_table(config: IterationTaskConfig, rows: np.ndarray, length: int) -> pa.Table:
+    """One length's rows as an Arrow table with the config's columns (``metadata`` when it has it)."""
+    columns = _arrow_columns(rows, length, config.task)
+    if config.metadata:
+        meta = {name: row_metadata({"task": name, "length": length}, config) for name in config.subtasks}
+        columns.append(pa.array([meta[name] for name in columns[2].to_pylist()],
+                                type=FEATURES_WITH_METADATA.arrow_schema.field("metadata").type))
+    return pa.Table.from_arrays(columns, schema=config.dataset_features.arrow_schema)
+
+
 def split_table(config: IterationTaskConfig, split: str) -> pa.Table:
     """One split as an Arrow table with the dataset's exact columns and schema."""
-    schema = FEATURES.arrow_schema
-    tables = [pa.Table.from_arrays(_arrow_columns(rows, length, config.task), schema=schema)
-              for length, rows in generate_split(config, split).items()]
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    tables = [_length_table(config, rows, length) for length, rows in generate_split(config, split).items()]
+    return pa.concat_tables(tables) if tables else config.dataset_features.arrow_schema.empty_table()
+
+
+@functools.lru_cache(maxsize=256)
+def _task_parameters(name: str, modulus: int, polynomial: tuple) -> dict:
+    st = tasks.structure(_task(name, modulus, polynomial))
+    poly = name == "polynomial"
+    return {"modulus": modulus if poly else None, "polynomial": _polynomial_text(polynomial) if poly else None,
+            "states": st["states"], "inputs": st["inputs"], "group": st["group"]}
+
+
+def _polynomial_text(terms) -> str:
+    """``((1, 1, 1), (0, 0, 1))`` -> ``s·x + 1``."""
+    def term(a: int, b: int, k: int) -> str:
+        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
+        return "·".join(([str(k)] if k != 1 or not powers else []) + powers)
+    return " + ".join(term(*t) for t in terms)
+
+
+def row_metadata(row, config: str | IterationTaskConfig) -> dict:
+    """The task parameters of one row (reasoning-gym's per-row ``metadata``): ``config``, the row's
+    own ``task`` (a half of a mix), ``cot``, ``length``, ``modulus`` and ``polynomial`` (polynomial rows;
+    else None), the task's ``states``, ``inputs`` and whether it is a ``group``, and the ``seed``.
+
+    ``row``: a dataset row (``task`` and ``length`` are read); ``config``: its config's name (any named
+    config, e.g. ``"parity"``) or the config itself. The ``metadata`` column of ``mix_polynomial`` holds
+    exactly this dict; for the paper's configs, whose released files have no such column, this is how to
+    get it: ``ds.map(lambda r: {"metadata": row_metadata(r, "parity")})``."""
+    if isinstance(config, str):
+        if config not in IterationTasks.builder_configs:
+            raise ValueError(f"config={config!r} is not a named config: choose one of {', '.join(NAMED_CONFIG_NAMES)}")
+        config = IterationTasks.builder_configs[config]
+    task, length = row["task"], int(row["length"])
+    if task not in config.subtasks:
+        raise ValueError(f"row task {task!r} is not a task of config {config.name!r} ({', '.join(config.subtasks)})")
+    return {"config": config.name, "task": task, "cot": bool(config.cot), "length": length,
+            **_task_parameters(task, int(config.modulus), config.polynomial), "seed": int(config.seed)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,6 +629,42 @@ def test_sequences(config: IterationTaskConfig, task: str | None = None, split: 
     """Keys (``sequence_keys``) of a split's input sequences, per length. ``task`` picks a half of mix."""
     lengths = config.extrapolation_lengths if split == "test_longer" else config.lengths
     return {length: set(sequence_keys(split_inputs(config, length, task)[split])) for length in lengths}
+
+
+class SequenceSet(frozenset):
+    """A frozen set of ``sequence_keys`` of one length that also tests a whole batch of input rows at
+    once (``holds``): a 64-bit hash per row narrows the look-up to the rows that may be members, and
+    only those are checked against the keys, so the answer is exact."""
+
+    _WEIGHTS = np.random.default_rng(0x5E75).integers(1, 1 << 63, size=256, dtype=np.uint64) | np.uint64(1)
+
+    def __new__(cls, keys: Iterable[bytes] = ()):
+        self = super().__new__(cls, keys)
+        widths = {len(k) for k in self}
+        if len(widths) > 1:
+            raise ValueError(f"a SequenceSet holds sequences of one length, got lengths {sorted(widths)}")
+        rows = np.frombuffer(b"".join(self), dtype=np.uint8).reshape(len(self), widths.pop() if widths else 0)
+        self._hashes = np.sort(cls._hash(rows))
+        return self
+
+    @classmethod
+    def _hash(cls, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs).astype(np.uint64)
+        if inputs.shape[1] > len(cls._WEIGHTS):
+            raise ValueError(f"sequences longer than {len(cls._WEIGHTS)} are not supported")
+        return (inputs * cls._WEIGHTS[:inputs.shape[1]]).sum(axis=1)  # wraps mod 2**64
+
+    def holds(self, inputs: np.ndarray) -> np.ndarray:
+        """``(n,)`` booleans: which rows of ``inputs`` ``(n, L)`` are in the set."""
+        if not self:
+            return np.zeros(len(inputs), dtype=bool)
+        h = self._hash(inputs)
+        at = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
+        out = self._hashes[at] == h
+        maybe = np.flatnonzero(out)
+        if len(maybe):
+            out[maybe] = [k in self for k in sequence_keys(np.asarray(inputs)[maybe])]
+        return out
 
 
 def sample_fresh_inputs(task: tasks.Task, length: int, n: int, rng: np.random.Generator,
@@ -549,17 +702,22 @@ def task_description(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # The builder
 # ---------------------------------------------------------------------------------------------
-def _config(name: str, task: str, cot: bool) -> IterationTaskConfig:
+def _config(name: str, task: str, cot: bool, **fields) -> IterationTaskConfig:
     what = "with chain of thought (every state s_1 ... s_L)" if cot else "without chain of thought (only s_L)"
-    fields = {} if task in TASKS else {"max_rows_per_length": BUILTIN_MAX_ROWS_PER_LENGTH}
+    fields = {"extrapolation_lengths": PAPER_EXTRAPOLATION_LENGTHS, **fields} if task in TASKS else {
+        "max_rows_per_length": BUILTIN_MAX_ROWS_PER_LENGTH, **fields}
+    about = task_description(name if name in TASK_DESCRIPTIONS else task)
     return IterationTaskConfig(name=name, task=task, cot=cot, version=datasets.Version("1.0.0"),
-                               description=f"{task}: {task_description(task)} Answer {what}.", **fields)
+                               description=f"{task}: {about} Answer {what}.", **fields)
 
 
-# The paper's eight first (as released), then the built-in tasks' 24: (config name, task, cot).
-_NAMED = ([(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in TASKS]
-          + [(tasks.dataset_config_name(t, cot), t, cot) for cot in (True, False) for t in BUILTIN_TASKS])
-NAMED_CONFIG_NAMES = tuple(name for name, _, _ in _NAMED)
+# The paper's eight first (as released), then the built-in tasks' 24, then the copy + polynomial mix
+# that the polynomial recipe trains on: (config name, task, cot, other fields).
+_NAMED = ([(tasks.dataset_config_name(t, cot), t, cot, {}) for cot in (True, False) for t in TASKS]
+          + [(tasks.dataset_config_name(t, cot), t, cot, {}) for cot in (True, False) for t in BUILTIN_TASKS]
+          + [("mix_polynomial", "mix", True,
+              dict(mix_with="polynomial", mix_ratio=0.3, task_splits=True, metadata=True))])
+NAMED_CONFIG_NAMES = tuple(named[0] for named in _NAMED)
 
 
 class _NamedConfigs(collections.abc.Sequence):
@@ -572,7 +730,7 @@ class _NamedConfigs(collections.abc.Sequence):
 
     def _all(self) -> list[IterationTaskConfig]:
         if self._configs is None:
-            self._configs = [_config(*named) for named in _NAMED]
+            self._configs = [_config(*named[:3], **named[3]) for named in _NAMED]
         return self._configs
 
     def __getitem__(self, i):
@@ -608,58 +766,27 @@ class IterationTasks(datasets.ArrowBasedBuilder):
         super().__init__(*args, hash=hash or SOURCE_HASH, **kwargs)
 
     def _create_builder_config(self, config_name=None, custom_features=None, config_id=None, **config_kwargs):
+        # A named config's test_longer lengths follow its max_length=16: another max_length drops them
+        # unless extrapolation_lengths is given too.
+        named = self.builder_configs.get(config_name or self.DEFAULT_CONFIG_NAME)
+        if (named is not None and "extrapolation_lengths" not in config_kwargs
+                and config_kwargs.get("max_length", named.max_length) != named.max_length):
+            config_kwargs["extrapolation_lengths"] = ()
         # datasets overrides a named config's fields with setattr, which skips __post_init__: re-validate.
         config, config_id = super()._create_builder_config(config_name, custom_features, config_id, **config_kwargs)
         config.__post_init__()
         return config, config_id
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(description=DESCRIPTION, features=FEATURES, citation=CITATION,
+        return datasets.DatasetInfo(description=DESCRIPTION, features=self.config.dataset_features, citation=CITATION,
                                     homepage="https://arxiv.org/abs/2406.02128")
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         return [datasets.SplitGenerator(name=split, gen_kwargs={"split": split}) for split in self.config.splits]
 
     def _generate_tables(self, split: str) -> Iterator[tuple[int, pa.Table]]:
-        schema = FEATURES.arrow_schema
         for length, rows in generate_split(self.config, split).items():
-            yield length, pa.Table.from_arrays(_arrow_columns(rows, length, self.config.task), schema=schema)
-
-
-class SequenceSet(frozenset):
-    """A frozen set of ``sequence_keys`` of one length that also tests a whole batch of input rows at
-    once (``holds``): a 64-bit hash per row narrows the look-up to the rows that may be members, and
-    only those are checked against the keys, so the answer is exact."""
-
-    _WEIGHTS = np.random.default_rng(0x5E75).integers(1, 1 << 63, size=256, dtype=np.uint64) | np.uint64(1)
-
-    def __new__(cls, keys: Iterable[bytes] = ()):
-        self = super().__new__(cls, keys)
-        widths = {len(k) for k in self}
-        if len(widths) > 1:
-            raise ValueError(f"a SequenceSet holds sequences of one length, got lengths {sorted(widths)}")
-        rows = np.frombuffer(b"".join(self), dtype=np.uint8).reshape(len(self), widths.pop() if widths else 0)
-        self._hashes = np.sort(cls._hash(rows))
-        return self
-
-    @classmethod
-    def _hash(cls, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.asarray(inputs).astype(np.uint64)
-        if inputs.shape[1] > len(cls._WEIGHTS):
-            raise ValueError(f"sequences longer than {len(cls._WEIGHTS)} are not supported")
-        return (inputs * cls._WEIGHTS[:inputs.shape[1]]).sum(axis=1)  # wraps mod 2**64
-
-    def holds(self, inputs: np.ndarray) -> np.ndarray:
-        """``(n,)`` booleans: which rows of ``inputs`` ``(n, L)`` are in the set."""
-        if not self:
-            return np.zeros(len(inputs), dtype=bool)
-        h = self._hash(inputs)
-        at = np.minimum(np.searchsorted(self._hashes, h), len(self._hashes) - 1)
-        out = self._hashes[at] == h
-        maybe = np.flatnonzero(out)
-        if len(maybe):
-            out[maybe] = [k in self for k in sequence_keys(np.asarray(inputs)[maybe])]
-        return out
+            yield length, _length_table(self.config, rows, length)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
 2. **assemble** -- ``hub/<repo>/``: the files of ``final/`` (config, weights, tokenizer,
    generation config with the context as ``max_length``, ``training_info.json``), ``train_config.yaml``,
    the shipped code generated from the source (``configuration_itergpt.py``, ``modeling_itergpt.py``,
-   ``analysis.py``, ``tasks.py``) so the model loads with ``trust_remote_code`` and the analysis runs
-   next to it, and the stock GPT-2 copy ``gpt2/`` (``modeling.gpt2``: no remote code; TransformerLens
+   ``hook_points.py``, ``analysis.py``, ``tasks.py``) so the model loads with ``trust_remote_code`` and the
+   analysis runs next to it, and the stock GPT-2 copy ``gpt2/`` (``modeling.gpt2``: no remote code; TransformerLens
    boots it as it stands).
 3. **held-out check** -- the evaluation rows are the test split of the model's task's dataset config
    (``parity``, ``parity_nocot``, ...); each must be in the test split the run held out
@@ -77,7 +77,7 @@ from datasets_builders.tasks import dataset_config_name
 from datasets_builders.tokenizer import save_tokenizer
 
 from . import verify
-from .suite import DATASET_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from .suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,11 +108,12 @@ MAX_REVISIONS = 4  # intermediate checkpoints published per model
 # The repository's model code replaces the copy a run saved: every released folder and revision
 # loads with today's code (tested), also when a run predates a later change to it.
 MODEL_CODE = {"configuration_itergpt.py": REPO_ROOT / "modeling" / "configuration_itergpt.py",
-              "modeling_itergpt.py": REPO_ROOT / "modeling" / "modeling_itergpt.py"}
+              "modeling_itergpt.py": REPO_ROOT / "modeling" / "modeling_itergpt.py",
+              "hook_points.py": REPO_ROOT / "modeling" / "hook_points.py"}  # modeling_itergpt imports it
 SHIPPED_CODE = {**MODEL_CODE, "analysis.py": REPO_ROOT / "modeling" / "analysis.py",
                 "tasks.py": REPO_ROOT / "datasets_builders" / "tasks.py"}
 REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py",
-                  "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
+                  "hook_points.py", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
                   "train_config.yaml", "README.md", "eval_results.json", "analysis.json", "analysis.md",
                   "analysis.py", "tasks.py", verify.MANIFEST)
 # A revision folder keeps what differs from main; its branch gets the rest at upload (push_release):
@@ -301,6 +302,22 @@ def check_run(run_dir: Path, spec: ModelSpec, namespace: str) -> dict:
     if saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) != train_config:
         raise ReleaseError(f"{saved} differs from final/training_info.json: the run folder mixes two runs")
     return info
+
+
+# The accuracy metric as the Hub Space that evaluate.load("<namespace>/sequence_accuracy") reads (the
+# cards' model-index type): the module, its card (with the Space's YAML) and the Space's app, copied
+# from the source folder by every release and --sync-code (tests/test_release.py checks the copy).
+METRIC_SOURCE = REPO_ROOT / "metrics" / METRIC_NAME
+METRIC_FILES = ("README.md", f"{METRIC_NAME}.py", "app.py")
+
+
+def write_metric(out: Path) -> Path:
+    """``<out>/sequence_accuracy/``: the shipped metric, copied from ``metrics/sequence_accuracy/``."""
+    folder = out / METRIC_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in METRIC_FILES:
+        shutil.copyfile(METRIC_SOURCE / name, folder / name)
+    return folder
 
 
 def write_shipped_code(folder: Path) -> None:
@@ -535,6 +552,7 @@ def sync_shipped_code(out: Path, specs: list[ModelSpec], namespace: str | None =
     (default: the one each folder was released under) must be the released one."""
     from . import render
 
+    write_metric(out)
     done = []
     for spec in specs:
         folder = out / spec.repo
@@ -662,6 +680,10 @@ def push_release(out: Path, namespace: str, specs: list[ModelSpec], private: boo
     api.create_repo(dataset, repo_type="dataset", private=private, exist_ok=True)
     urls.append(api.upload_folder(repo_id=dataset, repo_type="dataset", folder_path=str(out / DATASET_NAME),
                                   delete_patterns="*", commit_message="Iteration Head tasks").commit_url)
+    metric = repo_id(namespace, METRIC_NAME)  # the model-index metric type: a Space, as evaluate's metrics are
+    api.create_repo(metric, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    urls.append(api.upload_folder(repo_id=metric, repo_type="space", folder_path=str(out / METRIC_NAME),
+                                  delete_patterns="*", commit_message="sequence_accuracy metric").commit_url)
     for spec in specs:
         rid = repo_id(namespace, spec.repo)
         folder = out / spec.repo
@@ -759,7 +781,7 @@ def check_out_folder(out: Path) -> None:
         raise ReleaseError(f"--out {out} is a file: give a folder (e.g. hub)")
     if not out.is_dir():
         return
-    known = {DATASET_NAME, SPACE_NAME, "revisions"} | {s.repo for s in SUITE}
+    known = {DATASET_NAME, SPACE_NAME, METRIC_NAME, "revisions"} | {s.repo for s in SUITE}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in known and not p.name.startswith("."))
     if foreign:
         raise ReleaseError(f"--out {out} holds {', '.join(foreign[:5])}, which no release wrote: give an empty "
@@ -781,6 +803,7 @@ def finish_release(out: Path, namespace: str, specs: list[ModelSpec], dataset_di
     """Cards, the dataset card's model list, manifests, and every check of the finished folder."""
     from . import render
 
+    log(f"metric: {write_metric(out)}")
     for spec in specs:
         log(f"card: {render.write_model_card(out / spec.repo, namespace, spec, out)}")
     render.add_models_to_dataset_card(dataset_dir, out, namespace)

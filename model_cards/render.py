@@ -39,7 +39,7 @@ from datasets_builders.files import write_text_atomic
 from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
 
-from .suite import DATASET_NAME, SEEDS, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
+from .suite import DATASET_NAME, METRIC_NAME, SEEDS, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 from . import verify
 from .verify import sha256_file
 
@@ -476,9 +476,21 @@ def revisions_table(steps: list[int], analysis: dict | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The model card
 # ---------------------------------------------------------------------------------------------
+def card_model_index(eval_results: dict, repo: str, namespace: str) -> list[dict]:
+    """The card's ``model-index``: the entries of ``eval_results.json`` with each metric's ``type`` the
+    shipped metric (``<namespace>/sequence_accuracy``, the ``evaluate`` module every value is an exact
+    match rate of) and its ``config`` the measurement (``sequence_accuracy_teacher_forced``,
+    ``sequence_accuracy_generated``, ``final_answer_accuracy_generated``: ``eval_results.json``'s type)."""
+    index = to_model_index(eval_results, repo)
+    for entry in index[0]["results"]:
+        entry["metrics"] = [dict(metric, type=repo_id(namespace, METRIC_NAME), config=metric["type"])
+                            for metric in entry["metrics"]]
+    return index
+
+
 def card_data(m: Measured, spec: ModelSpec, namespace: str, base_model: str | None) -> ModelCardData:
     """The YAML metadata: license, library, tags, dataset, base model and the measured model-index."""
-    name, eval_results = model_index_to_eval_results(to_model_index(m.eval_results, spec.repo))
+    name, eval_results = model_index_to_eval_results(card_model_index(m.eval_results, spec.repo, namespace))
     extra = {"base_model_relation": "finetune"} if base_model else {}
     return ModelCardData(license="mit", library_name="transformers", pipeline_tag="text-generation",
                          tags=spec.tags, datasets=[repo_id(namespace, DATASET_NAME)], base_model=base_model,
@@ -553,7 +565,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
         train_command=(f"python train.py --recipe train_config.yaml --output_dir runs/{spec.key}"
                        + (f" --init_from {base_model}" if base_model else "")),
         evaluation_intro=evaluation_intro(results), per_length_table=per_length_table(results),
-        eval_command=eval_command,
+        eval_command=eval_command, metric_id=repo_id(namespace, METRIC_NAME),
         heads_table=heads_table(a) if has_heads else None,
         heads_summary=heads_summary(a) if has_heads else None,
         analysis_description=(f"{max(a['n_per_length'].values())} random sequences per length, lengths "

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DATASET_NAME", "ModelSpec", "SEEDS", "SUITE", "SUITE_BY_KEY", "repo_id"]
+__all__ = ["DATASET_NAME", "METRIC_NAME", "ModelSpec", "SEEDS", "SUITE", "SUITE_BY_KEY", "repo_id"]
 
 #: Name of the dataset repository (made with ``datasets_builders.export``).
 DATASET_NAME = "iteration-head-tasks"
 SPACE_NAME = "iteration-head-explorer"  # the explorer Space, shipped beside the release (kept as it is)
+#: The accuracy metric as a Hub ``evaluate`` module (a Space, as evaluate's metrics are; written by the
+#: release from ``metrics/sequence_accuracy/``): ``evaluate.load("<namespace>/sequence_accuracy")``. The
+#: cards' ``model-index`` entries name it as their metric ``type``.
+METRIC_NAME = "sequence_accuracy"
 #: What every model card says about itself in its YAML ``tags``.
 COMMON_TAGS = ("iteration-head", "chain-of-thought", "interpretability", "mechanistic-interpretability",
                "synthetic-tasks", "itergpt")

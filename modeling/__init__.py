@@ -2,15 +2,16 @@
 
 ``import modeling`` registers model type ``"itergpt"`` with ``AutoConfig``, ``AutoModel`` and
 ``AutoModelForCausalLM``, so ``AutoModelForCausalLM.from_pretrained(folder)`` works in-process. A saved
-folder also carries ``configuration_itergpt.py`` and ``modeling_itergpt.py`` plus an ``auto_map``, so
-elsewhere ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` needs no repo.
+folder also carries ``configuration_itergpt.py``, ``modeling_itergpt.py`` and the ``hook_points.py`` it
+imports, plus an ``auto_map``, so elsewhere ``AutoModelForCausalLM.from_pretrained(folder,
+trust_remote_code=True)`` needs no repo.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_itergpt import IterGPTConfig
+from .hook_points import HookPoint
 from .modeling_itergpt import (
-    HookPoint,
     IterGPTAttention,
     IterGPTBlock,
     IterGPTForCausalLM,

@@ -120,7 +120,14 @@ def to_gpt2(model: IterGPTForCausalLM) -> GPT2LMHeadModel:
     state["lm_head.weight"] = model.lm_head.weight
     gpt2 = GPT2LMHeadModel(config).to(dtype=model.dtype)
     gpt2.load_state_dict({k: v.detach().clone().contiguous() for k, v in state.items()}, strict=True)
-    gpt2.generation_config = model.generation_config.__class__.from_dict(model.generation_config.to_dict())
+    # A length limit as max_new_tokens, not max_length: a stock GPT-2 whose generation config sets
+    # max_length warns on every generate(max_new_tokens=...) ("Both `max_new_tokens` and `max_length`
+    # seem to have been set"; IterGPT silences it for its own context, GPT-2 cannot). The limit is the
+    # longest chain of thought that fits the context (s_1 … s_L <eos> for L = (n_positions - 3) // 2),
+    # so generate() alone completes every row that fits, and an explicit max_new_tokens replaces it.
+    settings = {k: v for k, v in model.generation_config.to_dict().items() if k != "max_length"}
+    settings["max_new_tokens"] = (model.config.n_positions - 3) // 2 + 1
+    gpt2.generation_config = model.generation_config.__class__.from_dict(settings)
     return gpt2.train(model.training)
 
 

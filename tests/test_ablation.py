@@ -4,12 +4,16 @@ the run's own test split (a real tiny sweep), and the committed ablation tables 
 import csv
 import sys
 
-from test_train import TINY, run_cli
+import pytest
+
+from helpers import TINY_RUN, run_cli
+from training import ablation
 
 
-def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path):
+@pytest.mark.integration
+def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=30", "eval_every=30",
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY_RUN, "optim.max_steps=30", "eval_every=30",
                    "save_every=0", "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.n_jobs=1"], timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep / "1" / "summary.json").unlink()  # run 1 "killed" before its end: left out, and named
@@ -29,5 +33,6 @@ def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path
         assert lengths == [f"acc_L{L}" for L in range(1, 6)]  # every trained length
     # the baseline is the run's own final evaluation: the same first 32 held-out rows per length, teacher-forced
     assert abs(float(rows[0]["baseline"]) - summary["test_accuracy"]) < 1e-5
-    bad = run_cli([sys.executable, "-m", "training.ablation", str(tmp_path / "nowhere")], timeout=120)
-    assert bad.returncode == 2 and "not a folder" in bad.stderr
+    with pytest.raises(SystemExit) as stopped:  # a bad argument: the command's check, in-process
+        ablation.main([str(tmp_path / "nowhere")])
+    assert stopped.value.code == 2 and "not a folder" in capsys.readouterr().err

@@ -20,8 +20,8 @@ from datasets_builders import tasks
 from datasets_builders.export import ALL_CONFIGS, parquet_path
 
 DATASET = Path(__file__).resolve().parents[1] / "hub" / "iteration-head-tasks"
-pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason=f"{DATASET} is absent: make it with "
-                                "`python -m datasets_builders.export --out hub/iteration-head-tasks`")
+pytestmark = [pytest.mark.hub, pytest.mark.skipif(not DATASET.is_dir(), reason=f"{DATASET} is absent: make it with "
+                                                  "`python -m datasets_builders.export --out hub/iteration-head-tasks`")]
 datasets.disable_progress_bars()
 
 BUILTIN_CONFIGS = [tasks.dataset_config_name(t, cot) for cot in (True, False) for t in tasks.BUILTIN_TASKS]
@@ -141,16 +141,20 @@ def test_builtin_config_loads_offline_with_disjoint_splits_and_the_tasks_states(
 def test_the_card_table_of_tasks_matches_the_data(cache):
     rows = card_table("| task | configs |")
     by_task = {r["task"]: r for r in rows}
-    assert list(by_task) == ["copy", "parity", "polynomial", "mix (copy + parity)", *tasks.BUILTIN_TASKS]
+    assert list(by_task) == ["copy", "parity", "polynomial", "mix (copy + parity)", *tasks.BUILTIN_TASKS,
+                             "mix (copy + polynomial)"]
     for label, row in by_task.items():
         names = re.findall(r"`([^`]+)`", row["configs"])
         task_name = label.split(" ")[0]
-        assert names == [task_name, f"{task_name}_nocot"]
+        assert names == (["mix_polynomial"] if label == "mix (copy + polynomial)" else [task_name, f"{task_name}_nocot"])
         loaded = [load(n, cache) for n in names]
-        for split in ("train", "test"):
-            assert {len(d[split]) for d in loaded} == {int(row[f"{split} rows"].replace(",", ""))}, (label, split)
+        for split in ("train", "test", "test_longer"):
+            want = row[f"{split} rows"].replace(",", "")
+            assert {len(d[split]) if split in d else "–" for d in loaded} == {int(want) if want != "–" else want}, (
+                label, split)
         if task_name == "mix":
-            assert set(loaded[0]["test"].data.column("task").to_pylist()) == {"copy", "parity"}
+            halves = set(label[len("mix ("):-1].split(" + "))
+            assert set(loaded[0]["test"].data.column("task").to_pylist()) == halves
             continue
         task = tasks.make_task(task_name)
         st = tasks.structure(task)
@@ -219,3 +223,103 @@ def test_score_names_a_malformed_row_or_completion():
 def test_the_card_documents_the_verifier():
     card = (DATASET / "README.md").read_text(encoding="utf-8")
     assert "## Scoring a completion" in card and "from datasets_builders.iteration_tasks import score" in card
+
+
+# ------------------------------------------ test_longer, the polynomial recipe's mix, per-row metadata
+WITH_LONGER = [name for name in ALL_CONFIGS if it.IterationTasks.builder_configs[name].extrapolation_lengths]
+
+
+def test_every_config_and_split_loads_offline_as_the_card_lists_it(cache, monkeypatch):
+    """``load_dataset(folder, config)`` with the Hub offline, for every config: the splits of the card's
+    YAML and of the builder, each the builder's table (the 16 pinned files are checked byte for byte
+    above), with the config's columns (``metadata`` only where the builder adds it)."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    card = (DATASET / "README.md").read_text(encoding="utf-8")
+    assert WITH_LONGER == [*ALL_CONFIGS[:8], "mix_polynomial"]
+    for name in ALL_CONFIGS:
+        config = it.IterationTasks.builder_configs[name]
+        ds = load(name, cache)
+        assert tuple(ds) == config.splits, name
+        for split in config.splits:
+            assert f"  - split: {split}\n    path: {parquet_path(name, split)}\n" in card, (name, split)
+            assert ds[split].features == config.dataset_features, (name, split)
+            if split == "test_longer" or name == "mix_polynomial":
+                assert ds[split].data.table.equals(it.split_table(config, split)), f"{name}/{split}: not the builder's"
+        if "test_longer" in ds:
+            assert sorted(set(ds["test_longer"]["length"])) == list(it.PAPER_EXTRAPOLATION_LENGTHS)
+            assert max(len(ids) for ids in ds["test_longer"]["input_ids"]) <= 64  # in the models' context
+
+
+def _rows(ds) -> list[tuple]:
+    return [tuple(ids) for ids in ds["input_ids"]]
+
+
+def test_mix_polynomial_holds_out_exactly_the_splits_the_recipe_and_the_models_were_evaluated_on(cache):
+    """The polynomial recipe's data (copy + polynomial, 30% copy): its test and test_longer are the
+    released copy and polynomial ones row for row, which is what a run of the recipe holds out
+    (``run_split_config`` of the released model's ``train_config.yaml``) and what its card's numbers
+    were measured on; its train rows are train rows of those configs, never a test row."""
+    import yaml
+
+    mix = load("mix_polynomial", cache)
+    parts = {name: load(name, cache) for name in ("copy", "polynomial")}
+    released = yaml.safe_load((DATASET.parent / "iteration-head-polynomial" / "train_config.yaml").read_text())["data"]
+    assert (released["task"], released["mix_with"], released["mix_ratio"], released["modulus"]) == (
+        "mix", "polynomial", 0.3, 11)
+    for split in ("test", "test_longer"):
+        for name, ds in parts.items():
+            mine = mix[split].filter(lambda row: row["task"] == name)
+            assert _rows(mine) == _rows(ds[split]), (split, name)
+            if split == "test":
+                held_out = it.run_split_config(released, name)
+                expected = [tuple(r) for L in held_out.lengths for r in
+                            tasks.build_rows(tasks.make_task(name, 11), it.split_inputs(held_out, L)["test"], True)]
+                assert _rows(mine) == expected, f"{name}: not the test split the polynomial run held out"
+    for name, ds in parts.items():
+        train = set(_rows(mix["train"].filter(lambda row: row["task"] == name)))
+        assert train <= set(_rows(ds["train"])) and not train & set(_rows(ds["test"])), name
+    lengths = np.array(mix["train"]["length"])
+    is_copy = np.array(mix["train"]["task"]) == "copy"
+    for L in range(10, 17):  # where both train parts are large enough: the recipe's 30%
+        assert (is_copy[lengths == L].sum(), (~is_copy[lengths == L]).sum()) == (461, 1075), L
+
+
+def test_metadata_column_and_row_metadata_agree_on_every_config(cache):
+    """``mix_polynomial``'s ``metadata`` column is ``row_metadata(row, config)``; for the pinned paper
+    configs and the built-in tasks, ``row_metadata`` derives the same parameters from the row."""
+    mix = load("mix_polynomial", cache)
+    for split in mix:
+        rows = mix[split].select_columns(["task", "length", "metadata"]).to_list()
+        assert all(row["metadata"] == it.row_metadata(row, "mix_polynomial") for row in rows), split
+    assert it.row_metadata(mix["test"][0], "mix_polynomial") == {
+        "config": "mix_polynomial", "task": "copy", "cot": True, "length": 1, "modulus": None, "polynomial": None,
+        "states": 2, "inputs": 2, "group": False, "seed": 0}
+    poly = datasets.load_dataset(str(DATASET), "polynomial_nocot", split="test_longer", cache_dir=cache)[0]
+    assert it.row_metadata(poly, "polynomial_nocot") == {
+        "config": "polynomial_nocot", "task": "polynomial", "cot": False, "length": 17, "modulus": 11,
+        "polynomial": "s·x + 1", "states": 11, "inputs": 10, "group": False, "seed": 0}
+    assert it.row_metadata(load("symmetric5", cache)["test"][0], "symmetric5")["group"] is True
+    parity = load("mix", cache)["train"].to_list()
+    assert {it.row_metadata(r, "mix")["task"] for r in parity} == {"copy", "parity"}
+    with pytest.raises(ValueError, match="not a task of config 'parity'"):
+        it.row_metadata({"task": "copy", "length": 3}, "parity")
+    with pytest.raises(ValueError, match="not a named config"):
+        it.row_metadata(parity[0], "pairty")
+    card = (DATASET / "README.md").read_text(encoding="utf-8")
+    assert "row_metadata(row, \"parity\")" in card and "The config `mix_polynomial` holds it in a `metadata` column" in card
+
+
+def test_the_polynomial_recipe_trains_from_the_released_mix_polynomial_config():
+    """``data.dataset`` with copy + polynomial reads ``mix_polynomial``: the same held-out rows as the
+    builder's split of the polynomial recipe, and train rows that are none of them; another p is refused."""
+    from training.config import ConfigError, compose, validate
+    from training.data import TaskData
+    cfg = compose(["recipe=polynomial", f"data.dataset={DATASET}", "data.source=fixed"])
+    released, built = TaskData(cfg), TaskData(compose(["recipe=polynomial"]))
+    assert released.splits["test"].keys() == built.splits["test"].keys()
+    for key, rows in built.splits["test"].items():
+        np.testing.assert_array_equal(released.splits["test"][key], rows)
+        trained = {r.tobytes() for r in released.splits["train"][key]}
+        assert trained and not trained & {r.tobytes() for r in rows}
+    with pytest.raises(ConfigError, match="mix_polynomial"):
+        validate(compose(["recipe=polynomial", f"data.dataset={DATASET}", "data.modulus=7"]))

@@ -108,14 +108,26 @@ def test_named_configs():
     names = [c.name for c in it.IterationTasks.BUILDER_CONFIGS]
     assert names[:8] == ["copy", "parity", "polynomial", "mix", "copy_nocot", "parity_nocot", "polynomial_nocot",
                          "mix_nocot"]  # as first released
-    assert names[8:] == list(tasks.BUILTIN_TASKS) + [f"{t}_nocot" for t in tasks.BUILTIN_TASKS]
+    assert names[8:] == list(tasks.BUILTIN_TASKS) + [f"{t}_nocot" for t in tasks.BUILTIN_TASKS] + ["mix_polynomial"]
     assert tuple(names) == it.NAMED_CONFIG_NAMES == export_mod.ALL_CONFIGS
     for c in it.IterationTasks.BUILDER_CONFIGS:
+        paper = c.task in it.TASKS
         assert c.cot == (not c.name.endswith("_nocot")) and c.name.startswith(c.task)
         assert (c.min_length, c.max_length, c.examples_per_length, c.test_fraction, c.modulus) == (1, 16, 2048, 0.25, 11)
-        assert c.extrapolation_lengths == () and c.splits == ("train", "test")
-        assert c.max_rows_per_length == (None if c.task in it.TASKS else it.BUILTIN_MAX_ROWS_PER_LENGTH)
-        assert c.description.startswith(f"{c.task}: {it.task_description(c.task)} Answer with")
+        assert c.extrapolation_lengths == (it.PAPER_EXTRAPOLATION_LENGTHS if paper else ())
+        assert c.splits == (("train", "test", "test_longer") if paper else ("train", "test"))
+        assert c.max_rows_per_length == (None if paper else it.BUILTIN_MAX_ROWS_PER_LENGTH)
+        about = it.task_description(c.name if c.name in it.TASK_DESCRIPTIONS else c.task)
+        assert c.description.startswith(f"{c.task}: {about} Answer with")
+        assert (c.task_splits, c.metadata) == ((True, True) if c.name == "mix_polynomial" else (False, False))
+    # The polynomial recipe's data (configs/recipe/polynomial.yaml).
+    recipe = it.IterationTasks.builder_configs["mix_polynomial"]
+    assert (recipe.mix_with, recipe.mix_ratio, recipe.cot, recipe.polynomial) == (
+        "polynomial", 0.3, True, ((1, 1, 1), (0, 0, 1)))
+    # Another max_length drops the named test_longer lengths unless they are given too.
+    assert it.IterationTasks(config_name="parity", max_length=6).config.extrapolation_lengths == ()
+    assert it.IterationTasks(config_name="parity", max_length=6, extrapolation_lengths=(8,)).config.splits[-1] == (
+        "test_longer")
 
 
 def test_max_rows_per_length_keeps_a_prefix_of_each_side_of_the_split():
@@ -443,3 +455,31 @@ def test_the_batched_builders_give_exactly_what_the_row_by_row_definitions_give(
     assert held.holds(members).all() and not it.SequenceSet().holds(draw).any()
     with pytest.raises(ValueError, match="one length"):
         it.SequenceSet([b"\x00", b"\x00\x01"])
+
+
+def test_task_splits_mix_takes_each_half_from_its_own_config():
+    """``task_splits``: a mix whose test (and test_longer) is each task's own config's, whole, and
+    whose train is a prefix of each task's train part, mix_ratio of the per-length train count."""
+    mix = it.IterationTaskConfig(name="m", task="mix", mix_with="polynomial", mix_ratio=0.3, task_splits=True,
+                                 metadata=True, max_length=5, examples_per_length=40, extrapolation_lengths=(6,))
+    for name in ("copy", "polynomial"):
+        own = it.IterationTaskConfig(name=name, task=name, max_length=5, examples_per_length=40,
+                                     extrapolation_lengths=(6,))
+        for length in (*mix.lengths, 6):
+            mine, theirs = it.split_inputs(mix, length, name), it.split_inputs(own, length)
+            assert mine.keys() == theirs.keys()
+            for split, rows in mine.items():
+                whole = split != "train"
+                assert np.array_equal(rows, theirs[split] if whole else theirs[split][:len(rows)]), (name, length)
+    counts = {(c["task"], c["length"]): c["train"] for c in it.length_counts(mix)}
+    assert (counts["copy", 5], counts["polynomial", 5]) == (9, 21)  # 30 train rows per length: 30% copy
+    assert counts["copy", 1] == 1  # all of copy's train part where it is smaller
+    table = it.split_table(mix, "train")
+    assert table.schema == it.FEATURES_WITH_METADATA.arrow_schema
+    assert table.column("metadata").to_pylist()[-1] == it.row_metadata(
+        {"task": "polynomial", "length": 5}, mix) == {"config": "m", "task": "polynomial", "cot": True, "length": 5,
+                                                      "modulus": 11, "polynomial": "s·x + 1", "states": 11,
+                                                      "inputs": 10, "group": False, "seed": 0}
+    for bad in (dict(task="parity"), dict(task="mix", max_rows_per_length=10)):
+        with pytest.raises(ValueError, match="task_splits=True .* needs task='mix'"):
+            it.IterationTaskConfig(name="x", task_splits=True, **bad)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -25,9 +24,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from datasets_builders import tasks
 from modeling import analysis
 from modeling import evaluation as ev
+from helpers import ROOT, run_cli, tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 PARITY = tasks.make_task("parity")
 
 
@@ -78,11 +76,8 @@ class Oracle(PreTrainedModel, GenerationMixin):
 
 
 def tiny_itergpt(seed: int = 0, **overrides):
-    import modeling
-
-    torch.manual_seed(seed)
-    config = modeling.IterGPTConfig(**{"n_embd": 32, "n_positions": 64, "embd_pdrop": 0.0, **overrides})
-    return modeling.IterGPTForCausalLM(config).eval()
+    """The tiny model with one head and the full 64-position context."""
+    return tiny_model(seed, **{"n_head": 1, "n_positions": 64, "embd_pdrop": 0.0, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -111,24 +106,25 @@ def test_pytest_imports_the_evaluate_library():
     import evaluate
 
     assert hasattr(evaluate, "load") and hasattr(evaluate, "Metric")
-    assert os.path.dirname(os.path.abspath(evaluate.__file__)) != ROOT
+    assert os.path.dirname(os.path.abspath(evaluate.__file__)) != str(ROOT)
 
 
+@pytest.mark.integration
 def test_a_notebook_at_the_root_imports_the_evaluate_library():
     """`import evaluate` where the root comes first on sys.path (python started there, a notebook)
     finds evaluate.py, which hands over to the library: its functions and submodules work."""
     code = ("import sys; assert sys.path[0] == ''; import evaluate, evaluate.loading; from evaluate import load; "
             "print(evaluate.__file__, load is evaluate.load, evaluate.loading.load is load)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    out = run_cli([sys.executable, "-c", code], timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     path, same, submodule = out.stdout.split()
-    assert os.path.dirname(os.path.dirname(path)) != ROOT and path.endswith(os.path.join("evaluate", "__init__.py"))
+    assert os.path.dirname(os.path.dirname(path)) != str(ROOT) and path.endswith(os.path.join("evaluate", "__init__.py"))
     assert same == submodule == "True"
 
 
+@pytest.mark.integration
 def test_script_help_from_the_root():
-    out = subprocess.run([sys.executable, "evaluate.py", "--help"], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=120)
+    out = run_cli([sys.executable, "evaluate.py", "--help"], timeout=120)
     assert out.returncode == 0, out.stderr
     for flag in ("--model", "--task", "--dataset", "--lengths", "--extrapolate", "--no-cot", "--out"):
         assert flag in out.stdout
@@ -280,16 +276,17 @@ def test_results_and_model_index_shape():
     assert "3*" in ev.format_table(results)
 
 
+@pytest.mark.integration
 def test_cli_end_to_end_subprocess(tmp_path):
     """`python evaluate.py` from the root, where its own name shadows the `evaluate` library: the
     process imports no module called `evaluate` (neither the library nor itself a second time)."""
     model_dir = tmp_path / "model"
     tiny_itergpt(n_positions=16).save_pretrained(model_dir)
     out = tmp_path / "eval_results.json"
-    run = subprocess.run(
+    run = run_cli(
         [sys.executable, "-X", "importtime", "evaluate.py", "--model", str(model_dir), "--task", "parity", "--lengths", "1-3",
          "--n-per-length", "6", "--extrapolate", "--train-max-length", "3", "--out", str(out), "--threads", "1"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(out.read_text())
     assert sorted(map(int, results["per_length"])) == [1, 2, 3, 4, 5, 6]  # 2L+3 <= 16 up to L = 6

@@ -13,11 +13,10 @@ import pytest
 
 from datasets_builders import tasks
 from modeling import explorer
+from helpers import APP, HUB, free_port, hub_mark, require, running_app
 
-ROOT = Path(__file__).resolve().parents[1]
-HUB = ROOT / "hub"
-APP = HUB / "iteration-head-explorer" / "app.py"
-needs_hub = pytest.mark.skipif(not (HUB / "iteration-head-polynomial").is_dir(), reason="hub/ is absent")
+needs_hub = hub_mark(HUB / "iteration-head-polynomial")
+SPACE_EXTRA = "the 'space' extra is not installed (pip install -e '.[space]')"
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +357,7 @@ def test_model_without_chain_of_thought(catalogue):
 # ------------------------------------------------------------------------------------ the Space's handlers
 @pytest.fixture(scope="module")
 def app():
-    import gradio  # noqa: F401 - the 'space' extra, installed by make test: a broken install fails here
+    require("gradio", SPACE_EXTRA)
     spec = importlib.util.spec_from_file_location("explorer_app", APP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -366,6 +365,7 @@ def app():
 
 
 @needs_hub
+@pytest.mark.space
 def test_handlers_show_messages_not_tracebacks(app, catalogue):
     message, *rest = app.show(catalogue, "iteration-head-parity", "main", "parity", "1 0 2", False)
     assert message.startswith("**Cannot do that:**") and "'2' is not parity input" in message
@@ -380,6 +380,7 @@ def test_handlers_show_messages_not_tracebacks(app, catalogue):
 
 
 @needs_hub
+@pytest.mark.space
 def test_slider_names_its_step_and_marks_the_curve(app, catalogue):
     name = "iteration-head-polynomial"
     text, curve = app.step_at(catalogue, name, 1)  # step500, step1000, …, main
@@ -411,10 +412,9 @@ def client(tmp_path_factory):
     ``GRADIO_SERVER_PORT``), driven through ``gradio_client``."""
     if not (HUB / "iteration-head-polynomial").is_dir():
         pytest.skip("hub/ is absent")
-    from gradio_client import Client
-    from test_space import _free_port, running_app
+    Client = require("gradio_client", SPACE_EXTRA).Client
 
-    env = {"GRADIO_SERVER_PORT": str(_free_port()), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env = {"GRADIO_SERVER_PORT": str(free_port()), "GRADIO_SERVER_NAME": "127.0.0.1"}
     with running_app(tmp_path_factory.mktemp("api") / "app.log", env=env) as url:
         yield Client(url, verbose=False)
 
@@ -425,13 +425,17 @@ def _plot(value) -> dict:
     return json.loads(value["plot"])
 
 
+@pytest.mark.integration
 @needs_hub
+@pytest.mark.space
 def test_every_computation_is_a_named_api_endpoint(client):
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert named == API
 
 
+@pytest.mark.integration
 @needs_hub
+@pytest.mark.space
 def test_api_explore_patch_attribute(client):
     model = "iteration-head-parity-from-polynomial"
     message, chain, probs, attention, scores = client.predict(model, "main", "parity", "1 0 1 1 0 1", False,
@@ -458,7 +462,9 @@ def test_api_explore_patch_attribute(client):
     assert "the terms add up to the logit" in summary
 
 
+@pytest.mark.integration
 @needs_hub
+@pytest.mark.space
 def test_api_random_ablate_model_emergence_compare(client):
     message, text = client.predict("iteration-head-parity", "main", "parity", 5, api_name="/random_input")
     assert message == "" and len(text.split()) == 5
@@ -483,7 +489,9 @@ def test_api_random_ablate_model_emergence_compare(client):
     assert len(out) == 9 and "4/4 generated tokens right" in out[1] and "4/4 generated tokens right" in out[5]
 
 
+@pytest.mark.integration
 @needs_hub
+@pytest.mark.space
 def test_api_serves_the_model_cards(client):
     import urllib.request
     path = HUB / "iteration-head-polynomial" / "README.md"

@@ -20,8 +20,9 @@ import torch
 from datasets_builders import tasks
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from modeling.fast_step import fast_adamw, fast_mixed_precision, native_bf16
+from helpers import TINY_MODEL
 
-TINY = dict(vocab_size=tasks.VOCAB_SIZE, n_embd=32, n_layer=2, n_head=2, n_positions=40)
+TINY = {**TINY_MODEL, "vocab_size": tasks.VOCAB_SIZE, "n_positions": 40}
 
 
 def packed_parity_batch(n_rows: int = 24, max_length: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import resource
 import shutil
@@ -39,9 +38,11 @@ from model_cards import release, verify
 from model_cards.suite import SUITE_BY_KEY
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from modeling import analysis
-from test_release import LENGTHS, NS, clean_env, fake_release, make_run  # noqa: F401 - the fixture
+from helpers import ROOT, clean_env, in_namespace, need_mount, run_cli
+from test_release import LENGTHS, NS, fake_release, make_run  # noqa: F401 - the fixture
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.faults
+
 DATA = {"task": "polynomial", "cot": True, "min_length": 1, "max_length": 3, "examples_per_length": 16,
         "test_fraction": 0.25, "seed": 0, "modulus": 11, "polynomial": [[1, 1, 1], [0, 0, 1]], "dataset": None}
 
@@ -227,59 +228,39 @@ def evaluate_cmd(model: Path, out: Path) -> list[str]:
             "--out", str(out), "--threads", "1"]
 
 
+@pytest.mark.integration
 def test_evaluate_on_a_full_disk_says_so_and_leaves_nothing(model, tmp_path):
     out = tmp_path / "results" / "r.json"
     out.parent.mkdir()
-    proc = subprocess.run(evaluate_cmd(model, out), cwd=ROOT, env=clean_env(), capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit_file_size(200))
+    proc = run_cli(evaluate_cmd(model, out), timeout=300, preexec_fn=limit_file_size(200))
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot write the results"), proc.stderr
     assert "no space left on device" in proc.stderr and "Traceback" not in proc.stderr
     assert list(out.parent.iterdir()) == []  # no results file, no temporary file
 
 
-def _mount_works(kind: str) -> bool:
-    probe = {"ro": "mount --bind /tmp /tmp && mount -o remount,ro,bind /tmp",
-             "tmpfs": "mount -t tmpfs -o size=64k tmpfs /tmp"}[kind]
-    if not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "-r", "-m", "sh", "-c", probe], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def in_namespace(setup: str, cmd: list[str], after: str = "") -> list[str]:
-    """``cmd`` in a private mount namespace (``unshare -r -m``) after the ``setup`` mounts; the
-    mounts vanish with the process. ``after`` runs in the same namespace (e.g. to list a tmpfs)."""
-    script = f'{setup} || exit 97; "$@"; rc=$?; {after or ":"}; exit $rc'
-    return ["unshare", "-r", "-m", "sh", "-c", script, "sh", *cmd]
-
-
+@pytest.mark.integration
 def test_evaluate_into_a_read_only_folder(model, tmp_path):
-    if not _mount_works("ro"):
-        pytest.skip("no private mount namespace here (unshare -r -m) for a read-only bind mount")
+    need_mount("ro")
     folder = tmp_path / "ro"
     folder.mkdir()
     setup = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"
-    proc = subprocess.run(in_namespace(setup, evaluate_cmd(model, folder / "r.json")), cwd=ROOT, env=clean_env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli(in_namespace(setup, evaluate_cmd(model, folder / "r.json")), timeout=300)
     assert proc.returncode == 1, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: cannot write the results") and "read-only" in line, proc.stderr
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_export_on_a_real_full_tmpfs(tmp_path):
     """A 1 MiB tmpfs: ``no space left on device``, and the tmpfs holds nothing afterwards."""
-    if not _mount_works("tmpfs"):
-        pytest.skip("no private mount namespace here (unshare -r -m) for a small tmpfs")
+    need_mount("tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
     cmd = [sys.executable, "-m", "datasets_builders.export", "--out", str(disk / "ds"), "--max-length", "12"]
-    proc = subprocess.run(in_namespace(f"mount -t tmpfs -o size=1m tmpfs {disk}", cmd, after=f"ls -A {disk}"),
-                          cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=600)
+    proc = run_cli(in_namespace(f"mount -t tmpfs -o size=1m tmpfs {disk}", cmd, after=f"ls -A {disk}"), timeout=600)
     assert proc.returncode == 1, proc.stderr
     assert "no space left on device" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stdout.strip() == "", f"left on the full disk: {proc.stdout}"
@@ -345,6 +326,7 @@ def kill_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 300) -> 
     proc.communicate(timeout=120)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_export_killed_while_writing_keeps_the_old_export(exported, sig):
@@ -454,6 +436,7 @@ def release_process(out: Path, runs: Path, **popen) -> subprocess.Popen:
                             text=True, **({"preexec_fn": _default_sigint} | popen))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_release_interrupted_mid_write_keeps_the_old_release(released, fake_release, sig):
@@ -470,6 +453,7 @@ def test_release_interrupted_mid_write_keeps_the_old_release(released, fake_rele
     assert leftovers(released.parent) == []
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_release_on_a_full_disk_keeps_the_old_release(released, fake_release):
     before = digest(released)

@@ -378,10 +378,9 @@ def test_paper_ingredients_verdict_holds_in_its_table():
     ("extra", "line 3 has 1 cell(s) more than the header"),
     ("status", "column status: 'done' must be one of finished, unfinished, failed"),
 ])
-def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp_path):
+def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp_path, capsys):
     import shutil
-    import subprocess
-    import sys
+    from training import findings
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results, ignore=shutil.ignore_patterns("figures", "*.parquet"))
     table = results / "f1_cot.csv"
@@ -401,9 +400,10 @@ def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp
         lines[2] = buf.getvalue()
     table.write_text("".join(lines))
     out = tmp_path / "RESULTS.md"
-    res = subprocess.run([sys.executable, "-m", "training.findings", "--results", str(results), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    line = res.stderr.strip().splitlines()[-1]
+    with pytest.raises(SystemExit) as stopped:  # the command's validation, in-process: no traceback, exit 2
+        findings.main(["--results", str(results), "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    line = stderr.strip().splitlines()[-1]
     assert f"{table}: " in line and expected in line and line.endswith("nothing was written"), line
     assert not out.exists()

@@ -48,6 +48,7 @@ def test_the_environment_under_test_holds_the_locked_versions():
             f"{name} {metadata.version(name)} is installed but the lock says {locked[name]}: run `make install`")
 
 
+@pytest.mark.integration
 def test_a_skipped_install_is_never_a_stale_one():
     check = [os.environ.get("SHELL_BASH", "bash"), "scripts/install.sh", "--check"]
     env = {**os.environ, "PYTHON": sys.executable}

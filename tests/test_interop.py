@@ -5,11 +5,9 @@ return_type, the added hook points). Tiny configs and the six released models, C
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,24 +17,14 @@ from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from model_cards.verify import without_version_stamps
 from modeling.gpt2 import ConversionError, from_gpt2, to_gpt2, write_gpt2
+from helpers import HUB, TINY_MODEL, clean_env, hub_mark, require, run_cli, tiny_model
 
-ROOT = Path(__file__).resolve().parent.parent
-HUB = ROOT / "hub"
 RELEASED = sorted(p.name for p in HUB.glob("iteration-head-*") if (p / "config.json").is_file())
-TINY = dict(n_embd=32, n_layer=2, n_head=2, n_positions=16)
 PAD, EOI, PARITY = 63, 61, 58
 PROMPTS = [[PARITY, 1, 0, 1, EOI], [PARITY, 1, 1, 0, 0, 1, 0, EOI], [PARITY, 0, EOI]]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-
-
-def tiny_model(seed: int = 0, **overrides) -> IterGPTForCausalLM:
-    torch.manual_seed(seed)
-    model = IterGPTForCausalLM(IterGPTConfig(**{**TINY, **overrides})).eval()
-    with torch.no_grad():  # biases start at zero: make them matter
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-    return model
+INTEROP_EXTRA = "the 'interop' extra is not installed (pip install -e '.[interop]')"
+needs_hub = hub_mark(HUB)
+pytestmark = pytest.mark.interop
 
 
 def ids(rows=PROMPTS) -> torch.Tensor:
@@ -86,6 +74,7 @@ def test_gpt2_with_a_feature_we_lack_is_refused():
         from_gpt2(gpt2)
 
 
+@needs_hub
 @pytest.mark.parametrize("name", RELEASED)
 def test_released_gpt2_copy_is_the_converters_output_with_equal_logits(name, tmp_path):
     folder = HUB / name
@@ -110,12 +99,13 @@ def test_released_gpt2_copy_is_the_converters_output_with_equal_logits(name, tmp
         assert greedy(shipped, prompt) == greedy(ours, prompt)
 
 
+@pytest.mark.integration
 def test_gpt2_cli_writes_atomically_and_only_replaces_its_own_output(tmp_path):
     model = tmp_path / "model"
     tiny_model().save_pretrained(model)
     out = tmp_path / "model" / "gpt2"
     cmd = [sys.executable, "-m", "modeling.gpt2", "--model", str(model), "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    done = run_cli(cmd, timeout=120)
     assert done.returncode == 0, done.stderr
     assert GPT2LMHeadModel.from_pretrained(out).config.converted_from == "IterGPTForCausalLM"
     write_gpt2(model, out)  # its own output: replaced
@@ -124,7 +114,7 @@ def test_gpt2_cli_writes_atomically_and_only_replaces_its_own_output(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    done = subprocess.run(cmd[:-1] + [str(foreign)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    done = run_cli(cmd[:-1] + [str(foreign)], timeout=120)
     assert done.returncode == 2 and "error:" in done.stderr and "refusing to overwrite" in done.stderr
     assert (foreign / "notes.txt").read_text() == "mine"
 
@@ -140,8 +130,9 @@ def test_gpt2_cli_writes_atomically_and_only_replaces_its_own_output(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # TransformerLens 4 and nnsight
 # ---------------------------------------------------------------------------------------------
+@needs_hub
 def test_transformer_lens_bridge_patterns_equal_ours():
-    import transformer_lens  # noqa: F401 - the 'interop' extra (make test installs it): broken means failed
+    require("transformer_lens", INTEROP_EXTRA)
     from modeling.gpt2 import transformer_lens_bridge
 
     folder = HUB / "iteration-head-parity"
@@ -158,9 +149,11 @@ def test_transformer_lens_bridge_patterns_equal_ours():
             torch.testing.assert_close(cache[key], mine[key], rtol=0, atol=1e-4, msg=key)
 
 
+@needs_hub
 def test_transformer_lens_boots_a_released_gpt2_copy_as_it_stands():
     """TransformerLens 4's own loader on hub/<repo>/gpt2, no helper of ours: its tokenizer probe
     (encode("a")) meets the copy's unknown token; patterns and logits are ours."""
+    require("transformer_lens", INTEROP_EXTRA)
     from transformer_lens.model_bridge import TransformerBridge
 
     folder = HUB / "iteration-head-parity"
@@ -177,6 +170,7 @@ def test_transformer_lens_boots_a_released_gpt2_copy_as_it_stands():
             torch.testing.assert_close(cache[key], mine[key], rtol=0, atol=1e-4, msg=key)
 
 
+@needs_hub
 @pytest.mark.parametrize("name", RELEASED)
 def test_released_gpt2_tokenizer_maps_unknown_words_to_a_token_no_training_row_holds(name):
     """The copy's tokenizer: the model's ids, plus an unknown token that is an existing token absent
@@ -212,10 +206,11 @@ def test_unknown_token_follows_the_tasks_of_the_run(tmp_path):
         assert unknown_token(tmp_path) == expected, task
 
 
+@needs_hub
 def test_nnsight_reads_a_pattern_and_patches_a_head():
     """nnsight wraps modules instead of attaching torch hooks; the lazy points (eager pattern, per-head
     result, the norms' scale) are computed while its trace runs, with no materialize_hooks flag."""
-    import nnsight  # the 'interop' extra (make test installs it)
+    nnsight = require("nnsight", INTEROP_EXTRA)
     from modeling.modeling_itergpt import _watched
 
     folder = HUB / "iteration-head-parity"
@@ -311,7 +306,7 @@ def test_backward_hooks_see_and_replace_gradients():
 
     loss = model.run_with_hooks(x, bwd_hooks=[("blocks.1.hook_resid_mid", record)], return_type="loss")
     loss.backward()  # after run_with_hooks returned: the hook is attached to this pass's activations
-    assert seen["blocks.1.hook_resid_mid"].shape == (1, x.shape[1], TINY["n_embd"])
+    assert seen["blocks.1.hook_resid_mid"].shape == (1, x.shape[1], TINY_MODEL["n_embd"])
 
     _, cache = model.run_with_cache(x, names_filter=["blocks.0.hook_mlp_out", "blocks.1.hook_resid_mid"],
                                     incl_bwd=True)
@@ -348,7 +343,7 @@ def test_new_hook_points_add_up_and_hook_final_is_an_alias():
 
 
 def test_standard_config_names():
-    config = IterGPTConfig(**TINY)
+    config = IterGPTConfig(**TINY_MODEL)
     assert (config.head_dim, config.d_head, config.hidden_act) == (16, 16, "gelu")
     config.d_head = 16  # TransformerLens copies it over: same value, accepted
     config.hidden_act = "relu"
@@ -382,6 +377,7 @@ def test_static_cache_is_a_clear_error():
 # ---------------------------------------------------------------------------------------------
 # Honest defaults in the files users load
 # ---------------------------------------------------------------------------------------------
+@needs_hub
 def test_tokenizer_defaults_fit_generation_and_the_context(tmp_path):
     from datasets_builders.tokenizer import build_tokenizer
 
@@ -400,6 +396,7 @@ def test_tokenizer_defaults_fit_generation_and_the_context(tmp_path):
         assert got[: len(single)].tolist() == single.tolist(), prompt
 
 
+@needs_hub
 def test_generation_max_length_is_the_context_also_for_released_configs(tmp_path):
     shutil.copytree(HUB / "iteration-head-parity", tmp_path / "old", ignore=shutil.ignore_patterns("gpt2"))
     path = tmp_path / "old" / "generation_config.json"
@@ -407,11 +404,12 @@ def test_generation_max_length_is_the_context_also_for_released_configs(tmp_path
     model = IterGPTForCausalLM.from_pretrained(tmp_path / "old")  # a file saved without max_length
     assert model.generation_config.max_length == model.config.n_positions == 64
     tiny_model().save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "generation_config.json").read_text())["max_length"] == TINY["n_positions"]
+    assert json.loads((tmp_path / "generation_config.json").read_text())["max_length"] == TINY_MODEL["n_positions"]
     prompt = torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]])  # 24 tokens: past transformers' default 20
     assert model.generate(prompt, do_sample=False).shape[1] > 24
 
 
+@needs_hub
 @pytest.mark.parametrize("name", RELEASED)
 def test_released_generation_config_carries_the_context_and_generate_does_not_warn(name):
     """generation_config.json: max_length = n_positions (generate() alone never cuts a chain); an
@@ -440,13 +438,50 @@ def test_released_generation_config_carries_the_context_and_generate_does_not_wa
     assert out.shape[1] <= len(PROMPTS[1]) + 8 and full.shape[1] > 24  # both limits honoured
 
 
+@needs_hub
+@pytest.mark.parametrize("name", RELEASED)
+def test_neither_the_model_nor_its_gpt2_copy_warns_on_generate_with_max_new_tokens(name):
+    """generate(max_new_tokens=...) says nothing about lengths for the IterGPT model (remote code) nor
+    its stock GPT-2 copy, whose generation_config.json carries the limit as max_new_tokens (the longest
+    chain that fits the context), not max_length: generate() alone still completes a chain past
+    transformers' default 20 tokens, and never runs past the 64 positions."""
+    import logging
+    import warnings
+
+    folder = HUB / name
+    gpt2_saved = json.loads((folder / "gpt2" / "generation_config.json").read_text())
+    assert "max_length" not in gpt2_saved and gpt2_saved["max_new_tokens"] == (64 - 3) // 2 + 1
+    long_prompt = torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]])  # 24 tokens, L = 22
+    for model in (IterGPTForCausalLM.from_pretrained(folder).eval(), GPT2LMHeadModel.from_pretrained(folder / "gpt2").eval()):
+        records = []
+        handler = logging.Handler(logging.DEBUG)
+        handler.emit = records.append
+        logger = logging.getLogger("transformers")
+        logger.addHandler(handler)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = model.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=8, do_sample=False)
+                full = model.generate(long_prompt, do_sample=False)
+                shortest = model.generate(long_prompt, max_new_tokens=1, do_sample=False)
+        finally:
+            logger.removeHandler(handler)
+        said = [r.getMessage() for r in records if r.levelno >= logging.WARNING] + [str(w.message) for w in caught]
+        kind = type(model).__name__
+        assert not [m for m in said if "max_length" in m or "max_new_tokens" in m], (kind, said)
+        assert out.shape[1] <= len(PROMPTS[1]) + 8 and shortest.shape[1] == 25, kind  # max_new_tokens honoured
+        assert 24 < full.shape[1] <= 64, kind  # the default neither cuts at 20 tokens nor leaves the context
+
+
+@needs_hub
+@pytest.mark.integration
 def test_tokenizers_load_without_a_remote_code_prompt():
     code = ("from transformers import AutoTokenizer, PreTrainedTokenizerFast\n"
             f"a = AutoTokenizer.from_pretrained({str(HUB / 'iteration-head-parity' / 'gpt2')!r})\n"
             f"b = PreTrainedTokenizerFast.from_pretrained({str(HUB / 'iteration-head-parity')!r})\n"
             "assert a('<parity> 1 <eoi>').input_ids == b('<parity> 1 <eoi>').input_ids == [58, 1, 61]\n"
             "print('ok')\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd="/", env={**ENV, "PYTHONPATH": ""},
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", env=clean_env(),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
     assert "[y/N]" not in done.stdout + done.stderr

@@ -16,28 +16,16 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCac
 import modeling
 from modeling import HookPoint, IterGPTConfig, IterGPTForCausalLM, IterGPTModel
 from modeling.modeling_itergpt import sinusoidal_table
+from helpers import ROOT, TINY_MODEL, clean_env, tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAD, BOS, EOI, EOS, PARITY = 63, 60, 61, 62, 58
 
-TINY = dict(n_embd=32, n_layer=2, n_head=2, n_positions=16)
 VARIANTS = {
     "default": {},
     "reference-rmsnorm-sinusoidal": dict(residual="reference", norm="rmsnorm", position_embedding="sinusoidal"),
     "frozen-positions": dict(position_embedding="frozen"),
     "tied-biased-gelu_new": dict(tie_word_embeddings=True, bias=True, norm_bias=True, activation="gelu_new"),
 }
-
-
-def tiny_model(seed: int = 0, **overrides) -> IterGPTForCausalLM:
-    torch.manual_seed(seed)
-    model = IterGPTForCausalLM(IterGPTConfig(**{**TINY, **overrides})).eval()
-    if model.config.bias:  # biases start at zero: make them matter
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith("bias"):
-                    p.normal_(0, 0.1)
-    return model
 
 
 def random_ids(batch: int = 2, length: int = 7, seed: int = 1) -> torch.Tensor:
@@ -156,16 +144,16 @@ print(json.dumps({"module": type(model).__module__, "logits": logits.tolist()}))
 """
 
 
+@pytest.mark.integration
 def test_fresh_process_loads_with_trust_remote_code_only(tmp_path):
     model = tiny_model(residual="reference", position_embedding="sinusoidal")
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
     ids = random_ids()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"), OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-c", _REMOTE_SCRIPT, ROOT, str(folder), json.dumps(ids.tolist())],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", _REMOTE_SCRIPT, str(ROOT), str(folder), json.dumps(ids.tolist())],
+        cwd=tmp_path, env=clean_env(HF_MODULES_CACHE=str(tmp_path / "hf_modules")), capture_output=True, text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -518,6 +506,74 @@ def test_block_diagonal_mask_with_restarted_positions_equals_separate_rows(imple
 
 def test_package_import_registers_the_auto_classes():
     assert modeling.IterGPTConfig.model_type == "itergpt"
-    config = AutoConfig.for_model("itergpt", **TINY)
+    config = AutoConfig.for_model("itergpt", **TINY_MODEL)
     assert type(AutoModelForCausalLM.from_config(config)) is IterGPTForCausalLM
     assert type(AutoModel.from_config(config)) is IterGPTModel
+
+
+# ---------------------------------------------------------------------------------------------
+# One source: field metadata, the v5 forward decorators, hook_points.py
+# ---------------------------------------------------------------------------------------------
+def _bounded_fields():
+    import dataclasses
+    return [f for f in dataclasses.fields(IterGPTConfig) if {"ge", "gt", "le", "lt"} & set(f.metadata)]
+
+
+@pytest.mark.parametrize("field", _bounded_fields(), ids=lambda f: f.name)
+def test_config_enforces_the_bounds_its_fields_declare(field):
+    """Each bound in a field's metadata is the one the config enforces: the bound itself is accepted
+    (``ge``/``le``), a value just past it is a ValueError naming the field, the value and the bound."""
+    integer = field.type.startswith("int")
+    step = 1 if integer else 1e-3
+    extra = {"n_embd": dict(n_head=1),  # what the smallest value of a field needs of the others
+             "vocab_size": dict(pad_token_id=None, bos_token_id=None, eos_token_id=None, eoi_token_id=None),
+             }.get(field.name, {})
+    for key, past in (("ge", -step), ("gt", 0.0), ("le", step), ("lt", 0.0)):
+        bound = field.metadata.get(key)
+        if bound is None:
+            continue
+        if key in ("ge", "le"):
+            assert getattr(IterGPTConfig(**{**extra, field.name: bound}), field.name) == bound
+        bad = bound + past
+        with pytest.raises(ValueError, match=rf"{field.name}={bad!r} is invalid: it must be .*{bound}"):
+            IterGPTConfig(**{**extra, field.name: bad})
+
+
+def test_train_config_reads_help_and_ranges_from_the_config_fields():
+    import dataclasses
+    from training.config import ModelConfig, describe
+
+    declared = {f.name: f for f in dataclasses.fields(IterGPTConfig)}
+    for f in dataclasses.fields(ModelConfig):
+        assert f.default == declared[f.name].default, f.name
+        assert f.metadata["help"] == declared[f.name].metadata["help"] != "", f.name
+        for key in ("ge", "gt", "le", "lt", "choices"):
+            assert f.metadata.get(key) == declared[f.name].metadata.get(key), (f.name, key)
+    assert "model.activation = 'gelu'  [gelu|gelu_new|relu|silu]" in describe()
+
+
+def test_past_key_values_is_renamed_silently_and_both_names_raise():
+    import warnings
+
+    model = tiny_model()
+    ids = random_ids(length=8)
+    for forward in (model, model.model):  # the causal LM and the bare model
+        prefix = forward(ids[:, :5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # as before: no warning for the older name
+            rest = forward(ids[:, 5:], past_key_values=prefix.cache)
+        assert rest.cache is prefix.cache and rest.cache.get_seq_length() == 8
+        with pytest.raises(ValueError, match="Pass the cache once"):
+            forward(ids[:, 5:], cache=prefix.cache, past_key_values=prefix.cache)
+    out = model.model(ids, return_dict=False)  # the bare model's tuple: (last_hidden_state, cache)
+    assert isinstance(out, tuple) and out[0].shape == (2, 8, 32) and isinstance(out[1], DynamicCache)
+
+
+def test_hook_points_live_in_their_own_shipped_module(tmp_path):
+    from modeling import hook_points
+
+    assert HookPoint is hook_points.HookPoint and HookPoint.__module__ == "modeling.hook_points"
+    assert isinstance(tiny_model(), hook_points.HookedRootMixin)
+    tiny_model().save_pretrained(tmp_path)  # save_pretrained copies the relative import beside the model
+    source = os.path.join(ROOT, "modeling", "hook_points.py")
+    assert (tmp_path / "hook_points.py").read_bytes() == open(source, "rb").read()

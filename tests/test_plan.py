@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from test_train import ROOT, run_cli
+from helpers import ROOT, run_cli
 from training.config import ConfigError, compose
 from training.plan import plan, print_plan
 
@@ -51,6 +51,7 @@ def test_a_plan_measures_steps_here_and_estimates_the_sweep(capsys):
         plan(["recipe=parity", "optim.max_steps=${epochs:2}", "seed=0,1"])
 
 
+@pytest.mark.integration
 def test_a_cell_of_the_papers_f4_trains_here_for_its_own_epochs(tmp_path):
     out = tmp_path / "f4"
     res = run_cli([sys.executable, "train.py", "--multirun", "experiment=f4_paper", "posinit=paper_frozen",

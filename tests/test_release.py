@@ -34,24 +34,15 @@ from datasets_builders import tasks
 from datasets_builders.iteration_tasks import sequence_keys
 from datasets_builders.tokenizer import build_tokenizer
 from model_cards import release, render
-from model_cards.suite import DATASET_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY
+from model_cards.suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY
 from modeling import IterGPTForCausalLM
 from modeling.construction import build_iteration_head_model
+from helpers import ROOT, clean_env, hub_mark
 
-ROOT = Path(__file__).resolve().parents[1]
 HUB = Path(os.environ.get("ITERATION_HEAD_HUB", ROOT / "hub"))
 NS = "iteration-head-test"
 LENGTHS = (1, 6)  # the fake runs' training lengths
 HUB_MODELS = ("parity", "polynomial", "copy")
-
-
-def clean_env(**extra) -> dict:
-    """The environment of a user's fresh process: offline, no PYTHONPATH, no token."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                "OMP_NUM_THREADS": "1"})
-    env.update(extra)
-    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,20 +143,30 @@ def python_blocks(text: str) -> str:
 
 
 def test_card_model_index_equals_eval_results(fake_release):
-    """Every YAML model-index value is the one in eval_results.json (parsed two ways)."""
+    """Every YAML model-index value is the one in eval_results.json (parsed two ways); every metric's
+    type is the shipped metric (``<namespace>/sequence_accuracy``, written beside the models) and its
+    config the measurement (eval_results.json's type)."""
     folder = fake_release["folder"]
     results = json.loads((folder / "eval_results.json").read_text())
     card = (folder / "README.md").read_text()
     meta = front_matter(card)
-    assert meta["model-index"] == [{"name": "iteration-head-parity", "results": results["results"]}]
+    shipped = f"{NS}/{METRIC_NAME}"
+    assert meta["model-index"] == [{"name": "iteration-head-parity", "results": [
+        {**e, "metrics": [{**m, "type": shipped, "config": m["type"]} for m in e["metrics"]]}
+        for e in results["results"]]}]
     values = [m["value"] for e in results["results"] for m in e["metrics"]]
     assert any(0 < v < 1 for v in values), "the fake run must give non-trivial accuracies"
     from huggingface_hub import ModelCard
 
     loaded = ModelCard.load(folder / "README.md").data.eval_results
-    assert [(r.metric_type, r.metric_value, r.dataset_type, r.dataset_config, r.dataset_split) for r in loaded] == [
-        (m["type"], m["value"], e["dataset"]["type"], e["dataset"]["config"], e["dataset"]["split"])
+    assert [(r.metric_type, r.metric_config, r.metric_value, r.dataset_type, r.dataset_config, r.dataset_split)
+            for r in loaded] == [
+        (shipped, m["type"], m["value"], e["dataset"]["type"], e["dataset"]["config"], e["dataset"]["split"])
         for e in results["results"] for m in e["metrics"]]
+    metric = fake_release["out"] / METRIC_NAME
+    assert sorted(p.name for p in metric.iterdir()) == sorted(release.METRIC_FILES)
+    for name in release.METRIC_FILES:
+        assert (metric / name).read_bytes() == (release.METRIC_SOURCE / name).read_bytes(), name
     assert results["results"][0]["dataset"]["type"] == f"{NS}/{DATASET_NAME}"
     assert results["results"][0]["dataset"]["config"] == "parity"  # a mix run holds out parity's own split
 
@@ -368,6 +369,7 @@ def test_size_limit_fails_loudly(fake_release, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # --push
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_push_without_token_stops_before_anything(tmp_path):
     """The command as a user runs it: offline, no token, empty HF_HOME -> clear error, nothing done."""
     out = tmp_path / "hub"
@@ -438,6 +440,7 @@ def test_push_uploads_main_and_step_branches(fake_release, online):
                for name, args, kw in api.calls]
     assert summary == [
         ("create_repo", f"{NS}/{DATASET_NAME}", None), ("upload_folder", f"{NS}/{DATASET_NAME}", None),
+        ("create_repo", f"{NS}/{METRIC_NAME}", None), ("upload_folder", f"{NS}/{METRIC_NAME}", None),
         ("create_repo", rid, None), ("upload_folder", rid, None),
         ("create_branch", rid, "step0"), ("upload_folder", rid, "step0"),
         ("create_branch", rid, "step100"), ("upload_folder", rid, "step100"),
@@ -445,18 +448,18 @@ def test_push_uploads_main_and_step_branches(fake_release, online):
     ]
     uploads = [kw for name, _, kw in api.calls if name == "upload_folder"]
     assert uploads[0]["repo_type"] == "dataset" and uploads[0]["folder_path"] == str(out / DATASET_NAME)
+    assert uploads[1]["repo_type"] == "space" and uploads[1]["folder_path"] == str(out / METRIC_NAME)
     assert uploads[-1]["folder_path"] == str(out / "iteration-head-parity")  # step200 == main
     # A revision branch: its own files plus the code and tokenizer it shares with main, complete
     # and verified in a temporary folder (gone after the upload).
-    assert uploads[2]["folder_path"] != str(out / "revisions" / "iteration-head-parity" / "step0")
-    assert uploads[2]["folder_path"].endswith("step0") and not os.path.exists(uploads[2]["folder_path"])
+    assert uploads[3]["folder_path"] != str(out / "revisions" / "iteration-head-parity" / "step0")
+    assert uploads[3]["folder_path"].endswith("step0") and not os.path.exists(uploads[3]["folder_path"])
 
 
 # ---------------------------------------------------------------------------------------------
 # The released folders (hub/), as a user meets them
 # ---------------------------------------------------------------------------------------------
-needs_hub = pytest.mark.skipif(not HUB.is_dir(), reason=f"{HUB} is absent: make it with "
-                               "`python -m model_cards.release --out hub --namespace <org>`")
+needs_hub = hub_mark(HUB)
 
 USER_SCRIPT = r'''
 """Runs in a fresh process, from a Hugging Face cache: no repository code may be importable."""
@@ -579,6 +582,7 @@ def from_cache(tmp_path_factory):
     return models
 
 
+@pytest.mark.integration
 @needs_hub
 @pytest.mark.parametrize("key", HUB_MODELS)
 def test_hub_model_from_cache(key, from_cache):
@@ -637,6 +641,33 @@ def test_hub_release_is_complete():
 
 
 @needs_hub
+def test_hub_cards_model_index_names_the_shipped_metric():
+    """Every released card's model-index metric ``type`` is the metric shipped beside the models
+    (``hub/sequence_accuracy/``, a copy of ``metrics/sequence_accuracy/``: the Space that
+    ``evaluate.load("<namespace>/sequence_accuracy")`` reads), its ``config`` the measurement of
+    ``eval_results.json`` and its value that file's."""
+    import evaluate
+    from huggingface_hub import ModelCard
+
+    shipped = HUB / METRIC_NAME
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(release.METRIC_FILES)
+    for name in release.METRIC_FILES:
+        assert (shipped / name).read_bytes() == (release.METRIC_SOURCE / name).read_bytes(), f"{name} is stale"
+    metric = evaluate.load(str(shipped))  # what the Hub id resolves to, loaded offline
+    assert metric.compute(predictions=[[1, 62], [0]], references=[[1, 62], [1, 62]]) == {"sequence_accuracy": 0.5}
+    specs = [s for s in SUITE if (HUB / s.repo).is_dir()]
+    assert specs
+    for spec in specs:
+        folder = HUB / spec.repo
+        results = json.loads((folder / "eval_results.json").read_text())
+        namespace = results["model"].split("/")[0]
+        loaded = ModelCard.load(folder / "README.md").data.eval_results
+        assert [(r.metric_type, r.metric_config, r.metric_value) for r in loaded] == [
+            (f"{namespace}/{METRIC_NAME}", m["type"], m["value"]) for e in results["results"] for m in e["metrics"]]
+        assert f'evaluate.load("{namespace}/{METRIC_NAME}")' in (folder / "README.md").read_text(), spec.repo
+
+
+@needs_hub
 def test_hub_cards_quote_their_recipe_over_seeds_from_the_results_tables():
     """A released model is one run; its card says what the recipe did over seeds, from results/."""
     import csv
@@ -661,6 +692,7 @@ def test_hub_cards_quote_their_recipe_over_seeds_from_the_results_tables():
 # ---------------------------------------------------------------------------------------------
 # The repository README's Quickstart
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_readme_quickstart_runs_as_written():
     readme = ROOT / "README.md"
     text = readme.read_text() if readme.is_file() else ""
@@ -801,6 +833,9 @@ def test_shipped_code_is_the_repositorys():
         relative = path.relative_to(HUB)
         if relative.parts[0] == SPACE_NAME:
             continue  # the explorer Space's app.py is its own source (it imports the installed packages)
+        if relative.parts[0] == METRIC_NAME:  # the metric Space: a copy of metrics/sequence_accuracy/
+            assert path.read_bytes() == (release.METRIC_SOURCE / path.name).read_bytes(), f"{relative} is stale"
+            continue
         assert relative.parts[0] != "revisions", f"{relative}: revision folders keep only what differs from main"
         source = release.SHIPPED_CODE.get(path.name)
         assert source is not None, f"{relative} is not generated from a source file"

@@ -10,20 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
-from training.config import ConfigError, compose
+from training.config import ConfigError, compose, validate
 from training.data import TaskData
 from training.loop import check_resume, resolve
 from datasets_builders.files import write_text_atomic
 from training.run_folder import (RunFolder, RunFolderError, read_metrics, verify_manifest,
                                  write_manifest)
 
-from test_train import ROOT, run_cli, train_cmd
+from helpers import ROOT, in_namespace, need_mount, run_cli, train_cmd
 
 pytestmark = pytest.mark.faults
 
@@ -44,6 +43,7 @@ def snapshot(folder: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # data loss made impossible
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "notes.txt").write_text("my thesis")
     (tmp_path / "data").mkdir()
@@ -54,6 +54,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
         RunFolder(ROOT).check(resume=None, overwrite=True)  # an unset variable: output_dir=.
 
 
+@pytest.mark.integration
 def test_overwrite_refuses_a_run_folder_holding_foreign_files(finished_run, tmp_path):
     folder = tmp_path / "run"
     subprocess.run(["cp", "-r", str(finished_run), str(folder)], check=True)
@@ -62,6 +63,7 @@ def test_overwrite_refuses_a_run_folder_holding_foreign_files(finished_run, tmp_
         RunFolder(folder).check(resume=None, overwrite=True)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("bad", ["optim.lr=-1", "init_from=runs/typo/final", "data.mix_ratio=1.5",
                                  "data.dataset=/no/such/dataset", "model.n_head=3"])
 def test_overwrite_with_bad_settings_keeps_the_old_run(finished_run, bad):
@@ -100,6 +102,7 @@ def test_lock_is_atomic_between_concurrent_processes(tmp_path):
     assert all("is in use by process" in o for o in outcomes if o != "ok")
 
 
+@pytest.mark.integration
 def test_lock_of_a_killed_process_is_released(tmp_path):
     code = ("import time; from training.run_folder import RunFolder; "
             f"RunFolder({str(tmp_path / 'run')!r}).claim(replace=False); print('held', flush=True); time.sleep(60)")
@@ -131,6 +134,7 @@ def _limited(limit_bytes):
     return preexec
 
 
+@pytest.mark.integration
 def test_atomic_rewrite_survives_a_failed_write(tmp_path):
     path = tmp_path / "metrics.jsonl"
     original = "".join(json.dumps({"step": s, "pad": "x" * 2000}) + "\n" for s in range(1, 50))
@@ -143,12 +147,11 @@ def test_atomic_rewrite_survives_a_failed_write(tmp_path):
     assert path.read_text() == original and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
 
 
+@pytest.mark.integration
 def test_full_disk_during_training_is_one_clear_error_and_leaves_no_temporary_folder(tmp_path):
     out = tmp_path / "full"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    res = subprocess.run(train_cmd(out, "optim.max_steps=20", "eval_every=10", "save_every=10"), cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limited(60_000))
+    res = run_cli(train_cmd(out, "optim.max_steps=20", "eval_every=10", "save_every=10"), timeout=300,
+                  preexec_fn=_limited(60_000))
     assert res.returncode == 2, res.stderr[-3000:]
     assert res.stderr.strip().splitlines()[-1].startswith("error: no space left writing"), res.stderr[-2000:]
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
@@ -198,6 +201,7 @@ def test_checkpoints_and_releases_share_one_manifest_and_older_checkpoints_still
 # ---------------------------------------------------------------------------------------------
 # silent wrong results made errors
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_run, tmp_path):
     init = str(finished_run / "final")
     cfg = resolve(compose(["recipe=parity_finetune", f"init_from={init}", f"output_dir={tmp_path / 'ft'}",
@@ -213,6 +217,7 @@ def test_init_from_run_records_and_resumes_the_architecture_it_trained(finished_
         check_resume(plain, folder)  # without init_from it would build another architecture: refused
 
 
+@pytest.mark.integration
 def test_reinit_draws_exactly_the_named_parts_afresh_and_refuses_what_it_cannot_do(finished_run):
     """reinit= (what_transfers): the matching parameters of the init_from model are those of a fresh
     model of the same seed; every other weight is the pre-trained one."""
@@ -256,6 +261,7 @@ def _copy(run: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.integration
 def test_resume_without_its_config_refuses_and_names_what_is_left(finished_run, tmp_path):
     folder = _copy(finished_run, tmp_path / "run")
     (folder / "summary.json").unlink()
@@ -271,12 +277,12 @@ def test_resume_without_its_config_refuses_and_names_what_is_left(finished_run, 
 
 
 @pytest.mark.parametrize("key", ["output_dir", "init_from", "data.dataset"])
-def test_an_explicitly_empty_path_is_an_error_not_the_default(key, tmp_path):
-    res = run_cli([sys.executable, "train.py", "recipe=copy", f"{key}=", "optim.max_steps=5",
-                   "report_to=none"], timeout=300)
-    assert res.returncode == 2 and f"{key}='' is empty" in res.stderr, res.stderr[-2000:]
+def test_an_explicitly_empty_path_is_an_error_not_the_default(key):
+    with pytest.raises(ConfigError, match=f"{key}='' is empty"):
+        validate(compose(["recipe=copy", f"{key}=", "optim.max_steps=5", "report_to=none"]))
 
 
+@pytest.mark.integration
 def test_a_folder_of_lookalike_files_is_not_a_run_folder(tmp_path):
     (tmp_path / "train_config.yaml").write_text("my: notes\n")
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
@@ -286,6 +292,7 @@ def test_a_folder_of_lookalike_files_is_not_a_run_folder(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.integration
 def test_resume_removes_the_temporary_files_of_killed_writers(finished_run, tmp_path):
     folder = _copy(finished_run, tmp_path / "run")
     (folder / "summary.json").unlink()
@@ -302,6 +309,7 @@ def test_resume_removes_the_temporary_files_of_killed_writers(finished_run, tmp_
     assert not [p for p in folder.rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.integration
 def test_a_garbage_config_on_resume_is_one_line_naming_the_file(finished_run, tmp_path):
     folder = _copy(finished_run, tmp_path / "run")
     (folder / "summary.json").unlink()
@@ -313,6 +321,7 @@ def test_a_garbage_config_on_resume_is_one_line_naming_the_file(finished_run, tm
     assert "train_config.yaml: not valid YAML" in line and "overwrite=true" in line, line
 
 
+@pytest.mark.integration
 def test_init_from_a_model_of_another_vocabulary_is_refused_before_training(finished_run, tmp_path):
     model = tmp_path / "foreign"
     subprocess.run(["cp", "-r", str(finished_run / "final"), str(model)], check=True)
@@ -325,20 +334,16 @@ def test_init_from_a_model_of_another_vocabulary_is_refused_before_training(fini
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_disk_full_while_saving_a_checkpoint_on_a_real_tmpfs_is_one_line(tmp_path):
     """torch.save on a full disk raises "[enforce fail at inline_container.cc] unexpected pos" with no
     errno: a real 200 KiB tmpfs (room for the config and metrics, not for the checkpoint)."""
-    from test_faults import _mount_works, in_namespace
-    if not _mount_works("tmpfs"):
-        pytest.skip("no private mount namespace here (unshare -r -m) for a small tmpfs")
+    need_mount("tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
     cmd = train_cmd(disk / "run", "optim.max_steps=20", "eval_every=10", "save_every=10")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    res = subprocess.run(in_namespace(f"mount -t tmpfs -o size=200k tmpfs {disk}", cmd,
-                                      after=f"ls -A {disk}/run {disk}/run/checkpoints"),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    res = run_cli(in_namespace(f"mount -t tmpfs -o size=200k tmpfs {disk}", cmd,
+                               after=f"ls -A {disk}/run {disk}/run/checkpoints"), timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.strip()]
     assert errors[-1].startswith("error: no space left writing") and "Traceback" not in res.stderr, res.stderr[-2000:]

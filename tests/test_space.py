@@ -1,78 +1,26 @@
 """The explorer Space in a real browser: the app runs on localhost in a subprocess (the one command
 of its README) and headless Chromium (Debian's ``chromium`` package) drives it through Playwright.
 
-Skipped when Playwright or the browser is missing, unless ``ITERATION_HEAD_REQUIRE_BROWSER=1``
-(``.ci/run`` sets it: CI installs both, so a missing one is a failure there). The screenshot goes
-to the test's folder; ``EXPLORER_SCREENSHOT=docs/explorer.png`` also writes it there (the README's).
+Skipped when gradio, Playwright or the browser is missing, unless ``ITERATION_HEAD_REQUIRE_ALL=1``
+(``.ci/run`` sets it: CI installs them, so a missing one is a failure there; ``helpers.require``).
+The screenshot goes to the test's folder; ``EXPLORER_SCREENSHOT=docs/explorer.png`` also writes it
+there (the README's).
 """
 
-import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-HUB = ROOT / "hub"
-APP = HUB / "iteration-head-explorer" / "app.py"
+from helpers import HUB, ROOT, free_port, require, running_app
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000  # one wait; the shared CPU of a CI machine can be slow
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("ITERATION_HEAD_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{reason} (ITERATION_HEAD_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(log: Path, args: tuple[str, ...] = (), env: dict | None = None, timeout: float = 120):
-    """``python hub/iteration-head-explorer/app.py --models hub <args>`` in a subprocess, offline, one
-    torch thread; yields its URL once it answers (the port: ``--port`` in ``args`` or
-    ``GRADIO_SERVER_PORT`` in ``env``); stopped on exit. A start that fails names the app's log."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-    port = args[args.index("--port") + 1] if "--port" in args else env["GRADIO_SERVER_PORT"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(APP), "--models", str(HUB), *args], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if urllib.request.urlopen(url, timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer on {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+SPACE_EXTRA = "the 'space' extra is not installed (pip install -e '.[space]')"
+pytestmark = [pytest.mark.space, pytest.mark.hub, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +28,16 @@ def server(tmp_path_factory):
     """``python hub/iteration-head-explorer/app.py --models hub --port P``; yields its URL."""
     if not (HUB / "iteration-head-polynomial").is_dir():
         pytest.skip("hub/ is absent")
-    with running_app(tmp_path_factory.mktemp("space") / "app.log", ("--port", str(_free_port())), timeout=90) as url:
+    require("gradio", SPACE_EXTRA)
+    with running_app(tmp_path_factory.mktemp("space") / "app.log", ("--port", str(free_port())), timeout=90) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _require(False, "playwright is not installed (pip install -e '.[space]')")
-    _require(os.path.exists(CHROMIUM), f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+    require("playwright", SPACE_EXTRA)
+    require(CHROMIUM, f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})

@@ -9,9 +9,11 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from test_train import ROOT, TINY, run_cli
+from helpers import TINY_RUN, run_cli
+from training import results
 
-GRID = ["--multirun", *TINY, "optim.max_steps=20", "eval_every=10", "save_every=10",
+pytestmark = pytest.mark.integration
+GRID = ["--multirun", *TINY_RUN, "optim.max_steps=20", "eval_every=10", "save_every=10",
         "model.n_embd=16,32", "seed=0,1"]
 
 
@@ -54,7 +56,7 @@ def test_multirun_writes_one_run_folder_per_job_and_a_tidy_table(sweep):
     assert "optim.lr" not in rows[0] and "lr" not in rows[0]  # only the keys that vary, plus the identity keys
 
 
-def test_results_command_recollects_a_partly_finished_sweep(sweep, tmp_path):
+def test_results_command_recollects_a_partly_finished_sweep(sweep, tmp_path, capsys):
     out, _ = sweep
     copy = tmp_path / "partial"
     shutil.copytree(out, copy)
@@ -67,8 +69,9 @@ def test_results_command_recollects_a_partly_finished_sweep(sweep, tmp_path):
     rows = read_csv(tmp_path / "t.csv")
     assert [r["status"] for r in rows] == ["finished"] * 3 + ["unfinished"] and rows[0]["experiment"] == "demo"
     assert rows[3]["steps"] == "20"  # its last evaluation is still reported
-    res = run_cli([sys.executable, "-m", "training.results", str(tmp_path / "nothing")], timeout=120)
-    assert res.returncode == 2 and res.stderr.startswith("error:")
+    with pytest.raises(SystemExit) as stopped:  # a bad argument: the command's check, in-process
+        results.main([str(tmp_path / "nothing")])
+    assert stopped.value.code == 2 and capsys.readouterr().err.startswith("error:")
 
 
 def test_rerun_with_resume_auto_continues_and_a_failed_job_does_not_stop_the_sweep(sweep, tmp_path):
@@ -98,7 +101,7 @@ def test_rerun_with_resume_auto_continues_and_a_failed_job_does_not_stop_the_swe
 
 def test_a_job_that_fails_before_its_run_folder_is_a_failed_row_and_the_exit_status(tmp_path):
     out = tmp_path / "bad"
-    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=10", "eval_every=10",
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY_RUN, "optim.max_steps=10", "eval_every=10",
                    "save_every=0", "optim.lr=3e-3,-1", f"hydra.sweep.dir={out}", "hydra.launcher.n_jobs=1"],
                   timeout=600)
     assert res.returncode == 1, res.stderr[-3000:]
@@ -107,7 +110,7 @@ def test_a_job_that_fails_before_its_run_folder_is_a_failed_row_and_the_exit_sta
     assert "optim.lr=-1" in rows[1]["error"] and rows[1]["n_embd"] == "32"
     assert "failed: 1: " in res.stdout
     # Re-run with the arm fixed: its failure record goes, the table is whole.
-    res = run_cli([sys.executable, "train.py", "--multirun", *TINY, "optim.max_steps=10", "eval_every=10",
+    res = run_cli([sys.executable, "train.py", "--multirun", *TINY_RUN, "optim.max_steps=10", "eval_every=10",
                    "save_every=0", "optim.lr=3e-3,1e-3", f"hydra.sweep.dir={out}", "hydra.launcher.n_jobs=1",
                    "resume=auto"], timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -5,12 +5,9 @@ and the explorer with no code change, and tasks with more than 57 values extend 
 without moving a single existing id.
 """
 
-import itertools
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +18,8 @@ from datasets_builders.iteration_tasks import IterationTaskConfig, split_table
 from datasets_builders.tokenizer import build_tokenizer, decode, encode
 from modeling import explorer
 from modeling.construction import build_iteration_head_model
+from helpers import HUB, ROOT, hub_mark, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-HUB = ROOT / "hub"
 
 TASK_FILE = """\
 # A 3-state counter that resets on input 2: s_t = F(s_{t-1}, x_t)
@@ -116,6 +112,7 @@ def test_the_construction_is_exact_on_every_builtin_task(name):
         assert (predicted == rows[:, length + 2:]).all(), (name, length)
 
 
+@hub_mark(HUB)
 def test_the_base_vocabulary_never_moves():
     """Every base id is what the released tokenizers say; the extension only appends."""
     released = json.loads((HUB / "iteration-head-parity" / "tokenizer.json").read_text())["model"]["vocab"]
@@ -170,6 +167,7 @@ def test_unknown_tasks_and_files_name_what_to_give(tmp_path):
         tasks.make_task("symmetric6")
 
 
+@pytest.mark.integration
 def test_a_task_in_a_ten_line_file_trains_evaluates_is_analysed_and_is_explored(tmp_path):
     """No code change: the file's path is the task everywhere."""
     from training.cli import run_config
@@ -188,9 +186,8 @@ def test_a_task_in_a_ten_line_file_trains_evaluates_is_analysed_and_is_explored(
     info = json.loads((out / "training_info.json").read_text())
     assert info["train_config"]["data"]["task"] == str(path)
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    res = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--model", str(out), "--out",
-                          str(tmp_path / "eval.json"), "--lengths", "1-6"], capture_output=True, text=True, env=env)
+    res = run_cli([sys.executable, str(ROOT / "evaluate.py"), "--model", str(out), "--out",
+                   str(tmp_path / "eval.json"), "--lengths", "1-6"])
     assert res.returncode == 0, res.stderr
     results = json.loads((tmp_path / "eval.json").read_text())
     assert str(path) in json.dumps(results)

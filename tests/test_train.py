@@ -3,7 +3,6 @@ learning, the run folder, exact resume after SIGKILL, a NaN stop, DDP on two CPU
 through accelerate launch."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,27 +19,9 @@ from training.config import ConfigError, compose, validate
 from training.data import TaskData, collate, labels_for
 from training.loop import build_model
 from training.run_folder import checkpoint_steps, read_metrics
+from helpers import ROOT, clean_env, run_cli, train_cmd
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.stem for p in (ROOT / "configs" / "recipe").glob("*.yaml"))
-
-# A tiny copy run: lengths 1-5 fit a 16-position context. Dropout is on so that an exact resume
-# must also restore the RNG.
-TINY = ["recipe=copy", "model.n_embd=32", "model.n_positions=16", "model.embd_pdrop=0.1", "data.max_length=5",
-        "data.examples_per_length=64", "optim.batch_size=32", "optim.warmup_steps=10", "eval_per_length=32",
-        "eval_heads=false", "max_minutes=null", "target_accuracy=null", "snapshot_steps=[]",
-        "report_to=none", "progress=false"]
-
-
-def run_cli(args, env_extra=None, **kw):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
-    env.update(env_extra or {})
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, **kw)
-
-
-def train_cmd(out, *extra):
-    return [sys.executable, "train.py", *TINY, f"output_dir={out}", *extra]
 
 
 def records(out: Path) -> list[dict]:
@@ -166,6 +147,7 @@ def test_model_section_is_the_model_config():
     assert (config.n_embd, config.residual, config.init, config.embd_pdrop) == (128, "reference", "pytorch", 0.1)
 
 
+@pytest.mark.integration
 def test_help_lists_every_key_with_default_and_range():
     res = run_cli([sys.executable, "train.py", "--help"], timeout=120)
     assert res.returncode == 0, res.stderr
@@ -237,8 +219,8 @@ def test_a_mix_dataset_is_read_and_validated_by_the_one_reader():
     assert sorted(data.splits["test"]) == [(t, L) for t in ("copy", "parity") for L in range(1, 5)]
     for (name, L), rows in data.splits["train"].items():
         assert (rows[:, 0] == tasks.TASK_TOKEN_ID[name]).all() and rows.shape[1] == tasks.row_length(L)
-    with pytest.raises(ConfigError, match=r"data.mix_with='polynomial' with data.dataset"):
-        validate(compose(["recipe=polynomial", f"data.dataset={hub}"]))
+    with pytest.raises(ConfigError, match=r"data.mix_with='polynomial' \(cot=False, modulus=11\) with data.dataset"):
+        validate(compose(["recipe=polynomial", "data.cot=false", f"data.dataset={hub}"]))
 
 
 def test_packed_rows_hold_every_sequence_once_with_restarted_positions():
@@ -309,6 +291,7 @@ def copy_run(tmp_path_factory):
     return out, res
 
 
+@pytest.mark.integration
 def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     out = tmp_path / "learn"
     # The copy recipe's width (64) on lengths 1-6: 100% on every held-out length after ~700-1,000 steps.
@@ -338,6 +321,7 @@ def test_tiny_model_learns_copy_and_final_folder_loads(tmp_path):
     assert summary["acc_L6"] == 1.0 and summary["mixed_precision"] == "no"
 
 
+@pytest.mark.integration
 def test_run_folder_layout(copy_run):
     out, _ = copy_run
     recs = records(out)
@@ -353,13 +337,12 @@ def test_run_folder_layout(copy_run):
     assert not list(out.rglob(".*tmp-*"))
 
 
+@pytest.mark.integration
 def test_exact_resume_after_sigkill(copy_run, tmp_path):
     ref, _ = copy_run
     out = tmp_path / "killed"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     args = ["optim.max_steps=60", "eval_every=10", "save_every=20", "snapshot_steps=[30]"]
-    proc = subprocess.Popen(train_cmd(out, *args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(train_cmd(out, *args), cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "checkpoints" / "step_20" / "trainer_state.json").exists():
@@ -380,6 +363,7 @@ def test_exact_resume_after_sigkill(copy_run, tmp_path):
     assert [r["step"] for r in records(out)] == [10, 20, 30, 40, 50, 60]
 
 
+@pytest.mark.integration
 def test_a_run_stopped_by_its_time_limit_continues_with_more_time(copy_run, tmp_path):
     """max_minutes stops a run with a checkpoint at that step; resume with a larger budget continues it
     to the same weights as the uninterrupted run, and the same budget changes nothing."""
@@ -413,6 +397,7 @@ def test_a_run_stopped_by_its_time_limit_continues_with_more_time(copy_run, tmp_
     assert (out / "snapshots" / "step_30" / "model.safetensors").exists()
 
 
+@pytest.mark.integration
 def test_a_time_limited_run_without_checkpoints_is_never_restarted_by_resume(tmp_path):
     out = tmp_path / "timed"
     args = ["optim.max_steps=60", "eval_every=10", "save_every=0", "max_minutes=0.0005"]
@@ -423,6 +408,7 @@ def test_a_time_limited_run_without_checkpoints_is_never_restarted_by_resume(tmp
     assert {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
+@pytest.mark.integration
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
     res = run_cli(train_cmd(out, "optim.max_steps=40", "save_every=1", "eval_every=100", "optim.lr=1e30",
@@ -443,6 +429,7 @@ def _launch(out, *extra, launcher=("--multi_gpu", "--num_processes", "2")):
     return run_cli(cmd, env_extra={"ACCELERATE_USE_CPU": "true"}, timeout=600)
 
 
+@pytest.mark.integration
 def test_two_processes_train_the_same_recipe_as_one(tmp_path):
     """Real DDP on two CPU processes (gloo): the same lr schedule step for step (accelerate would step
     it once per process), the same loss curve up to float rounding (each process weighs its loss by the
@@ -465,6 +452,7 @@ def test_two_processes_train_the_same_recipe_as_one(tmp_path):
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["num_processes"] == 2
 
 
+@pytest.mark.integration
 def test_the_launchers_gradient_accumulation_flag_is_refused_not_ignored(tmp_path):
     res = _launch(tmp_path / "acc", "optim.max_steps=5",
                   launcher=("--cpu", "--num_processes", "1", "--gradient_accumulation_steps", "4"))
@@ -472,6 +460,7 @@ def test_the_launchers_gradient_accumulation_flag_is_refused_not_ignored(tmp_pat
     assert not (tmp_path / "acc").exists()
 
 
+@pytest.mark.integration
 def test_accelerate_launch_mixed_precision_is_honoured_and_recorded(tmp_path):
     out = tmp_path / "bf16"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
@@ -486,6 +475,7 @@ def test_accelerate_launch_mixed_precision_is_honoured_and_recorded(tmp_path):
     assert yaml.safe_load((out / "train_config.yaml").read_text())["mixed_precision"] == "bf16"
 
 
+@pytest.mark.integration
 def test_fine_tuning_records_the_architecture_and_starts_with_a_step0_evaluation(copy_run, tmp_path):
     ref, _ = copy_run
     out = tmp_path / "ft"
@@ -502,6 +492,7 @@ def test_fine_tuning_records_the_architecture_and_starts_with_a_step0_evaluation
     assert "(" in res.stdout and "trainable)" in res.stdout
 
 
+@pytest.mark.integration
 def test_a_run_of_an_experiment_records_its_records_hash(tmp_path):
     from training.evidence import record_sha256
     out = tmp_path / "rec"
@@ -536,17 +527,15 @@ def test_the_papers_data_conditions_draw_with_replacement_and_split_half_half():
     assert (again == data.splits["test"]["parity", 8]).all()  # deterministic
 
 
-def test_the_demo_runs_both_stages_in_one_process_and_says_where_the_time_went(tmp_path):
+@pytest.mark.integration
+def test_the_demo_runs_both_stages_in_one_process_and_says_where_the_time_went(tmp_path, capsys):
     """`make demo` (python -m training.demo): the two train.py commands it stands for, printed and run
     in one process; each stage ends with its wall-time line; the test split alone is evaluated."""
-    import json
-    import subprocess
-    import sys
+    from training import demo
     out = tmp_path / "demo"
     small = ["optim.max_steps=10", "eval_every=5", "eval_per_length=8", "figures=false", "progress=false",
              "model.n_embd=16", "threads=1"]
-    done = subprocess.run([sys.executable, "-m", "training.demo", "--seed", "3", "--out", str(out), *small],
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    done = run_cli([sys.executable, "-m", "training.demo", "--seed", "3", "--out", str(out), *small], timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     commands = [line for line in done.stdout.splitlines() if line.startswith("$ python train.py")]
     assert [c.split()[3] for c in commands] == ["recipe=demo_polynomial", "recipe=demo_parity"]
@@ -557,9 +546,9 @@ def test_the_demo_runs_both_stages_in_one_process_and_says_where_the_time_went(t
         assert json.loads((out / stage / "final" / "training_info.json").read_text())["train_config"]["seed"] == 3
         records = [json.loads(line) for line in (out / stage / "metrics.jsonl").read_text().splitlines()]
         assert records and all("test" in r and "train" not in r for r in records)
-    bad = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(tmp_path / "x"), "optim.lr=abc"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "error:" in bad.stderr and not (tmp_path / "x").exists()
+    # a bad override: the config's own error, in-process
+    returncode = demo.main(["--out", str(tmp_path / "x"), "optim.lr=abc"])
+    assert returncode == 2 and "error:" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_threads_are_as_asked_one_per_sweep_job_and_never_more_than_the_cores():

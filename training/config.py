@@ -21,7 +21,6 @@ from typing import Any, List, Optional
 from datasets_builders import tasks
 from datasets_builders.iteration_tasks import MIX_WITH, IterationTaskConfig
 from modeling import IterGPTConfig
-from modeling.configuration_itergpt import ACTIVATIONS, INITS, NORMS, POSITION_EMBEDDINGS, POSITION_INITS, RESIDUALS
 
 __all__ = ["TrainConfig", "DataConfig", "OptimConfig", "ModelConfig", "ConfigError", "validate",
            "model_config", "describe", "register", "to_dict", "from_dict", "read_saved", "compose",
@@ -42,7 +41,7 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, ge=None, gt=None,
 
 
 # ---------------------------------------------------------------------------------------------
-# model: generated from IterGPTConfig (its fields, types, defaults and docstring)
+# model: generated from IterGPTConfig (its fields: types, defaults, help and valid values)
 # ---------------------------------------------------------------------------------------------
 # The architecture keys a run may set; vocabulary and special ids come from the tasks.
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "n_inner", "n_positions", "activation", "norm", "norm_eps",
@@ -51,36 +50,18 @@ MODEL_KEYS = ("n_layer", "n_head", "n_embd", "n_inner", "n_positions", "activati
               "tie_word_embeddings", "initializer_range")
 
 
-# Ranges shown by --help and checked first; IterGPTConfig's own checks stay the authority.
-MODEL_RANGES = {
-    "n_layer": {"ge": 1}, "n_head": {"ge": 1}, "n_embd": {"ge": 1}, "n_inner": {"ge": 1},
-    "n_positions": {"ge": 1}, "norm_eps": {"gt": 0.0}, "position_init_scale": {"gt": 0.0},
-    "position_init_std": {"gt": 0.0}, "initializer_range": {"ge": 0.0},
-    "embd_pdrop": {"ge": 0.0, "lt": 1.0}, "attn_pdrop": {"ge": 0.0, "lt": 1.0}, "resid_pdrop": {"ge": 0.0, "lt": 1.0},
-    "activation": {"choices": ACTIVATIONS}, "norm": {"choices": NORMS}, "residual": {"choices": RESIDUALS},
-    "position_embedding": {"choices": POSITION_EMBEDDINGS}, "position_init": {"choices": POSITION_INITS},
-    "init": {"choices": INITS},
-}
-
-
-def _docstring_help(cls) -> dict[str, str]:
-    """``name -> first sentence`` from the ``Args:`` section of a transformers config docstring."""
-    out = {}
-    for m in re.finditer(r"^\s{8}(\w+) \(`[^`]*`[^)]*\):\s*(.+?)(?=\n\s{8}\w+ \(`|\n\n)", cls.__doc__ or "",
-                         re.S | re.M):
-        out[m.group(1)] = " ".join(m.group(2).split())
-    return out
-
-
 def _model_dataclass():
+    """``ModelConfig``: the :data:`MODEL_KEYS` of ``IterGPTConfig`` with their annotations, defaults and
+    metadata (help, bounds, choices) as that class declares them; :func:`validate` checks the bounds
+    first, so that a bad value reads as its key (``model.n_layer=0``), and ``IterGPTConfig`` checks again."""
     own = {}
     for klass in reversed(IterGPTConfig.__mro__):  # only our fields' annotations (strings)
         own.update(getattr(klass, "__annotations__", {}))
-    hints = {name: own[name] for name in MODEL_KEYS}
-    docs = _docstring_help(IterGPTConfig)
-    defaults = {f.name: f.default for f in dataclasses.fields(IterGPTConfig)}
-    specs = [(name, hints[name], opt(defaults[name], docs.get(name, ""), **MODEL_RANGES.get(name, {})))
-             for name in MODEL_KEYS]
+    declared = {f.name: f for f in dataclasses.fields(IterGPTConfig)}
+    specs = []
+    for name in MODEL_KEYS:
+        meta = dict(declared[name].metadata)
+        specs.append((name, own[name], opt(declared[name].default, meta.pop("help", ""), **meta)))
     cls = dataclasses.make_dataclass("ModelConfig", specs)
     cls.__module__ = __name__  # picklable as training.config.ModelConfig (sweep workers)
     cls.__doc__ = "Architecture: the fields of ``modeling.IterGPTConfig`` (defaults: the paper's model)."
@@ -158,6 +139,10 @@ class TrainConfig:
     trainable: List[str] = opt(help="glob patterns of trainable parameters ([]: all)", factory=list)
     reinit: List[str] = opt(help="glob patterns of init_from's parameters drawn afresh (the model's own "
                             "initialisation, seeded by seed) before fine-tuning ([]: none)", factory=list)
+    init_grow_vocab: bool = opt(False, "let init_from be a model with fewer token ids than the task needs: "
+                                "its token embedding and output head grow to the task's vocabulary, the old "
+                                "rows unchanged, the new ones drawn with the model's own initialisation "
+                                "(seeded by seed); false: such a model is refused")
     eval_every: int = opt(250, "evaluate every N steps", ge=1)
     eval_per_length: int = opt(256, "sequences per length in each evaluation", ge=1)
     eval_heads: bool = opt(True, "score every (layer, head) at each evaluation")
@@ -238,6 +223,18 @@ def model_config(cfg: TrainConfig) -> IterGPTConfig:
         raise ConfigError(f"model: {err}") from None
 
 
+def dataset_config(d: DataConfig) -> str | None:
+    """The config of the released dataset that holds this data section's task (``parity``,
+    ``parity_nocot``, ``mix`` for copy + parity, ``mix_polynomial`` for copy + polynomial with CoT at
+    the default p and P), or ``None`` when no released config does."""
+    if d.task == "mix" and d.mix_with == "polynomial":
+        default = d.modulus == tasks.DEFAULT_MODULUS and tuple(map(tuple, d.polynomial)) == tasks.DEFAULT_POLYNOMIAL
+        return "mix_polynomial" if d.cot and default else None
+    if d.task == "mix" and d.mix_with != "parity":
+        return None
+    return tasks.dataset_config_name(d.task, d.cot)
+
+
 def validate(cfg: TrainConfig) -> IterGPTConfig | None:
     """Every range, then the checks that involve several keys. Raises :class:`ConfigError`. Returns
     the model's ``IterGPTConfig`` that the checks built (``None`` with ``init_from``: that model's
@@ -250,9 +247,11 @@ def validate(cfg: TrainConfig) -> IterGPTConfig | None:
                               f"{key} out for its default")
     if d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} > data.max_length={d.max_length}")
-    if d.task == "mix" and d.mix_with != "parity" and d.dataset:
-        raise ConfigError(f"data.mix_with={d.mix_with!r} with data.dataset: a dataset's mix config is copy + "
-                          "parity; drop data.dataset (the builder's splits are used) or data.mix_with")
+    if d.task == "mix" and d.dataset and dataset_config(d) is None:
+        raise ConfigError(f"data.mix_with={d.mix_with!r} (cot={d.cot}, modulus={d.modulus}) with data.dataset: the "
+                          "dataset's mix configs are copy + parity (`mix`, `mix_nocot`) and copy + polynomial with CoT, "
+                          f"p = {tasks.DEFAULT_MODULUS} (`mix_polynomial`); drop data.dataset (the builder's splits "
+                          "are used) or choose one of those")
     if d.source == "paper" and d.dataset:
         raise ConfigError("data.source=paper draws the reference's split itself: drop data.dataset (a dataset "
                           "brings its own disjoint split) or use data.source=fixed")
@@ -278,6 +277,9 @@ def validate(cfg: TrainConfig) -> IterGPTConfig | None:
         if cfg.reinit:
             raise ConfigError(f"reinit={cfg.reinit} draws parts of a pre-trained model afresh: give init_from "
                               "(a fresh model is all drawn afresh already)")
+        if cfg.init_grow_vocab:
+            raise ConfigError("init_grow_vocab=true grows the vocabulary of a pre-trained model: give init_from "
+                              "(a fresh model has the task's vocabulary already)")
     from .evidence import RECORDS_DIR
     if cfg.record is not None and not (RECORDS_DIR / f"{cfg.record}.yaml").is_file():
         raise ConfigError(f"record={cfg.record!r}: no {RECORDS_DIR / (cfg.record + '.yaml')}; an experiment "

@@ -18,7 +18,7 @@ from datasets_builders import tasks
 from datasets_builders.iteration_tasks import (SequenceSet, paper_split_inputs, run_split_config,
                                                sample_fresh_inputs, sequence_keys, split_inputs)
 
-from .config import ConfigError, TrainConfig, run_tasks
+from .config import ConfigError, TrainConfig, dataset_config, run_tasks
 
 __all__ = ["TaskData", "collate", "labels_for", "steps_per_epoch", "FIXED_SOURCES"]
 
@@ -69,7 +69,7 @@ class TaskData:
         from modeling.evaluation import DatasetFormatError, read_split
 
         d = self.cfg.data
-        config = tasks.dataset_config_name(d.task, d.cot)
+        config = dataset_config(d)
         try:
             return {split: read_split(d.dataset, config, split, self.tasks, self.cot, self.lengths.tolist())
                     for split in ("train", "test")}

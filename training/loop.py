@@ -31,7 +31,7 @@ from .report import one_line, print_report, run_eval, summary, write_figures
 from .run_folder import (RunFolder, RunFolderError, atomic_dir, checkpoint_steps,
                          is_write_error, no_space_message, write_manifest)
 
-__all__ = ["train", "resolve", "build_model", "set_trainable", "lr_lambda", "TrainingError"]
+__all__ = ["train", "resolve", "build_model", "grow_vocab", "set_trainable", "lr_lambda", "TrainingError"]
 
 
 class TrainingError(RuntimeError):
@@ -51,7 +51,7 @@ def resolve(cfg: TrainConfig, sweep_dir: str | None = None) -> TrainConfig:
     # which is checked against the data (positions, vocabulary) like a model section of the config.
     if cfg.init_from is None:
         return _with_model(cfg, config)
-    cfg = _with_model(cfg, init_model_config(cfg.init_from, vocab_size(cfg.data)))
+    cfg = _with_model(cfg, init_model_config(cfg.init_from, vocab_size(cfg.data), grow=cfg.init_grow_vocab))
     validate(cfg)
     return cfg
 
@@ -62,9 +62,10 @@ def _with_model(cfg: TrainConfig, config: IterGPTConfig) -> TrainConfig:
     return dataclasses.replace(cfg, model=model)
 
 
-def init_model_config(path: str, need: int = tasks.VOCAB_SIZE) -> IterGPTConfig:
+def init_model_config(path: str, need: int = tasks.VOCAB_SIZE, grow: bool = False) -> IterGPTConfig:
     """The config of an ``init_from`` model, checked: a model folder, a vocabulary as large as the run's
-    task needs, the tasks' special ids (else a ConfigError naming the value and what to do)."""
+    task needs (or ``grow``: smaller is allowed, :func:`grow_vocab` enlarges it), the tasks' special ids
+    (else a ConfigError naming the value and what to do)."""
     if not Path(path).is_dir():
         raise ConfigError(f"init_from={path!r} is not a model folder (save_pretrained output, e.g. "
                           "runs/<name>/final)")
@@ -72,10 +73,11 @@ def init_model_config(path: str, need: int = tasks.VOCAB_SIZE) -> IterGPTConfig:
         config = IterGPTConfig.from_pretrained(path)
     except Exception as err:  # a missing or garbage config.json
         raise ConfigError(f"init_from={path!r}: its config.json cannot be read ({err})") from None
-    if config.vocab_size < need or config.vocab_size < tasks.VOCAB_SIZE:
+    if config.vocab_size < max(need, tasks.VOCAB_SIZE) and not grow:
         raise ConfigError(f"init_from={path!r}: its vocabulary has {config.vocab_size} ids but this run's task needs "
-                          f"{max(need, tasks.VOCAB_SIZE)} (datasets_builders.tasks.vocabulary): start from a model "
-                          "trained with a vocabulary that large, or train this task from scratch")
+                          f"{max(need, tasks.VOCAB_SIZE)} (datasets_builders.tasks.vocabulary): set "
+                          "init_grow_vocab=true to grow its embedding and output head (new rows drawn afresh), "
+                          "start from a model trained with a vocabulary that large, or train this task from scratch")
     ours = {"pad_token_id": tasks.PAD_ID, "bos_token_id": tasks.BOS_ID, "eos_token_id": tasks.EOS_ID,
             "eoi_token_id": tasks.EOI_ID}
     foreign = [f"{k}={getattr(config, k)} (the tasks': {v})" for k, v in ours.items() if getattr(config, k) != v]
@@ -93,9 +95,27 @@ def build_model(cfg: TrainConfig, resuming: bool) -> IterGPTForCausalLM:
             model = IterGPTForCausalLM.from_pretrained(cfg.init_from)
         except Exception as err:
             raise ConfigError(f"init_from={cfg.init_from!r} cannot be loaded: {err}") from None
+        if cfg.init_grow_vocab:
+            old, new = grow_vocab(model, vocab_size(cfg.data))
+            if new != old:
+                print(f"init_grow_vocab: grew {cfg.init_from}'s vocabulary from {old} to {new} ids (token "
+                      f"embedding and output head; rows {old}-{new - 1} drawn afresh, the others unchanged)")
         reinitialise(model, cfg.reinit)
         return model
     return IterGPTForCausalLM(model_config(cfg))
+
+
+def grow_vocab(model: IterGPTForCausalLM, need: int) -> tuple[int, int]:
+    """Grow ``model``'s token embedding and output head (untied or tied) to ``need`` ids, in place:
+    rows of the old ids are kept bit for bit, the new rows are drawn by the model's own ``_init_weights``
+    (N(0, initializer_range); torch's current seed), and ``config.vocab_size`` follows, so the saved
+    model loads with its new size. Never shrinks. Returns (old, new) vocabulary sizes."""
+    old = model.config.vocab_size
+    if need > old:
+        # mean_resizing=False: transformers' default would draw the new rows around the mean of the old
+        # ones; this keeps the model's initialisation, the same draw as a fresh model of that config.
+        model.resize_token_embeddings(need, mean_resizing=False)
+    return old, model.config.vocab_size
 
 
 def matching_parameters(model, patterns: list[str], key: str) -> list[str]:
@@ -499,6 +519,9 @@ def _finish(run: Run, quiet: bool) -> dict:
     acc, cfg = run.accelerator, run.cfg
     extra = {"mixed_precision": acc.mixed_precision, "num_processes": acc.num_processes,
              "threads": torch.get_num_threads(), "device": acc.device.type}
+    if cfg.init_grow_vocab:  # the vocabulary the run started from, and the one it trained and saved
+        extra["init_vocab_size"] = IterGPTConfig.from_pretrained(cfg.init_from).vocab_size
+        extra["vocab_size"] = run.raw.config.vocab_size
     if cfg.record:  # which version of the experiment's declared record this run was made under
         from .evidence import record_sha256
         extra["record_sha256"] = record_sha256(cfg.record)

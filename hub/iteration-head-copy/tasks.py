@@ -471,6 +471,32 @@ def build_rows(task: Task, inputs: np.ndarray, cot: bool = True, dtype=np.int64)
     return rows
 
 
+def build_rows_of_lengths(task: Task, inputs: np.ndarray, lengths: np.ndarray, cot: bool = True) -> list[np.ndarray]:
+    """``build_rows`` for a batch of different input lengths at once: row ``i``'s inputs are the first
+    ``lengths[i]`` columns of ``inputs`` ``(n, max_length)`` (the rest is ignored). Returns the ``n``
+    rows, each exactly what ``build_rows`` makes for it (a training batch is built in one pass)."""
+    inputs, lengths = np.asarray(inputs, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    n, width_in = inputs.shape
+    L = lengths[:, None]
+    col = np.arange(width_in)[None, :]
+    inputs = np.where(col < L, inputs, task.input_values[0])  # any valid input past the row's end
+    states = task.states(inputs)
+    pos = np.arange(row_length(width_in, cot))[None, :]
+    out = np.full((n, pos.shape[1]), PAD_ID, dtype=np.int64)
+    out[:, 0] = task.token_id
+    at = np.clip(pos - 1, 0, width_in - 1).repeat(n, 0)
+    out = np.where((pos >= 1) & (pos <= L), np.take_along_axis(inputs, at, 1), out)
+    out = np.where(pos == L + 1, EOI_ID, out)
+    if cot:
+        at = np.clip(pos - L - 2, 0, width_in - 1)
+        out = np.where((pos >= L + 2) & (pos <= 2 * L + 1), np.take_along_axis(states, at, 1), out)
+        out = np.where(pos == 2 * L + 2, EOS_ID, out)
+    else:
+        out = np.where(pos == L + 2, states[np.arange(n), lengths - 1][:, None], out)
+        out = np.where(pos == L + 3, EOS_ID, out)
+    return [out[i, :row_length(int(length), cot)] for i, length in enumerate(lengths)]
+
+
 def decode(ids, vocab_size: int = VOCAB_SIZE) -> str:
     """Readable text of a row, e.g. ``"<parity> 1 0 <eoi> 1 1 <eos>"`` (padding dropped).
     ``vocab_size``: the model's vocabulary (a task with more than 57 values extends the 64 ids)."""
@@ -499,30 +525,36 @@ def pack_rows(rows: list[np.ndarray], pad_id: int = PAD_ID) -> dict[str, np.ndar
     within a row; ``loss_mask`` (``loss_mask`` of each row, False on padding). Training on the
     packed lines gives the same loss as on the padded rows, with less padding to compute.
     """
-    width = max(len(r) for r in rows)
-    lines: list[list[int]] = []  # row indices per line
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    width = int(lengths.max())
+    line_of = np.empty(len(rows), dtype=np.int64)  # the line each row goes to, and where in it
+    start_in_line = np.empty(len(rows), dtype=np.int64)
     room: list[int] = []
-    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):  # stable: ties keep their order
-        j = next((j for j, r in enumerate(room) if r >= len(rows[i])), None)
+    for i in np.argsort(-lengths, kind="stable").tolist():  # longest first; ties keep their order
+        n = int(lengths[i])
+        j = next((j for j, r in enumerate(room) if r >= n), None)
         if j is None:  # no line has room: open one
-            j = len(lines)
-            lines.append([])
+            j = len(room)
             room.append(width)
-        lines[j].append(i)
-        room[j] -= len(rows[i])
-    out = {"input_ids": np.full((len(lines), width), pad_id, dtype=np.int64),
-           "position_ids": np.zeros((len(lines), width), dtype=np.int64),
-           "segment_ids": np.full((len(lines), width), -1, dtype=np.int64),
-           "loss_mask": np.zeros((len(lines), width), dtype=bool)}
-    for j, members in enumerate(lines):
-        at = 0
-        for i in members:
-            n = len(rows[i])
-            out["input_ids"][j, at:at + n] = rows[i]
-            out["position_ids"][j, at:at + n] = np.arange(n)
-            out["segment_ids"][j, at:at + n] = i
-            out["loss_mask"][j, at:at + n] = loss_mask(rows[i])
-            at += n
+        line_of[i], start_in_line[i] = j, width - room[j]
+        room[j] -= n
+    # Every token of every row, in row order: its line, its column, its position within its row.
+    ids = np.concatenate(rows).astype(np.int64, copy=False)
+    row_start = np.cumsum(lengths) - lengths
+    segment = np.repeat(np.arange(len(rows)), lengths)
+    position = np.arange(len(ids)) - row_start[segment]
+    line, column = line_of[segment], start_in_line[segment] + position
+    eoi = ids == EOI_ID  # loss_mask per row: after the row's own <eoi>, not padding
+    eoi_before = np.cumsum(eoi) - eoi
+    after_eoi = eoi_before - (eoi_before[row_start])[segment] > 0
+    out = {"input_ids": np.full((len(room), width), pad_id, dtype=np.int64),
+           "position_ids": np.zeros((len(room), width), dtype=np.int64),
+           "segment_ids": np.full((len(room), width), -1, dtype=np.int64),
+           "loss_mask": np.zeros((len(room), width), dtype=bool)}
+    out["input_ids"][line, column] = ids
+    out["position_ids"][line, column] = position
+    out["segment_ids"][line, column] = segment
+    out["loss_mask"][line, column] = after_eoi & (ids != PAD_ID)
     return out
 
 

@@ -3,7 +3,8 @@
 A GPT in one file, with a Hugging Face interface (``PreTrainedModel`` + ``GenerationMixin``, KV cache,
 ``save_pretrained`` / ``from_pretrained``) and a TransformerLens-style one: every activation a
 researcher may want is an identity ``HookPoint`` module whose name is its path in ``IterGPTModel``
-(``blocks.1.attn.hook_pattern``), read with ``run_with_cache`` and edited with ``run_with_hooks``.
+(``blocks.1.attn.hook_pattern``), read with ``run_with_cache`` and edited with ``run_with_hooks``. That
+machinery lives in ``hook_points.py`` (as in TransformerLens); this file holds the model.
 
 Module tree and hook shapes (B batch, T new tokens, S = cached + new tokens, H heads)::
 
@@ -34,15 +35,13 @@ to it (``run_with_cache``, ``run_with_hooks``, pyvene) or while an nnsight trace
 modules instead of hooking them; no flag needed). ``config.materialize_hooks=True`` computes them all
 on every pass, for other tools that find activations by other means. Same logits either way.
 
-This file imports only torch, transformers and (relatively) its configuration, so that
-``save_pretrained`` ships it with the weights for ``trust_remote_code=True`` loading.
+This file imports only torch, transformers and (relatively) its configuration and ``hook_points.py``,
+so that ``save_pretrained`` ships the three with the weights for ``trust_remote_code=True`` loading.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +52,14 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_itergpt import IterGPTConfig
+from .hook_points import HookedRootMixin, HookPoint, is_hooked, is_traced
 
 __all__ = [
     "FixedPositionEmbedding",
-    "HookPoint",
     "IterGPTAttention",
     "IterGPTBlock",
     "IterGPTForCausalLM",
@@ -72,86 +73,21 @@ __all__ = [
 # transformers >= 5.x names the output cache field `cache` (older 5.x: `past_key_values`); generate
 # reads it back under that name, so write it under whichever name this version declares.
 _CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-# A hook is `fn(tensor, hook) -> tensor | None`; a non-None return value replaces the activation.
-HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
+# `forward(past_key_values=...)` becomes `cache=` (`deprecate_kwarg`). The version is the one that
+# deprecated the name (v5.0): at or past it the rename is silent, so the old name keeps working without
+# a warning (early 5.x generate passes it on every step). Both names at once raise.
+_CACHE_RENAMED_IN = "5.0.0"
+_BOTH_CACHES = "Pass the cache once, as cache= (past_key_values= is its older name)."
 
 
 # ---------------------------------------------------------------------------------------------
-# Hook points
+# Lazy hook points
 # ---------------------------------------------------------------------------------------------
-class HookPoint(nn.Module):
-    """Identity module marking an activation. Attach torch forward hooks to read or replace it.
-
-    ``name`` is the module path inside ``IterGPTModel`` (set by the model), e.g.
-    ``"blocks.0.attn.hook_pattern"``.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.name: str | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
-        """Register ``fn(tensor, hook)``; a non-``None`` return value replaces the activation."""
-        return self.register_forward_hook(lambda module, args, output: fn(output, module))
-
-    def add_backward_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
-        """Register ``fn(grad, hook)``, called in backward with the gradient of this activation (same
-        shape); a non-``None`` return value replaces the gradient. It is attached to the activations of
-        the forward passes run while the handle is alive; ``backward()`` may come after its removal."""
-
-        def attach(module, args, output):
-            if output.requires_grad:
-                output.register_hook(lambda grad: fn(grad, module))
-
-        return self.register_forward_hook(attach)
-
-    def has_hooks(self) -> bool:
-        return bool(self._forward_hooks or self._forward_pre_hooks)
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}"
-
-
-# Former names of hook points, still accepted by names filters.
-HOOK_ALIASES = {"hook_final": "ln_final.hook_out"}
-
-# run_with_hooks / run_with_cache ``return_type`` values (TransformerLens' plus our default).
-RETURN_TYPES = ("outputs", "logits", "loss", "both", None)
-
-
-def _hooked(point) -> bool:
-    """True when something is attached to this hook point (tolerates a plain function in its place)."""
-    return bool(getattr(point, "_forward_hooks", None) or getattr(point, "_forward_pre_hooks", None))
-
-
-def _traced(point) -> bool:
-    """True while an nnsight trace runs over ``point``. nnsight wraps modules instead of attaching torch
-    hooks: it installs its own ``forward`` on every module it wraps (for good) and keeps, in the
-    module's ``__nnsight__``, a state whose ``active()`` names the trace running now (a version without
-    ``active()``: always). Other tools that set ``forward`` need ``materialize_hooks=True``."""
-    if torch.compiler.is_compiling():
-        return False  # nnsight does not trace a compiled graph
-    state = getattr(point, "__dict__", {}).get("__nnsight__")
-    if state is None:
-        return False
-    active = getattr(state, "active", None)
-    if not callable(active):
-        return True
-    try:
-        return active()[0] is not None
-    except Exception:  # noqa: BLE001 - another nnsight version: compute the point
-        return True
-
-
 def _watched(config, *points) -> bool:
     """Whether the lazy hook points ``points`` (siblings: nnsight wraps all or none of them) are computed
     on this pass: always with ``config.materialize_hooks``, else while a torch hook is attached to one
     or an nnsight trace runs."""
-    return config.materialize_hooks or any(_hooked(p) for p in points) or _traced(points[0])
+    return config.materialize_hooks or any(is_hooked(p) for p in points) or is_traced(points[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,13 +478,14 @@ class IterGPTBlock(GradientCheckpointingLayer):
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
-class IterGPTPreTrainedModel(PreTrainedModel):
+class IterGPTPreTrainedModel(HookedRootMixin, PreTrainedModel):
     """Weight initialisation, loading glue and the probing API shared by the IterGPT models.
 
-    Probing (hook names are relative to ``IterGPTModel``, e.g. ``"blocks.1.attn.hook_pattern"``):
-    ``hook_points()``, ``run_with_cache``, ``run_with_hooks``, the ``hooks(...)`` context manager and
-    ``reset_hooks()``; stacked weights ``W_E``, ``W_pos``, ``W_Q``/``W_K``/``W_V`` (n_layer, n_head,
-    d_model, d_head), ``W_O`` (n_layer, n_head, d_head, d_model), ``W_in``/``W_out``.
+    Probing (``hook_points.HookedRootMixin``; hook names are relative to ``IterGPTModel``, e.g.
+    ``"blocks.1.attn.hook_pattern"``): ``hook_points()``, ``run_with_cache``, ``run_with_hooks``, the
+    ``hooks(...)`` context manager and ``reset_hooks()``; stacked weights ``W_E``, ``W_pos``,
+    ``W_Q``/``W_K``/``W_V`` (n_layer, n_head, d_model, d_head), ``W_O`` (n_layer, n_head, d_head,
+    d_model), ``W_in``/``W_out``.
     """
 
     config_class = IterGPTConfig
@@ -560,6 +497,7 @@ class IterGPTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     supports_gradient_checkpointing = True  # per block; the KV cache is dropped while checkpointing
+    hook_aliases = {"hook_final": "ln_final.hook_out"}  # former names, still accepted by names filters
 
     def _init_weights(self, module: nn.Module) -> None:
         config = self.config
@@ -631,114 +569,8 @@ class IterGPTPreTrainedModel(PreTrainedModel):
     def _base(self) -> "IterGPTModel":
         return self.model if hasattr(self, "model") and isinstance(self.model, IterGPTModel) else self
 
-    def hook_points(self) -> dict[str, HookPoint]:
-        """All hook points by name (relative to ``IterGPTModel``), in module order."""
-        return {name: m for name, m in self._base().named_modules() if isinstance(m, HookPoint)}
-
-    def _resolve_names(self, names_filter) -> list[str]:
-        points = self.hook_points()
-        if names_filter is None:
-            return list(points)
-        if callable(names_filter):
-            return [name for name in points if names_filter(name)]
-        names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
-        names = [HOOK_ALIASES.get(n.removeprefix("model."), n.removeprefix("model.")) for n in names]
-        unknown = [n for n in names if n not in points]
-        if unknown:
-            raise ValueError(
-                f"unknown hook point(s) {unknown}; names look like 'blocks.0.attn.hook_pattern' "
-                f"(see model.hook_points(); {len(points)} available)"
-            )
-        return names
-
-    @contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple] = (), bwd_hooks: Iterable[tuple] = ()) -> Iterator["IterGPTPreTrainedModel"]:
-        """Context manager attaching ``[(name_or_filter, fn)]``. Forward hooks: ``fn(tensor, hook)`` may
-        return a replacement tensor. Backward hooks: ``fn(grad, hook)`` sees the gradient of the
-        activations computed inside the context (call ``backward()`` inside or after it) and may
-        return a replacement gradient. Attaching is removed on exit, also when the body raises."""
-        points = self.hook_points()
-        handles = []
-        try:
-            for hook_list, attach in ((fwd_hooks, HookPoint.add_hook), (bwd_hooks, HookPoint.add_backward_hook)):
-                for names_filter, fn in hook_list:
-                    for name in self._resolve_names(names_filter):
-                        handles.append(attach(points[name], fn))
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _run(self, input_ids, return_type, kwargs, need_loss: bool = False):
-        """One forward pass; ``return_type`` as in TransformerLens: "logits", "loss" (next-token
-        cross-entropy over ``input_ids`` unless ``labels`` are given), "both" (logits, loss), None;
-        or "outputs" (default): the model's usual output object. Returns (selected, outputs)."""
-        if return_type not in RETURN_TYPES:
-            raise ValueError(f"return_type={return_type!r} is unknown: choose one of {RETURN_TYPES}")
-        if (need_loss or return_type in ("loss", "both")) and kwargs.get("labels") is None:
-            if not hasattr(self, "lm_head"):
-                raise ValueError("a loss (return_type='loss'/'both', incl_bwd=True) needs IterGPTForCausalLM")
-            kwargs = {**kwargs, "labels": input_ids}
-        outputs = self(input_ids=input_ids, **kwargs)
-        logits, loss = getattr(outputs, "logits", None), getattr(outputs, "loss", None)
-        selected = {"outputs": outputs, "logits": logits, "loss": loss, "both": (logits, loss), None: None}
-        return selected[return_type], outputs
-
-    def run_with_hooks(
-        self,
-        input_ids: torch.Tensor | None = None,
-        fwd_hooks: Iterable[tuple] = (),
-        bwd_hooks: Iterable[tuple] = (),
-        return_type: str | None = "outputs",
-        **kwargs,
-    ):
-        """One forward pass with temporary hooks (e.g. ablate a head by zeroing its slice of
-        ``hook_z``). ``bwd_hooks`` stay attached to this pass's activations, so a later
-        ``loss.backward()`` calls them. Other arguments go to ``forward`` (unknown ones raise)."""
-        with self.hooks(fwd_hooks, bwd_hooks):
-            return self._run(input_ids, return_type, kwargs)[0]
-
-    def run_with_cache(
-        self,
-        input_ids: torch.Tensor | None = None,
-        names_filter=None,
-        attention_mask: torch.Tensor | None = None,
-        return_type: str | None = "outputs",
-        incl_bwd: bool = False,
-        **kwargs,
-    ) -> tuple[object, dict[str, torch.Tensor]]:
-        """One forward pass recording activations: returns ``(outputs, {hook_name: tensor})``.
-
-        ``outputs`` is the model's usual output object (``outputs.logits`` for the causal LM), or what
-        ``return_type`` asks for ("logits", "loss", "both", None). The tensors are detached, keyed
-        by hook point name (``blocks.0.attn.hook_pattern``; aliases such as ``hook_final`` resolve to
-        their current name). ``names_filter``: ``None`` (all), a name, a list of names or a predicate
-        on names. ``incl_bwd=True`` also runs ``backward()`` on the loss (next-token cross-entropy
-        over ``input_ids`` unless ``labels`` are given) and records each activation's gradient as
-        ``"<name>_grad"``. Recording ``hook_pattern``/``hook_attn_scores`` uses the eager path and
-        ``hook_result`` computes the per-head outputs; call ``model.eval()`` first to disable dropout.
-        """
-        store: dict[str, torch.Tensor] = {}
-
-        def save(tensor: torch.Tensor, hook: HookPoint) -> None:
-            store[hook.name] = tensor.detach()
-
-        def save_grad(grad: torch.Tensor, hook: HookPoint) -> None:
-            store[f"{hook.name}_grad"] = grad.detach()
-
-        names = self._resolve_names(names_filter)
-        kwargs["attention_mask"] = attention_mask
-        with self.hooks([(names, save)] if names else [], [(names, save_grad)] if names and incl_bwd else []):
-            selected, outputs = self._run(input_ids, return_type, kwargs, need_loss=incl_bwd)
-            if incl_bwd:
-                outputs.loss.backward()
-        return selected, store
-
-    def reset_hooks(self) -> None:
-        """Remove every forward hook attached to a hook point (e.g. after an interrupted session)."""
-        for point in self.hook_points().values():
-            point._forward_hooks.clear()
-            point._forward_pre_hooks.clear()
+    def _hook_root(self) -> "IterGPTModel":
+        return self._base()
 
     # -- stacked weight views (copies; index a block's attention for in-place views) ---------
     @property
@@ -813,18 +645,19 @@ class IterGPTModel(IterGPTPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embed = value
 
+    @deprecate_kwarg("past_key_values", _CACHE_RENAMED_IN, new_name="cache", raise_if_both_names=True,
+                     additional_message=_BOTH_CACHES)
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = True,
     ) -> BaseModelOutputWithPast | tuple:
         """Run the transformer.
 
@@ -837,16 +670,17 @@ class IterGPTModel(IterGPTPreTrainedModel):
                 (``datasets_builders.tasks.pack_rows``) pass their ``position_ids`` too.
             position_ids: (B or 1, T); by default ``cumsum(attention_mask) - 1`` (0 on padding), or
                 ``arange`` continuing the cache.
-            cache / past_key_values: a transformers ``Cache`` (``DynamicCache``) holding earlier keys
-                and values; both names are accepted (``past_key_values`` is the older name, deprecated in v5).
+            cache: a transformers ``Cache`` (``DynamicCache``) holding earlier keys and values;
+                ``past_key_values=`` is its older name, still accepted without a warning.
             inputs_embeds: (B, T, d_model) token embeddings to use instead of ``self.embed(input_ids)``.
             use_cache: create a ``DynamicCache`` when none is given and return it (default
                 ``config.use_cache``). A cache that is passed in is always used and returned.
             output_attentions: return per-layer patterns (B, H, T, S) (computed on the eager path).
             output_hidden_states: return the residual stream entering each block plus the output of the
                 last block (before ``ln_final``): n_layer + 1 tensors (B, T, d_model).
+            return_dict: ``False`` returns ``to_tuple()`` of the output (``can_return_tuple``).
         """
-        cache = _pick_cache(cache, past_key_values)
+        _check_cache(cache)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_attentions = bool(output_attentions) if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -865,10 +699,9 @@ class IterGPTModel(IterGPTPreTrainedModel):
         position_ids = _position_ids(position_ids, padding, T, past_len, device, self.config.n_positions)
         x = self._embed(input_ids, inputs_embeds, position_ids)  # (B, T, d_model)
         x, all_hidden, all_attentions = self._run_blocks(x, mask, cache, output_attentions, output_hidden_states)
-        out = BaseModelOutputWithPast(
+        return BaseModelOutputWithPast(
             last_hidden_state=x, hidden_states=all_hidden, attentions=all_attentions, **{_CACHE_FIELD: cache}
         )
-        return out if return_dict is not False else out.to_tuple()
 
     def _check_inputs(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
@@ -964,19 +797,20 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
             kwargs["has_default_max_length"] = True
         return super()._prepare_generated_length(*args, **kwargs)
 
+    @deprecate_kwarg("past_key_values", _CACHE_RENAMED_IN, new_name="cache", raise_if_both_names=True,
+                     additional_message=_BOTH_CACHES)
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = True,
     ) -> CausalLMOutputWithPast | tuple:
         """Arguments as ``IterGPTModel.forward``, plus ``labels`` (B, T): the loss is the mean
         cross-entropy of ``logits[:, :-1]`` against ``labels[:, 1:]`` (the shift is done here),
@@ -985,7 +819,7 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=_pick_cache(cache, past_key_values),
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
@@ -1004,23 +838,19 @@ class IterGPTForCausalLM(IterGPTPreTrainedModel, GenerationMixin):
                 ignore_index=-100,
             )
 
-        out = CausalLMOutputWithPast(
+        return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             **{_CACHE_FIELD: getattr(outputs, _CACHE_FIELD)},
         )
-        return out if return_dict is not False else out.to_tuple()
 
 
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
-def _pick_cache(cache, past_key_values):
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("pass the cache once, as cache= (past_key_values= is its deprecated name)")
-    cache = cache if cache is not None else past_key_values
+def _check_cache(cache) -> None:
     if cache is not None and not isinstance(cache, Cache):
         raise ValueError(
             f"cache must be a transformers Cache such as DynamicCache, got {type(cache).__name__} "
@@ -1032,7 +862,6 @@ def _pick_cache(cache, past_key_values):
             "supported: IterGPT attends over exactly the cached + new keys. Use the default DynamicCache "
             "(drop cache_implementation); a 64-token context gains nothing from a static cache"
         )
-    return cache
 
 
 def _fit_generation_length(model) -> None:
