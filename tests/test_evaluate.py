@@ -158,6 +158,8 @@ def test_our_sequence_accuracy_equals_the_evaluate_module(metric):
         theirs = metric.compute(predictions=preds, references=refs, per_position=True)
         assert ours == theirs, trial
         assert ev.sequence_accuracy(preds, refs) == metric.compute(predictions=preds, references=refs)
+    from datasets_builders.iteration_tasks import CITATION
+    assert " ".join(metric.citation.split()) == " ".join(CITATION.split())  # the self-contained file's copy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,10 +4,13 @@ return_type, the added hook points). Tiny configs and the six released models, C
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -409,19 +412,11 @@ def test_generation_max_length_is_the_context_also_for_released_configs(tmp_path
     assert model.generate(prompt, do_sample=False).shape[1] > 24
 
 
-@needs_hub
-@pytest.mark.parametrize("name", RELEASED)
-def test_released_generation_config_carries_the_context_and_generate_does_not_warn(name):
-    """generation_config.json: max_length = n_positions (generate() alone never cuts a chain); an
-    explicit max_new_tokens overrides it without transformers' "both were set" warning."""
-    import logging
-    import warnings
-
-    folder = HUB / name
-    saved = json.loads((folder / "generation_config.json").read_text())
-    assert saved["max_length"] == json.loads((folder / "config.json").read_text())["n_positions"] == 64
-    model = IterGPTForCausalLM.from_pretrained(folder).eval()
-    records = []
+@contextlib.contextmanager
+def length_warnings():
+    """What transformers says while the block runs (its logger's warnings and Python warnings) about
+    ``max_length`` / ``max_new_tokens``, collected into the list it yields."""
+    records, said = [], []
     handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append
     logger = logging.getLogger("transformers")
@@ -429,46 +424,34 @@ def test_released_generation_config_carries_the_context_and_generate_does_not_wa
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = model.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=8, do_sample=False)
-            full = model.generate(torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]]), do_sample=False)
+            yield said
     finally:
         logger.removeHandler(handler)
-    said = [r.getMessage() for r in records if r.levelno >= logging.WARNING] + [str(w.message) for w in caught]
-    assert not [m for m in said if "max_length" in m or "max_new_tokens" in m], said
-    assert out.shape[1] <= len(PROMPTS[1]) + 8 and full.shape[1] > 24  # both limits honoured
+        said += [m for m in [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+                 + [str(w.message) for w in caught] if "max_length" in m or "max_new_tokens" in m]
 
 
 @needs_hub
 @pytest.mark.parametrize("name", RELEASED)
 def test_neither_the_model_nor_its_gpt2_copy_warns_on_generate_with_max_new_tokens(name):
     """generate(max_new_tokens=...) says nothing about lengths for the IterGPT model (remote code) nor
-    its stock GPT-2 copy, whose generation_config.json carries the limit as max_new_tokens (the longest
-    chain that fits the context), not max_length: generate() alone still completes a chain past
-    transformers' default 20 tokens, and never runs past the 64 positions."""
-    import logging
-    import warnings
-
+    its stock GPT-2 copy. The model's generation_config.json carries max_length = n_positions; the
+    copy's carries the limit as max_new_tokens (the longest chain that fits the context), not
+    max_length: generate() alone still completes a chain past transformers' default 20 tokens, and
+    never runs past the 64 positions."""
     folder = HUB / name
+    saved = json.loads((folder / "generation_config.json").read_text())
+    assert saved["max_length"] == json.loads((folder / "config.json").read_text())["n_positions"] == 64
     gpt2_saved = json.loads((folder / "gpt2" / "generation_config.json").read_text())
     assert "max_length" not in gpt2_saved and gpt2_saved["max_new_tokens"] == (64 - 3) // 2 + 1
     long_prompt = torch.tensor([[PARITY] + [1, 0] * 11 + [EOI]])  # 24 tokens, L = 22
     for model in (IterGPTForCausalLM.from_pretrained(folder).eval(), GPT2LMHeadModel.from_pretrained(folder / "gpt2").eval()):
-        records = []
-        handler = logging.Handler(logging.DEBUG)
-        handler.emit = records.append
-        logger = logging.getLogger("transformers")
-        logger.addHandler(handler)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                out = model.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=8, do_sample=False)
-                full = model.generate(long_prompt, do_sample=False)
-                shortest = model.generate(long_prompt, max_new_tokens=1, do_sample=False)
-        finally:
-            logger.removeHandler(handler)
-        said = [r.getMessage() for r in records if r.levelno >= logging.WARNING] + [str(w.message) for w in caught]
         kind = type(model).__name__
-        assert not [m for m in said if "max_length" in m or "max_new_tokens" in m], (kind, said)
+        with length_warnings() as said:
+            out = model.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=8, do_sample=False)
+            full = model.generate(long_prompt, do_sample=False)
+            shortest = model.generate(long_prompt, max_new_tokens=1, do_sample=False)
+        assert not said, (kind, said)
         assert out.shape[1] <= len(PROMPTS[1]) + 8 and shortest.shape[1] == 25, kind  # max_new_tokens honoured
         assert 24 < full.shape[1] <= 64, kind  # the default neither cuts at 20 tokens nor leaves the context
 

@@ -11,6 +11,11 @@ Load it offline from a checkout::
     metric = evaluate.load("metrics/sequence_accuracy")
     metric.compute(predictions=[[1, 0, 62], [1, 1, 62]], references=[[1, 0, 62], [1, 0, 62]])
     # {'sequence_accuracy': 0.5}
+
+This file is self-contained on purpose: ``evaluate.load`` copies it alone, and it runs as its own Space
+(``hub/sequence_accuracy``). So its computation repeats ``modeling.evaluation.sequence_accuracy`` (the
+command line's, free of the ``evaluate`` library) and its citation repeats
+``datasets_builders.iteration_tasks.CITATION``; ``tests/test_evaluate.py`` checks that both agree.
 """
 
 from __future__ import annotations
@@ -52,7 +57,10 @@ _CITATION = """\
   author    = {Cabannes, Vivien and Arnal, Charles and Bouaziz, Wassim and Yang, Alice and
                Charton, Fran{\\c{c}}ois and Kempe, Julia},
   booktitle = {Advances in Neural Information Processing Systems},
+  volume    = {37},
   year      = {2024},
+  eprint    = {2406.02128},
+  archivePrefix = {arXiv},
 }
 """
 
