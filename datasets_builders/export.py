@@ -36,7 +36,7 @@ from huggingface_hub import DatasetCardData
 
 from . import tasks
 from .iteration_tasks import (CITATION, NAMED_CONFIG_NAMES, SPLITS, TASKS, IterationTaskConfig, IterationTasks,
-                              _polynomial_text, length_counts, task_description)
+                              length_counts, task_description)
 from .files import describe_os_error, staging_folder, swap_in, write_text_atomic
 from .tokenizer import build_tokenizer
 
@@ -199,7 +199,7 @@ def _params_table(configs: dict[str, IterationTaskConfig]) -> str:
             "| P(s, x) | mix ratio | test_longer lengths |\n|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     rows = []
     for name, c in configs.items():
-        poly = _polynomial_text(c.polynomial) if "polynomial" in c.subtasks else "–"
+        poly = tasks.polynomial_text(c.polynomial) if "polynomial" in c.subtasks else "–"
         rows.append(f"| `{name}` | {c.task} | {'yes' if c.cot else 'no'} | {c.min_length}–{c.max_length} "
                     f"| {c.examples_per_length} | {c.max_rows_per_length or 'all'} | {c.test_fraction} | {c.seed} "
                     f"| {c.modulus if 'polynomial' in c.subtasks else '–'} | {poly} "

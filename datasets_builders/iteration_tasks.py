@@ -584,16 +584,8 @@ def split_table(config: IterationTaskConfig, split: str) -> pa.Table:
 def _task_parameters(name: str, modulus: int, polynomial: tuple) -> dict:
     st = tasks.structure(_task(name, modulus, polynomial))
     poly = name == "polynomial"
-    return {"modulus": modulus if poly else None, "polynomial": _polynomial_text(polynomial) if poly else None,
+    return {"modulus": modulus if poly else None, "polynomial": tasks.polynomial_text(polynomial) if poly else None,
             "states": st["states"], "inputs": st["inputs"], "group": st["group"]}
-
-
-def _polynomial_text(terms) -> str:
-    """``((1, 1, 1), (0, 0, 1))`` -> ``s·x + 1``."""
-    def term(a: int, b: int, k: int) -> str:
-        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
-        return "·".join(([str(k)] if k != 1 or not powers else []) + powers)
-    return " + ".join(term(*t) for t in terms)
 
 
 def row_metadata(row, config: str | IterationTaskConfig) -> dict:

@@ -175,6 +175,14 @@ class Task:
         return int(self.table[state, x])
 
 
+def polynomial_text(terms=DEFAULT_POLYNOMIAL) -> str:
+    """``P(s, x)`` in words: ``((1, 1, 1), (0, 0, 1))`` -> ``s·x + 1`` (no terms: the default, ``s·x + 1``)."""
+    def term(a: int, b: int, k: int) -> str:
+        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
+        return "·".join(([str(k)] if k != 1 or not powers else []) + powers)
+    return " + ".join(term(*t) for t in (terms or DEFAULT_POLYNOMIAL))
+
+
 def make_task(name: str, modulus: int = DEFAULT_MODULUS,
               polynomial: tuple[tuple[int, int, int], ...] | list = DEFAULT_POLYNOMIAL) -> Task:
     """Build a task by name. ``modulus`` and ``polynomial`` only matter for ``polynomial``.

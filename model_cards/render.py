@@ -38,6 +38,7 @@ from datasets_builders import tasks
 from datasets_builders.files import write_text_atomic
 from datasets_builders.iteration_tasks import CITATION
 from modeling.evaluation import to_model_index
+from training.config import flatten
 
 from .suite import DATASET_NAME, METRIC_NAME, SEEDS, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 from . import verify
@@ -340,7 +341,7 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
                   "mix": f"{d.get('mix_with') or 'parity'} rows and copy rows, a fraction {d.get('mix_ratio')} of "
                          "them copy",
                   "polynomial": f"integers 1 … {d.get('modulus')} − 1 and the iterates of "
-                                f"P(s, x) = {_polynomial_text(d.get('polynomial'))} mod {d.get('modulus')}",
+                                f"P(s, x) = {tasks.polynomial_text(d.get('polynomial'))} mod {d.get('modulus')}",
                   }.get(d["task"], d["task"])
     held_out = (f"the test split of {link} ({d['examples_per_length']} distinct input sequences drawn per "
                 f"length, a fraction {d['test_fraction']} of them held out, seed {d['seed']})")
@@ -360,29 +361,9 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
     return text
 
 
-def _polynomial_text(terms) -> str:
-    if not terms:
-        return "s·x + 1"
-    out = []
-    for a, b, k in terms:
-        powers = [v if e == 1 else f"{v}^{e}" for v, e in (("s", a), ("x", b)) if e]
-        out.append("·".join(([str(k)] if k != 1 or not powers else []) + powers))
-    return " + ".join(out)
-
-
-def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
-    out = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out += _flat(v, f"{prefix}{k}.")
-        else:
-            out.append((f"{prefix}{k}", v))
-    return out
-
-
 def hyperparameters_table(m: Measured, fine_tuned: bool) -> str:
     rows = []
-    for key, value in _flat(m.train_config):
+    for key, value in flatten(m.train_config).items():
         if fine_tuned and key.startswith("model."):
             continue  # the architecture comes from the base model (see the architecture table)
         text = json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)

@@ -290,6 +290,18 @@ def validate(cfg: TrainConfig) -> IterGPTConfig | None:
 # ---------------------------------------------------------------------------------------------
 # conversions, help, Hydra registration
 # ---------------------------------------------------------------------------------------------
+def flatten(d: dict, sep: str = ".", prefix: str = "") -> dict:
+    """A nested dict on one level, keys joined by ``sep``: ``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 1e-3}``
+    (the one flattener: config tables, tracker logs, card tables)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, sep, f"{prefix}{k}{sep}"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def to_dict(cfg) -> dict:
     """Plain nested dict of a TrainConfig (or an OmegaConf node of one)."""
     from omegaconf import OmegaConf

@@ -25,7 +25,8 @@ from modeling.fast_step import fast_adamw
 
 from datasets_builders.files import write_text_atomic
 
-from .config import INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, model_config, read_saved, to_dict, validate, vocab_size
+from .config import (INFRASTRUCTURE_KEYS, ConfigError, TrainConfig, flatten, model_config, read_saved, to_dict,
+                     validate, vocab_size)
 from .data import TaskData
 from .report import one_line, print_report, run_eval, summary, write_figures
 from .run_folder import (RunFolder, RunFolderError, atomic_dir, checkpoint_steps,
@@ -442,23 +443,14 @@ def _evaluate(run: Run, eval_sets: dict) -> None:
         run.folder.append_metrics(record)
         run.records.append(record)
     if acc.log_with:
-        acc.log({k: v for k, v in _flat_numbers(record).items()}, step=run.step)
+        acc.log({k: v for k, v in flatten(record, "/").items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=run.step)
     target = run.cfg.target_accuracy
     reached = torch.tensor(float(run.main and target is not None and record["test"]["accuracy_min"] >= target),
                            device=acc.device)
     if acc.reduce(reached, reduction="sum").item() > 0:
         run.stop_reason = f"target accuracy {target} reached"
     run.wall.add("evaluation", t)
-
-
-def _flat_numbers(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_numbers(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _out_of_time(run: Run, clock: float) -> bool:
@@ -604,9 +596,6 @@ def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
 
 
 def _flat_config(cfg: TrainConfig) -> dict:
-    flat = {}
-    for k, v in to_dict(cfg).items():
-        for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)]):
-            value = vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv)
-            flat[f"{k}.{kk}" if kk else k] = value
-    return flat
+    """The config as a tracker takes it: dotted keys, values that are not scalars as text."""
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+            for k, v in flatten(to_dict(cfg)).items()}

@@ -37,16 +37,6 @@ ID_KEYS = ("data.task", "data.cot", "model.n_layer", "model.n_embd", "model.posi
 SKIP_KEYS = {"output_dir", "resume", "overwrite", "progress", "report_to", "threads", "record"}
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
-    return out
-
-
 FAILED_JOBS = "failed_jobs"  # <sweep dir>/failed_jobs/<job>.json: the error of a failed sweep job (training.cli)
 
 
@@ -82,11 +72,11 @@ def _read_config(folder: Path):
 def _flat_config(cfg):
     """A config and its flat resolved values (keys a run's version did not write get their defaults,
     derived model values as the model had them)."""
-    from .config import model_config, to_dict
+    from .config import flatten, model_config, to_dict
     values = to_dict(cfg)
     resolved = model_config(cfg)
     values["model"] = {k: getattr(resolved, k) for k in values["model"]}
-    return cfg, {k: v for k, v in _flat(values).items() if k not in SKIP_KEYS}
+    return cfg, {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(values).items() if k not in SKIP_KEYS}
 
 
 def _read_json(path: Path) -> dict:
