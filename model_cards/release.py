@@ -75,6 +75,7 @@ from huggingface_hub import HfApi
 from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
 from datasets_builders.tasks import dataset_config_name
 from datasets_builders.tokenizer import save_tokenizer
+from training.run_folder import saved_steps
 
 from . import verify
 from .suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
@@ -433,7 +434,7 @@ def analyse_folder(folder: Path, run_dir: Path, rid: str, task_name: str, train_
         model = analysis.load_model(str(folder))
         task = tasks.make_task(task_name, d["modulus"], [tuple(t) for t in d["polynomial"]])
         lengths = list(range(d["min_length"], d["max_length"] + 1))
-        has_curve = (run_dir / "metrics.jsonl").is_file() or any((run_dir / "snapshots").glob("step_*"))
+        has_curve = (run_dir / "metrics.jsonl").is_file() or bool(saved_steps(run_dir / "snapshots"))
         report = analysis.analyze(model, task, lengths, n=n, out=str(folder), seed=0, modes=modes,
                                   run_dir=str(run_dir) if has_curve else None, progress=progress, model_name=rid)
     else:
@@ -601,8 +602,7 @@ def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dat
                                                   for m in results["results"][0]["metrics"]))
     log(f"{step_label}{spec.repo}: analyse")
     report = analyse_folder(folder, run_dir, rid, spec.task, train_config, analysis_n, modes, progress)
-    snapshots = sorted(int(p.name[5:]) for p in (run_dir / "snapshots").glob("step_*")
-                       if p.name[5:].isdigit()) if (run_dir / "snapshots").is_dir() else []
+    snapshots = saved_steps(run_dir / "snapshots")
     info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
     from modeling.analysis import read_training_points
 

@@ -118,12 +118,18 @@ def verify_manifest(folder: Path) -> str | None:
     return found[0] if found else None
 
 
-def checkpoint_steps(folder: Path) -> list[int]:
-    """Steps of the complete checkpoints (renamed into place) of ``folder``, ascending."""
+def saved_steps(folder: Path, marker: str | None = None) -> list[int]:
+    """Steps of the ``step_<N>`` folders in ``folder`` (a run's checkpoints or snapshots), ascending; with
+    ``marker``, only the folders that hold that file. Both kinds are renamed into place when complete."""
     if not folder.is_dir():
         return []
     return sorted(int(p.name[5:]) for p in folder.glob("step_*")
-                  if p.name[5:].isdigit() and (p / "trainer_state.json").exists())
+                  if p.name[5:].isdigit() and (marker is None or (p / marker).exists()))
+
+
+def checkpoint_steps(folder: Path) -> list[int]:
+    """Steps of the complete checkpoints (renamed into place) of ``folder``, ascending."""
+    return saved_steps(folder, "trainer_state.json")
 
 
 def read_metrics(path: Path) -> list[dict]:
