@@ -32,7 +32,7 @@ import huggingface_hub
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCardData
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from . import tasks
 from .iteration_tasks import (CITATION, NAMED_CONFIG_NAMES, SPLITS, TASKS, IterationTaskConfig, IterationTasks,
@@ -208,130 +208,10 @@ def _params_table(configs: dict[str, IterationTaskConfig]) -> str:
     return "\n".join([head] + rows)
 
 
-# The card's prose; dataset_card fills the {fields} (literal braces are doubled).
-_CARD_BODY = """
-# Iteration Head: iterative tasks
-
-Synthetic data of the NeurIPS 2024 paper *Iteration Head: A Mechanistic Study of Chain-of-Thought*
-(Cabannes, Arnal, Bouaziz, Yang, Charton, Kempe; [arXiv:2406.02128](https://arxiv.org/abs/2406.02128)).
-An iterative algorithm reads inputs `x_1 … x_L` and keeps a state `s_t = F(s_{{t-1}}, x_t)`; the answer is
-`s_L`. With *chain of thought* (CoT) the row spells every state `s_1 … s_L` after the input.
-{beyond}
-## Tasks
-
-{task_lines}
-
-Configs `<task>` have CoT, `<task>_nocot` only the final state. `{default}` is the default config.
-States, inputs and the algebra below are computed from each task's transition table; the rows, from
-the files:
-
-{tasks_table}
-
-```python
-from datasets import load_dataset
-ds = load_dataset("{repo_id}", "parity")            # train, test
-ds["train"][0]  # {{'input_ids': [58, …], 'length': …, 'task': 'parity', 'text': '<parity> … <eos>'}}
-```
-
-## Format
-
-One row per example, columns `input_ids` (list of int32), `length` (the input length `L`, int32),
-`task` (the task's name; in `mix` each row names its own task) and `text` (the tokens as words).
-Positions of a row with input length `L`:
-
-| | 0 | 1 … L | L+1 | L+2 … 2L+1 | 2L+2 |
-|---|---|---|---|---|---|
-| with CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_1 … s_L` | `<eos>` |
-| without CoT | `<task>` | `x_1 … x_L` | `<eoi>` | `s_L` (at L+2) | `<eos>` (at L+3) |
-
-`<task>` is `<copy>`, `<parity>` or `<polynomial>` for the paper's tasks and `<bos>` for every other
-task (its `task` column names it).
-
-Vocabulary ({vocab_size} ids): value `v` has id `v` (`"0"` … `"56"`), then `<copy>`=57, `<parity>`=58,
-`<polynomial>`=59, `<bos>`=60, `<eoi>`=61, `<eos>`=62, `<pad>`=63.{extension} Rows are not
-padded; batch them with `<pad>`. The paper trains the next-token loss only on targets after `<eoi>`
-(the states and `<eos>`), never on the random inputs. (The reference code orders the special ids
-differently; the token ids here are this release's own.)
-
-Per-row task parameters (reasoning-gym's `metadata`): `config`, the row's own `task`, `cot`, `length`,
-`modulus` and `polynomial` (polynomial rows, else null), the task's `states`, `inputs` and whether it
-is a `group`, and the `seed`.{metadata_column} For any row of any named config, the builder's
-`row_metadata(row, config_name)` gives the same dict without changing the files:
-
-```python
-from datasets_builders.iteration_tasks import row_metadata
-ds = ds.map(lambda row: {{"metadata": row_metadata(row, "parity")}})
-```
-
-The tokenizer is in `tokenizer/` (a plain `PreTrainedTokenizerFast`: WordLevel, whitespace split,
-nothing added when encoding, no `<unk>`, so an unknown word raises):
-
-```python
-from huggingface_hub import snapshot_download
-from transformers import AutoTokenizer
-folder = snapshot_download("{repo_id}", repo_type="dataset", allow_patterns="tokenizer/*")
-tok = AutoTokenizer.from_pretrained(folder + "/tokenizer")
-assert tok(ds["train"][0]["text"]).input_ids == ds["train"][0]["input_ids"]
-```
-
-## Scoring a completion
-
-A verifier in the reasoning-gym style, in the `iteration-head` project's builder
-(`datasets_builders/iteration_tasks.py`): `score(row, completion)` is 1.0 when the completion is the
-row's answer (every state `s_1 … s_L`, or `s_L` alone without CoT, then `<eos>`) and 0.0 otherwise.
-The row is one of this dataset's rows (or its `input_ids`); the completion is token ids or text in
-the `completion` column's form. A completion that repeats the prompt (a whole `generate` output) is
-scored on what follows `<eoi>`; `<pad>` is dropped and anything after the first `<eos>` ignored. A
-malformed row or completion (an unknown word, an id outside the vocabulary) raises a `ValueError`
-that names it.
-
-```python
-from datasets_builders.iteration_tasks import score
-row = ds["test"][0]
-score(row, row["completion"])  # 1.0
-score(row, "0 <eos>")          # 0.0 unless the answer is 0
-```
-
-## Splits
-
-For every length `L`, the generator draws distinct input sequences and puts a `test_fraction` of
-them in `test`, the rest in `train`: **no test input sequence appears in train** (the reference
-implementation drew with replacement, so its splits overlapped at short lengths). Where a length has
-fewer distinct sequences than asked (a bit string of length `L` has `2^L` values), all of them are
-used, split by the same fraction with at least one on each side. `mix` applies this to its copy and
-parity halves separately. A config with CoT and its `_nocot` twin use the same input sequences.
-`test_longer` (when present) holds lengths beyond the training range.{longer}{kept}
-
-Distinct sequences per length (`exist`) and how many went to train / test:
-
-{counts_table}
-
-## Generation
-
-{params_table}
-
-Made with the `iteration-head` project's builder (`datasets_builders/iteration_tasks.py`, an
-Arrow-based `datasets` builder, config fields as in the table) by:
-
-```
-{command}
-```
-
-Same parameters and seed give byte-identical files (same numpy and pyarrow versions).
-Builder version {version}.
-
-## Citation
-
-```bibtex
-{citation}
-```
-"""
-
-_BEYOND = """
-Besides the paper's tasks: the word problems of groups (`s_t = s_{t-1} · x_t`: cyclic, dihedral,
-quaternion, alternating and symmetric groups) and small automata, as studied by Liu et al.,
-"Transformers Learn Shortcuts to Automata" (ICLR 2023), in the same layout.
-"""
+# The card's prose is a jinja2 template rendered by huggingface_hub's card templates, as the model
+# cards are (model_cards/templates/). It lives here, not beside those, because datasets_builders must
+# not import model_cards (model_cards builds on the dataset, never the other way round).
+CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
 
 
 def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, IterationTaskConfig],
@@ -394,13 +274,13 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
             f"{sum(full.values()):,} rows, {c.mix_ratio:.0%} copy ({' and '.join(f'{v:,} {t}' for t, v in full.items())}), "
             "or all of a train part where it is smaller (at short lengths), so these hold fewer copy rows than "
             f"a run's fresh draws (with replacement, {c.mix_ratio:.0%} copy at every length).")
-    body = _CARD_BODY.format(metadata_column=metadata_column, longer=longer,
-        beyond=_BEYOND if beyond else "", task_lines=task_lines, default=default,
-        tasks_table=_tasks_table(infos, configs), repo_id=repo_id, vocab_size=vocab, extension=extension, kept=kept,
-        counts_table=_counts_table(configs),
+    card = DatasetCard.from_template(
+        data, template_path=str(CARD_TEMPLATE), metadata_column=metadata_column, longer=longer, beyond=beyond,
+        task_lines=task_lines, default=default, tasks_table=_tasks_table(infos, configs), repo_id=repo_id,
+        vocab_size=vocab, extension=extension, kept=kept, counts_table=_counts_table(configs),
         params_table=_params_table(configs), command=command, version=first.version, citation=CITATION.strip(),
     )
-    return f"---\n{data.to_yaml()}\n---\n{body}"
+    return str(card).rstrip("\n") + "\n"  # jinja drops the template's final newline
 
 
 def _cli_value(value) -> str:

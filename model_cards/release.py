@@ -33,9 +33,9 @@ For each model of the suite (``model_cards.suite``; ``--models`` picks some), pr
 4. **evaluate** -- ``modeling.evaluation`` (under ``evaluate.py``) on those rows -> ``eval_results.json``.
 5. **analyse** -- ``modeling.analysis.analyze`` -> ``analysis.json``, ``analysis.md``, attention
    map and emergence plot (PNG, metadata stripped); without chain of thought only the training curve.
-6. **revisions** -- at most 4 snapshots, chosen along the rise of test accuracy: their config,
-   weights and training info in ``hub/revisions/<repo>/step<N>/`` (published as branches
-   ``step<N>``, completed at upload with the code and main's tokenizer; ``main`` is the final).
+6. **revisions** (``model_cards.revisions``) -- at most 4 snapshots, chosen along the rise of test
+   accuracy: their config, weights and training info in ``hub/revisions/<repo>/step<N>/`` (published
+   as branches ``step<N>``, completed at upload with the code and main's tokenizer; ``main`` is the final).
 7. **card** -- ``README.md`` rendered by ``model_cards.render`` from the files above, then
    ``manifest.json`` (sha256 of every file; ``python -m model_cards.verify``) in every folder.
 
@@ -51,13 +51,13 @@ a section listing the models. ``hub/`` must stay under 30 MB (checked). Evaluati
 seeded and single-threaded by default (``--threads``, which also sets the threads of training), cards
 carry no date and PNGs no metadata: the same runs give the same bytes.
 
-``--push`` checks everything first (token, network, every folder, size) and uploads only then.
+``--push`` checks everything first (token, network, every folder, size) and uploads only then
+(``model_cards.publish``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -65,19 +65,18 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from huggingface_hub import HfApi
-
 from datasets_builders.files import check_writable, copy_tree, describe_os_error, staging_folder, swap_in
 from datasets_builders.tasks import dataset_config_name
 from datasets_builders.tokenizer import save_tokenizer
 from training.run_folder import saved_steps
 
-from . import verify
+from . import ReleaseError, log, verify
+from .publish import check_folders, hub_size, preflight_push, push_release
+from .revisions import MODEL_CODE, copy_revisions, select_revisions, write_manifests
 from .suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY, ModelSpec, repo_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,42 +85,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # cannot happen (no token, offline) stops within a second.
 
 __all__ = [
-    "MAX_HUB_BYTES",
     "QUICK_TRAIN_ARGS",
-    "ReleaseError",
     "analyse_folder",
     "assemble_folder",
-    "check_folders",
     "dataset_parameters",
     "evaluate_folder",
     "heldout_test_rows",
-    "hub_size",
     "main",
-    "preflight_push",
     "process_model",
-    "push_release",
-    "select_revisions",
     "strip_png_metadata",
 ]
 
-MAX_HUB_BYTES = 30_000_000  # the whole hub/ folder (models, revisions, dataset)
-MAX_REVISIONS = 4  # intermediate checkpoints published per model
-# The repository's model code replaces the copy a run saved: every released folder and revision
-# loads with today's code (tested), also when a run predates a later change to it.
-MODEL_CODE = {"configuration_itergpt.py": REPO_ROOT / "modeling" / "configuration_itergpt.py",
-              "modeling_itergpt.py": REPO_ROOT / "modeling" / "modeling_itergpt.py",
-              "hook_points.py": REPO_ROOT / "modeling" / "hook_points.py"}  # modeling_itergpt imports it
 SHIPPED_CODE = {**MODEL_CODE, "analysis.py": REPO_ROOT / "modeling" / "analysis.py",
                 "tasks.py": REPO_ROOT / "datasets_builders" / "tasks.py"}
-REQUIRED_FILES = ("config.json", "model.safetensors", "configuration_itergpt.py", "modeling_itergpt.py",
-                  "hook_points.py", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "training_info.json",
-                  "train_config.yaml", "README.md", "eval_results.json", "analysis.json", "analysis.md",
-                  "analysis.py", "tasks.py", verify.MANIFEST)
-# A revision folder keeps what differs from main; its branch gets the rest at upload (push_release):
-# the model code (from the source) and main's tokenizer and generation config. Locally a revision
-# loads with the installed package (`import modeling`), like every checkpoint of the project.
-REVISION_FILES = ("config.json", "model.safetensors", "training_info.json")
-SHARED_WITH_MAIN = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
 # Split parameters shared by the runs and the dataset (IterationTaskConfig fields).
 SPLIT_KEYS = ("min_length", "max_length", "examples_per_length", "test_fraction", "seed")
 
@@ -132,18 +108,6 @@ QUICK_TRAIN_ARGS = ("model.n_embd=32", "data.max_length=4", "data.examples_per_l
                     "snapshot_steps=[10,20]")
 QUICK_EVAL_N = 16
 QUICK_ANALYSIS_N = 16
-
-
-class ReleaseError(RuntimeError):
-    """A release that cannot go on (missing run, failed check, folder too large): one clear line."""
-
-
-_STARTED = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """Progress on stdout, with the seconds since the release started."""
-    print(f"[release {time.perf_counter() - _STARTED:6.0f}s] {message}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,67 +439,6 @@ def strip_png_metadata(path: str | os.PathLike) -> None:
     Path(path).write_bytes(b"".join(kept))
 
 
-def select_revisions(steps: list[int], final_step: int, points: list[dict], keep: int = MAX_REVISIONS) -> list[int]:
-    """At most ``keep`` snapshot steps (before ``final_step``) that follow the rise of accuracy.
-
-    The first snapshot, then the first snapshots whose test accuracy (``points``: the run's
-    evaluations) reaches 25 %, 50 % and 75 % of the way from the first snapshot's accuracy to the
-    final one; when accuracy hardly moves, or fewer steps were picked, the snapshots farthest from
-    the ones chosen. Deterministic.
-    """
-    candidates = sorted(s for s in set(steps) if s < final_step)
-    if len(candidates) <= keep:
-        return candidates
-    by_step = {p["step"]: p.get("accuracy_mean") for p in points}
-
-    def acc(step: int) -> float | None:
-        known = [s for s in by_step if s <= step and by_step[s] is not None]
-        return by_step[max(known)] if known else None
-
-    chosen = [candidates[0]]
-    start, end = acc(candidates[0]), acc(final_step)
-    if start is not None and end is not None and end - start >= 0.05:
-        for q in (0.25, 0.5, 0.75):
-            target = start + q * (end - start)
-            hit = next((s for s in candidates if (acc(s) or 0.0) >= target), None)
-            if hit is not None and hit not in chosen:
-                chosen.append(hit)
-    index = {s: i for i, s in enumerate(candidates)}
-    while len(chosen) < keep:
-        far = max((s for s in candidates if s not in chosen),
-                  key=lambda s: (min(abs(index[s] - index[c]) for c in chosen), -s))
-        chosen.append(far)
-    return sorted(chosen[:keep])
-
-
-def copy_revisions(run_dir: Path, out: Path, spec: ModelSpec, steps: list[int]) -> list[int]:
-    """``out/revisions/<repo>/step<N>/``: the snapshot's :data:`REVISION_FILES` only."""
-    root = out / "revisions" / spec.repo
-    if root.exists():
-        shutil.rmtree(root)
-    for step in steps:
-        source, target = run_dir / "snapshots" / f"step_{step}", root / f"step{step}"
-        target.mkdir(parents=True)
-        for name in REVISION_FILES:
-            shutil.copyfile(source / name, target / name)
-    return steps
-
-
-def branch_extras(folder: Path) -> dict[str, Path]:
-    """What a revision's branch gets at upload besides its own files: ``{name: source}``."""
-    return {**MODEL_CODE, **{name: folder / name for name in SHARED_WITH_MAIN}}
-
-
-def write_manifests(out: Path, spec: ModelSpec) -> None:
-    """``manifest.json`` (sha256 of every file) in the model folder and each of its revisions."""
-    from . import render
-
-    folder = out / spec.repo
-    for step in render.revision_steps(out, spec.repo):
-        verify.write_manifest(out / "revisions" / spec.repo / f"step{step}", added_at_upload=branch_extras(folder))
-    verify.write_manifest(folder, added_at_upload={})
-
-
 def released_namespace(folder: Path) -> str:
     """The namespace a model folder was released under (its ``eval_results.json`` names the model)."""
     model = json.loads((folder / "eval_results.json").read_text(encoding="utf-8")).get("model", "")
@@ -612,111 +515,6 @@ def process_model(spec: ModelSpec, run_dir: Path, out: Path, namespace: str, dat
     log(f"{step_label}{spec.repo}: revisions {', '.join(f'step{s}' for s in steps) or 'none'} "
         f"(of {len(snapshots)} snapshots)")
     return folder
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks and upload
-# ---------------------------------------------------------------------------------------------
-def hub_size(out: Path) -> int:
-    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-
-
-def check_folders(out: Path, specs: list[ModelSpec]) -> None:
-    """Every model folder complete and as its manifest records it (sha256 of every file), every
-    revision complete, the dataset present, ``out`` < 30 MB."""
-    from . import render
-
-    problems = []
-    for spec in specs:
-        folder = out / spec.repo
-        missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
-        if missing:
-            problems.append(f"{folder} lacks {', '.join(missing)}")
-        for step in render.revision_steps(out, spec.repo):
-            rev = out / "revisions" / spec.repo / f"step{step}"
-            missing = [n for n in REVISION_FILES if not (rev / n).is_file()]
-            if missing:
-                problems.append(f"{rev} lacks {', '.join(missing)}")
-        for path in [folder] + [out / "revisions" / spec.repo / f"step{s}" for s in render.revision_steps(out, spec.repo)]:
-            if (path / verify.MANIFEST).is_file():
-                problems.extend(verify.problems(path))
-    if not (out / DATASET_NAME / "README.md").is_file():
-        problems.append(f"{out / DATASET_NAME} holds no exported dataset")
-    if problems:
-        raise ReleaseError("the release folder is incomplete: " + "; ".join(problems))
-    size = hub_size(out)
-    if size >= MAX_HUB_BYTES:
-        parts = sorted(((hub_size(p), p.name) for p in out.iterdir() if p.is_dir()), reverse=True)
-        raise ReleaseError(f"{out} holds {size / 1e6:.1f} MB, over the {MAX_HUB_BYTES / 1e6:.0f} MB limit; "
-                           "largest: " + ", ".join(f"{name} {b / 1e6:.1f} MB" for b, name in parts[:4]))
-
-
-def preflight_push() -> str:
-    """The token to upload with; ``SystemExit`` (nothing uploaded) when offline or logged out."""
-    from datasets_builders.export import check_push_possible  # noqa: PLC0415 - imports datasets
-
-    return check_push_possible()
-
-
-def push_release(out: Path, namespace: str, specs: list[ModelSpec], private: bool = False, api=None) -> list[str]:
-    """Upload the dataset and every model (``main`` + one branch per revision) once all checks pass.
-
-    Each upload replaces the remote files of its revision (``delete_patterns="*"``; the Hub keeps
-    ``.gitattributes``), so a re-push leaves no stale file. ``main`` is also published as branch
-    ``step<final step>``. Returns the commit URLs.
-    """
-    from . import render
-
-    token = preflight_push()
-    api = api or HfApi(token=token)
-    try:
-        user = api.whoami()
-    except Exception as err:  # noqa: BLE001 - network errors and auth errors alike stop the push
-        raise SystemExit(f"--push: the Hub cannot be reached or the token is refused ({err}); nothing was uploaded.") from None
-    check_folders(out, specs)
-    log(f"push: as {user.get('name', '?')} to {namespace}: {DATASET_NAME} and {len(specs)} model(s)")
-    urls = []
-    dataset = repo_id(namespace, DATASET_NAME)
-    api.create_repo(dataset, repo_type="dataset", private=private, exist_ok=True)
-    urls.append(api.upload_folder(repo_id=dataset, repo_type="dataset", folder_path=str(out / DATASET_NAME),
-                                  delete_patterns="*", commit_message="Iteration Head tasks").commit_url)
-    metric = repo_id(namespace, METRIC_NAME)  # the model-index metric type: a Space, as evaluate's metrics are
-    api.create_repo(metric, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    urls.append(api.upload_folder(repo_id=metric, repo_type="space", folder_path=str(out / METRIC_NAME),
-                                  delete_patterns="*", commit_message="sequence_accuracy metric").commit_url)
-    for spec in specs:
-        rid = repo_id(namespace, spec.repo)
-        folder = out / spec.repo
-        final_step = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))["step"]
-        api.create_repo(rid, private=private, exist_ok=True)
-        log(f"push: {rid} main")
-        urls.append(api.upload_folder(repo_id=rid, folder_path=str(folder), delete_patterns="*",
-                                      commit_message=f"{spec.title}: final model (step {final_step})").commit_url)
-        branches = [(f"step{s}", out / "revisions" / spec.repo / f"step{s}") for s in render.revision_steps(out, spec.repo)]
-        branches.append((f"step{final_step}", folder))
-        for branch, path in branches:
-            log(f"push: {rid} {branch}")
-            api.create_branch(rid, branch=branch, exist_ok=True)
-            with branch_folder(path, folder) as upload:
-                urls.append(api.upload_folder(repo_id=rid, folder_path=str(upload), revision=branch,
-                                              delete_patterns="*", commit_message=f"{spec.title}: {branch}").commit_url)
-    return urls
-
-
-@contextlib.contextmanager
-def branch_folder(path: Path, main: Path):
-    """The folder to upload as a branch: ``main`` itself, or a revision completed with
-    :func:`branch_extras` (model code from the source, main's tokenizer) in a temporary folder."""
-    if path == main:
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix=f"{path.name}.") as tmp:
-        upload = Path(tmp) / path.name
-        shutil.copytree(path, upload)
-        for name, source in branch_extras(main).items():
-            shutil.copyfile(source, upload / name)
-        verify.verify(upload)
-        yield upload
 
 
 # ---------------------------------------------------------------------------------------------

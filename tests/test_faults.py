@@ -34,7 +34,7 @@ import torch
 
 from datasets_builders import export as export_mod
 from datasets_builders import files
-from model_cards import release, verify
+from model_cards import publish, release, verify
 from model_cards.suite import SUITE_BY_KEY
 from modeling import IterGPTConfig, IterGPTForCausalLM
 from modeling import analysis
@@ -416,7 +416,7 @@ def test_verify_detects_a_tampered_release(released, tamper, capsys):
     assert verify.main([str(released)]) == 1
     assert capsys.readouterr().err.strip().startswith("error: ")
     with pytest.raises(release.ReleaseError, match="changed since the release|not recorded|missing"):
-        release.check_folders(released, [SUITE_BY_KEY["parity"]])
+        publish.check_folders(released, [SUITE_BY_KEY["parity"]])
 
 
 def test_sync_code_regenerates_only_untampered_folders(released):

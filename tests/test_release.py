@@ -33,7 +33,7 @@ from training.config import TrainConfig, from_dict, to_dict, validate
 from datasets_builders import tasks
 from datasets_builders.iteration_tasks import sequence_keys
 from datasets_builders.tokenizer import build_tokenizer
-from model_cards import release, render
+from model_cards import publish, release, render, revisions
 from model_cards.suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY
 from modeling import IterGPTForCausalLM
 from modeling.construction import build_iteration_head_model
@@ -229,7 +229,7 @@ def test_card_metadata(fake_release):
 
 def test_release_folder_layout(fake_release):
     out, folder = fake_release["out"], fake_release["folder"]
-    release.check_folders(out, [SUITE_BY_KEY["parity"]])
+    publish.check_folders(out, [SUITE_BY_KEY["parity"]])
     assert sorted(p.name for p in (out / "revisions" / "iteration-head-parity").iterdir()) == ["step0", "step100"]
     info = json.loads((folder / "training_info.json").read_text())
     assert info["train_config"] == yaml.safe_load((folder / "train_config.yaml").read_text())
@@ -353,17 +353,17 @@ def test_select_revisions():
     steps = list(range(100, 1000, 100))
     rise = [{"step": s, "accuracy_mean": a} for s, a in
             zip(range(100, 1100, 100), [0, 0, 0.1, 0.3, 0.6, 0.9, 1, 1, 1, 1])]
-    assert release.select_revisions(steps, 1000, rise) == [100, 400, 500, 600]
+    assert revisions.select_revisions(steps, 1000, rise) == [100, 400, 500, 600]
     flat = [{"step": s, "accuracy_mean": 0.1} for s in range(100, 1100, 100)]
-    chosen = release.select_revisions(steps, 1000, flat)
+    chosen = revisions.select_revisions(steps, 1000, flat)
     assert len(chosen) == 4 and chosen[0] == 100 and chosen[-1] == 900
-    assert release.select_revisions([100, 200], 200, flat) == [100]  # the final step is main
+    assert revisions.select_revisions([100, 200], 200, flat) == [100]  # the final step is main
 
 
 def test_size_limit_fails_loudly(fake_release, monkeypatch):
-    monkeypatch.setattr(release, "MAX_HUB_BYTES", 1000)
+    monkeypatch.setattr(publish, "MAX_HUB_BYTES", 1000)
     with pytest.raises(release.ReleaseError, match="over the 0 MB limit"):
-        release.check_folders(fake_release["out"], [SUITE_BY_KEY["parity"]])
+        publish.check_folders(fake_release["out"], [SUITE_BY_KEY["parity"]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +415,7 @@ def online(monkeypatch, tmp_path):
 def test_push_without_token_uploads_nothing(fake_release, online):
     api = RecordingApi()
     with pytest.raises(SystemExit, match="no Hugging Face token.*nothing was uploaded"):
-        release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+        publish.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
     assert api.calls == []
 
 
@@ -425,7 +425,7 @@ def test_push_without_network_uploads_nothing(fake_release, online):
     online.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
     api = RecordingApi(whoami_error=OSError("Network is unreachable"))
     with pytest.raises(SystemExit, match="cannot be reached.*nothing was uploaded"):
-        release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+        publish.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
     assert api.calls == []
 
 
@@ -434,7 +434,7 @@ def test_push_uploads_main_and_step_branches(fake_release, online):
 
     online.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
     api = RecordingApi()
-    release.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
+    publish.push_release(fake_release["out"], NS, [SUITE_BY_KEY["parity"]], api=api)
     rid, out = f"{NS}/iteration-head-parity", fake_release["out"]
     summary = [(name, kw.get("repo_id", args[0] if args else None), kw.get("revision") or kw.get("branch"))
                for name, args, kw in api.calls]
@@ -637,7 +637,7 @@ def test_hub_release_is_complete():
     """Every released model folder is complete and the whole hub/ stays under the size limit."""
     specs = [s for s in SUITE if (HUB / s.repo).is_dir()]
     assert {"parity", "polynomial", "copy"} <= {s.key for s in specs}
-    release.check_folders(HUB, specs)
+    publish.check_folders(HUB, specs)
 
 
 @needs_hub
@@ -856,7 +856,7 @@ def test_hub_folders_verify_and_revisions_load_without_remote_code():
         assert verify.problems(folder) == [], folder
     step = render.revision_steps(HUB, "iteration-head-parity")[0]
     rev = HUB / "revisions" / "iteration-head-parity" / f"step{step}"
-    assert sorted(p.name for p in rev.iterdir()) == sorted(release.REVISION_FILES + (verify.MANIFEST,))
+    assert sorted(p.name for p in rev.iterdir()) == sorted(revisions.REVISION_FILES + (verify.MANIFEST,))
     model = analysis_load_model(str(rev))
     assert type(model).__module__ == "modeling.modeling_itergpt"
 
