@@ -795,10 +795,15 @@ def test_readme_make_demo_wall_time_is_results_make_demo_wall_csv():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = list(csv.DictReader(open(ROOT / "results" / "make_demo_wall.csv")))
-    assert [r["condition"] for r in rows] == ["quiet", "one core busy"]
-    assert bench.readme_sentence(rows) in (ROOT / "README.md").read_text()
-    for r in rows:
+    default = [r for r in rows if r["condition"] in ("quiet", "one core busy")]
+    assert {r["condition"] for r in default} == {"quiet", "one core busy"}
+    assert {r["condition"] for r in rows} <= {"quiet", "one core busy", bench.QUIET_BF16}
+    readme = (ROOT / "README.md").read_text()
+    assert bench.readme_sentence(rows) in readme
+    assert bench.bf16_sentence(rows) is None or bench.bf16_sentence(rows) in readme
+    for r in default:  # the default precision learned the same in every run
         assert float(r["parity_accuracy_min"]) >= 0.99 and float(r["iteration_score"]) >= 0.9, r
+    for r in rows:
         assert r["polynomial_stage"].startswith("wall time ") and r["parity_stage"].startswith("wall time ")
 
 
