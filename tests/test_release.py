@@ -807,6 +807,19 @@ def test_readme_make_demo_wall_time_is_results_make_demo_wall_csv():
         assert r["polynomial_stage"].startswith("wall time ") and r["parity_stage"].startswith("wall time ")
 
 
+def test_readme_time_to_accuracy_is_results_time_to_accuracy_csv():
+    """The README's performance row for bench/bench_time_to_accuracy.py is its table's sentence."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_tta", ROOT / "bench" / "bench_time_to_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = list(csv.DictReader(open(ROOT / "results" / "time_to_accuracy.csv")))
+    assert [r["recipe"] for r in rows] == list(bench.RECIPES.values())
+    assert bench.readme_sentence(rows) in (ROOT / "README.md").read_text()
+
+
 def test_readme_demo_table_is_results_demo_csv():
     """The README's demo timings are results/demo.csv (written by bench/bench_demo.py)."""
     import csv
