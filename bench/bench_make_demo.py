@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datasets_builders.files import write_text_atomic  # noqa: E402
+from training.plan import machine  # noqa: E402
 
 COLUMNS = ["round", "condition", "wall_s", "polynomial_stage", "parity_stage", "parity_steps", "parity_accuracy_min",
            "iteration_score", "machine", "cores"]
@@ -71,17 +71,6 @@ def measure(condition: str, seed: int, round_: int) -> dict:
             "parity_accuracy_min": round(parity["test_accuracy_min"], 4),
             "iteration_score": round(parity["iteration_score"], 4),
             "machine": machine(), "cores": os.cpu_count()}
-
-
-def machine() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_wall(rows: list[dict], condition: str) -> tuple[float, float, float, int]:

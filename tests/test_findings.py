@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from training.findings import EXPERIMENTS, render, rows_of
-from training.tables import arm_table, arms, length_table, read
+from training.tables import TableError, arm_table, arms, length_table, read
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -407,3 +407,29 @@ def test_a_damaged_table_is_refused_and_nothing_is_written(damage, expected, tmp
     line = stderr.strip().splitlines()[-1]
     assert f"{table}: " in line and expected in line and line.endswith("nothing was written"), line
     assert not out.exists()
+
+
+def test_an_experiment_not_run_yet_quotes_its_plan(tmp_path):
+    """An experiment without a table says how to run it and, from its plan file, what it would cost."""
+    import json
+
+    from training.findings import SESSION_HOURS, not_run_cost
+    from training.plan import plan, plan_record
+
+    assert not_run_cost(tmp_path, "sample_matched") == ""  # no plan: only the commands
+    p = plan(["experiment=sample_matched"])
+    p.seconds_per_step = {0: 0.25, len(p.jobs) - 1: 0.02}
+    record = plan_record(p, ["experiment=sample_matched"])
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "sample_matched.json").write_text(json.dumps(record))
+    text = render(tmp_path, draw=False)
+    section = text[text.index("## sample_matched"):text.index("## paper_leave_one_out")]
+    assert "Not run yet: `python train.py --multirun experiment=sample_matched`" in section
+    assert f"{record['runs']:,} runs, {record['steps']:,} optimizer steps" in section
+    hours = record["estimate_side_by_side_s"] / 3600
+    assert f"({hours:.1f} h with {record['side_by_side']} side by side" in section
+    assert ("within" if hours <= SESSION_HOURS else "more than") + f" one {SESSION_HOURS}-hour session" in section
+    assert "Its cost" not in text[text.index("## paper_leave_one_out"):]  # no plan file: no cost
+    (tmp_path / "plans" / "sample_matched.json").write_text('{"runs": 16}')
+    with pytest.raises(TableError, match=r"sample_matched.json: not a plan written by python -m training.plan"):
+        render(tmp_path, draw=False)

@@ -245,3 +245,32 @@ def test_a_sweep_over_tasks_is_drawn_against_table_size(tmp_path):
     assert (tmp_path / "structure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     keys, groups = arms(rows)
     assert keys[:3] == ["task", "states", "inputs"] and [k[0] for k in groups] == ["flipflop", "cyclic5", "symmetric4"]
+
+
+def test_copy_rows_mix_with_any_task_and_stay_binary():
+    """``data.task=mix data.mix_with=<any task>``: the copy rows (binary, ``<copy>``) beside the task's own
+    rows (``<bos>``), in the recipe's share, each row its own task's rows; copy itself is refused."""
+    from datasets_builders.tasks import BOS_ID, TASK_TOKEN_ID
+    from training.config import ConfigError, compose, validate
+    from training.data import TaskData
+
+    cfg = compose(["recipe=polynomial", "data.mix_with=cyclic3", "data.max_length=6", "optim.batch_size=200"])
+    validate(cfg)
+    data = TaskData(cfg)
+    assert list(data.tasks) == ["copy", "cyclic3"]
+    rows = data.rows(step=3, rank=0, world=1)
+    copy = [r for r in rows if r[0] == TASK_TOKEN_ID["copy"]]
+    cyclic = [r for r in rows if r[0] == BOS_ID]
+    assert len(copy) + len(cyclic) == 200 and 30 <= len(copy) <= 90  # mix_ratio 0.3 of 200, drawn per row
+    for row in copy:
+        length = (len(row) - 3) // 2
+        assert set(row[1:length + 1].tolist()) <= {0, 1} and row[length + 2:2 * length + 2].tolist() == row[1:length + 1].tolist()
+    task = tasks.make_task("cyclic3")
+    for row in cyclic:
+        length = (len(row) - 3) // 2
+        assert row[length + 2:2 * length + 2].tolist() == task.states(row[None, 1:length + 1])[0].tolist()
+    assert {name for name, _ in data.splits["test"]} == {"copy", "cyclic3"}
+    with pytest.raises(ConfigError, match=r"data.mix_with='copy': mix already brings the copy rows"):
+        validate(compose(["recipe=polynomial", "data.mix_with=copy"]))
+    with pytest.raises(ConfigError, match=r"data.task='dihedral1'"):
+        validate(compose(["recipe=polynomial", "data.mix_with=dihedral1"]))

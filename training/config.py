@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import MIX_WITH, IterationTaskConfig
+from datasets_builders.iteration_tasks import IterationTaskConfig
 from modeling import IterGPTConfig
 
 __all__ = ["TrainConfig", "DataConfig", "OptimConfig", "ModelConfig", "ConfigError", "validate",
@@ -92,7 +92,9 @@ class DataConfig:
     polynomial: List[List[int]] = opt(help="P(s, x) mod p as [power_of_s, power_of_x, coefficient] triples",
                                       factory=lambda: [list(t) for t in tasks.DEFAULT_POLYNOMIAL])
     mix_ratio: float = opt(0.5, "mix only: fraction of copy rows", gt=0.0, lt=1.0)
-    mix_with: str = opt("parity", "mix only: the task mixed with copy", choices=MIX_WITH)
+    mix_with: str = opt("parity", "mix only: the task mixed with copy rows: parity, polynomial or any other "
+                        "task (its own rows open with <bos>; the copy rows stay binary and teach the "
+                        "position-to-position look-up of the iteration head)")
     source: str = opt("fresh", "fresh: new random sequences every step (never a test one); fixed: the "
                       "builder's disjoint train split, reshuffled every epoch; paper: the reference's data, "
                       "examples_per_length draws with replacement split half/half (train and test overlap at "
@@ -247,6 +249,9 @@ def validate(cfg: TrainConfig) -> IterGPTConfig | None:
                               f"{key} out for its default")
     if d.min_length > d.max_length:
         raise ConfigError(f"data.min_length={d.min_length} > data.max_length={d.max_length}")
+    if d.task == "mix" and d.mix_with in ("copy", "mix"):
+        raise ConfigError(f"data.mix_with={d.mix_with!r}: mix already brings the copy rows; give the task they "
+                          "are mixed with (parity, polynomial, cyclic5, a task file, ...)")
     if d.task == "mix" and d.dataset and dataset_config(d) is None:
         raise ConfigError(f"data.mix_with={d.mix_with!r} (cot={d.cot}, modulus={d.modulus}) with data.dataset: the "
                           "dataset's mix configs are copy + parity (`mix`, `mix_nocot`) and copy + polynomial with CoT, "

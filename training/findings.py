@@ -16,6 +16,7 @@ This module decides what goes where, from each experiment's declared record; the
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -77,6 +78,32 @@ def curves_of(results: Path, name: str) -> list[dict]:
     return out
 
 
+SESSION_HOURS = 3  # what one working session can give an experiment on its machine
+
+
+def not_run_cost(results: Path, name: str) -> str:
+    """What an experiment not run yet would cost, from its plan (``python -m training.plan
+    experiment=<name> --out results/plans/<name>.json``): runs, steps, the training time measured on
+    that machine, and whether it fits one session's CPU there; empty without a plan."""
+    path = results / "plans" / f"{name}.json"
+    if not path.is_file():
+        return ""
+    try:
+        p = json.loads(path.read_text())
+        runs, steps, est, side, both = (p["runs"], p["steps"], p["estimate_s"], p["side_by_side"],
+                                        p["estimate_side_by_side_s"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise TableError(f"{path}: not a plan written by python -m training.plan --out ({err}); write it again") from None
+    out = (f" Its cost (`python -m training.plan experiment={name} --out results/plans/{name}.json`, {p['date']}, "
+           f"{p['machine']}): {runs:,} runs, {steps:,} optimizer steps")
+    if est is None:
+        return out + " (not timed)."
+    fits = both <= SESSION_HOURS * 3600
+    return out + (f", {est / 3600:.1f} h of training one run at a time ({both / 3600:.1f} h with {side} side by side, "
+                  f"evaluations and start-up not included): {'within' if fits else 'more than'} one "
+                  f"{SESSION_HOURS}-hour session of this machine.")
+
+
 def render(results: Path = ROOT / "results", draw: bool = True) -> str:
     """The markdown of RESULTS.md; with ``draw``, the figures are (re)drawn too."""
     lines = ["# Results", "", "Rendered by `python -m training.findings` from the per-run tables in `results/` "
@@ -86,7 +113,7 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         if not (results / f"{name}.csv").exists():
             lines += [f"Not run yet: `python train.py --multirun experiment={name}`, then "
                       f"`python -m training.results runs/experiments/{name} --out results/{name}.csv "
-                      f"--experiment {name}`.", ""]
+                      f"--experiment {name}`." + not_run_cost(results, name), ""]
             continue
         rows = rows_of(results, name)
         done = [r for r in rows if r["status"] == "finished"]

@@ -237,17 +237,57 @@ def print_plan(overrides: list[str], measure_it: bool | None = None, file=None) 
     return p
 
 
+def machine() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's word for it."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plan_record(p: Plan, overrides: list[str]) -> dict:
+    """A plan as the JSON ``--out`` writes (RESULTS.md quotes it for an experiment not run yet)."""
+    import datetime
+    est = p.estimate_s()
+    return {"overrides": list(overrides), "runs": len(p.jobs), "steps": p.steps, "sequences": p.sequences,
+            "tokens": p.tokens, "estimate_s": est, "side_by_side": _parallel(),
+            "estimate_side_by_side_s": None if est is None else est / _parallel(),
+            "measured": [{"ms_per_step": round(1000 * s, 2), "n_embd": p.jobs[i].n_embd,
+                          "max_length": p.jobs[i].max_length, "batch_size": p.jobs[i].batch_size}
+                         for i, s in p.seconds_per_step.items()],
+            "machine": f"{machine()}, {_parallel()} core(s), 1 torch thread per run",
+            "date": datetime.date.today().isoformat()}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.plan", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="what you would pass to python train.py --multirun")
     ap.add_argument("--no-measure", dest="measure", action="store_false", help="counts only, no timing")
+    ap.add_argument("--out", default=None, help="also write the plan as JSON (results/plans/<experiment>.json is "
+                    "what RESULTS.md quotes for an experiment not run yet)")
     args = ap.parse_args(argv)
+    if args.out and not args.out.endswith(".json"):
+        print(f"error: --out {args.out!r}: give a .json path, e.g. results/plans/<experiment>.json", file=sys.stderr)
+        sys.exit(2)
     try:
-        print_plan(args.overrides, measure_it=args.measure)
+        p = print_plan(args.overrides, measure_it=args.measure)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if args.out:
+        import json
+        from pathlib import Path
+
+        from datasets_builders.files import write_text_atomic
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(args.out), json.dumps(plan_record(p, args.overrides), indent=1) + "\n")
+        print(f"plan -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ demand (a partly finished or re-run sweep, or runs gathered by hand)::
     python -m training.results runs/sweeps/<date>            # -> runs/sweeps/<date>/results.csv + .parquet
     python -m training.results runs/experiments/f4 --out results/f4_scaling.csv --experiment f4_scaling
 
+An experiment that outgrows one session (run folders do not survive a new machine; the committed tables
+do) adds its new runs to its committed table with ``--merge``: a run of the table that the sweep ran
+again (same arm, same seed) is replaced, every other row is kept, and a config column the sweep
+varies but the table lacks is filled for the kept rows from ``--assume`` (what those runs had)::
+
+    python -m training.results runs/experiments/paper_ingredients --out results/paper_ingredients.csv \
+        --experiment paper_ingredients --merge --assume batch_size=64 --assume packing=true
+
 A run folder without ``summary.json`` (still training, killed) gets ``status`` ``unfinished`` and its
 last evaluation's numbers, so a partial sweep can already be read. A sweep job that failed, or a run
 whose files are damaged, gets ``status`` ``failed`` and an ``error`` naming the file; the command (and
@@ -171,21 +179,118 @@ def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], l
     return columns, flat
 
 
-def write_results(sweep_dir: str | Path, out: str | Path | None = None, experiment: str | None = None) -> Path:
-    """Collect ``sweep_dir`` and write ``results.csv`` (+ ``.parquet``) atomically; returns the csv."""
+def write_results(sweep_dir: str | Path, out: str | Path | None = None, experiment: str | None = None,
+                  merge: bool = False, assume: dict[str, str] | None = None) -> Path:
+    """Collect ``sweep_dir`` and write ``results.csv`` (+ ``.parquet``) atomically; returns the csv.
+    ``merge``: keep the rows of the table already at ``out`` that the sweep did not run again
+    (:func:`merge_tables`; ``assume`` fills the config columns they lack)."""
     rows = collect(sweep_dir)
     if not rows:
         raise RunFolderError(f"no run folder (train_config.yaml) under {sweep_dir}")
     columns, data = table(rows, experiment)
     out = Path(out) if out else Path(sweep_dir) / "results.csv"
+    long = curves(rows, Path(sweep_dir), experiment)
+    long_columns = list(long[0]) if long else []
+    curves_path = out.with_name(out.stem + "_curves.csv")
+    if merge:  # everything is read and checked before anything is written
+        columns, data, long_columns, long = merge_tables(out, rows, columns, data, long_columns, long,
+                                                        dict(assume or {}))
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(out, columns, data)
     _write_parquet(out.with_suffix(".parquet"), columns, data)
-    long = curves(rows, Path(sweep_dir), experiment)
     if long:
-        path = out.with_name(out.stem + "_curves.csv")
-        _write_csv(path, list(long[0]), long)
+        _write_csv(curves_path, long_columns, long)
     return out
+
+
+def _config_part(columns: list[str]) -> list[str]:
+    """The config columns of a table (before ``steps``, the first outcome), without the run's name."""
+    at = columns.index("steps") if "steps" in columns else len(columns)
+    return [c for c in columns[:at] if c not in ("experiment", "run", "status", *STRUCTURE)]
+
+
+def _key(value) -> str:
+    """A cell as the CSV writes it, so a typed value and its text compare equal."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def merge_tables(out: Path, rows: list[dict], columns: list[str], data: list[dict], long_columns: list[str],
+                 long: list[dict], assume: dict[str, str]) -> tuple[list[str], list[dict], list[str], list[dict]]:
+    """The committed table at ``out`` (its parquet, typed) with a sweep's rows added.
+
+    - A new row gets every config column of the old table, from its run's full config.
+    - An old row gets the config columns only the sweep varies from ``assume`` (column: value, what
+      the old runs had); one missing is an error naming it.
+    - An old row is replaced when a new row has the same value in every config column (the same arm
+      and seed); its curves go with it. Run names must not clash.
+    """
+    import pyarrow.parquet as pq
+    parquet = out.with_suffix(".parquet")
+    if not parquet.is_file():
+        raise RunFolderError(f"--merge: {parquet} does not exist: there is no committed table to add the runs "
+                             "to (drop --merge to write a new one)")
+    try:
+        old = pq.read_table(parquet).to_pylist()
+    except Exception as err:  # noqa: BLE001  pyarrow raises several kinds for a damaged file
+        raise RunFolderError(f"--merge: {parquet} is not a readable parquet file ({err}); regenerate it") from None
+    old_columns = list(old[0]) if old else []
+    new_config, old_config = _config_part(columns), _config_part(old_columns)
+    # the old table's config columns, for the new rows: from each run's full config
+    short = {}
+    for r in rows:
+        for dotted, name in _short(list(r["config"])).items():
+            short.setdefault(name, dotted)
+    for name in old_config:
+        if name not in new_config and name not in short:
+            raise RunFolderError(f"--merge: {out} has the config column {name!r}, which the sweep's runs do not "
+                                 "have: they are not runs of the same experiment")
+    for row, r in zip(data, rows):
+        for name in old_config:
+            if name not in row:
+                row[name] = r["config"].get(short[name])
+    lacking = [c for c in new_config if c not in old_config]
+    unknown = [c for c in assume if c not in lacking]
+    if unknown:
+        raise RunFolderError(f"--merge: --assume {', '.join(unknown)}: the committed table already has "
+                             f"{'this column' if len(unknown) == 1 else 'these columns'}, or the sweep does not vary "
+                             f"{'it' if len(unknown) == 1 else 'them'}; assume only {', '.join(lacking) or 'nothing'}")
+    missing = [c for c in lacking if c not in assume]
+    if missing:
+        hint = " ".join(f"--assume {c}=<value>" for c in missing)
+        raise RunFolderError(f"--merge: {out} has no column {', '.join(missing)}, which the sweep varies: say what "
+                             f"its runs had ({hint})")
+    for row in old:
+        row.update({c: assume[c] for c in lacking})
+    config = old_config + lacking
+    new_keys = {tuple(_key(row.get(c)) for c in config) for row in data}
+    kept = [row for row in old if tuple(_key(row.get(c)) for c in config) not in new_keys]
+    clash = {row["run"] for row in kept} & {row["run"] for row in data}
+    if clash:
+        raise RunFolderError(f"--merge: run name(s) {', '.join(sorted(clash))} are in {out} and in the sweep: "
+                             "collect the sweep from a folder of another name")
+    at = old_columns.index("steps") if "steps" in old_columns else len(old_columns)
+    merged_columns = list(dict.fromkeys(old_columns[:at] + lacking + old_columns[at:] + columns))
+    old_runs = {row["run"] for row in kept}
+    curves_path = out.with_name(out.stem + "_curves.csv")
+    old_long = []
+    if curves_path.is_file():
+        with open(curves_path, newline="") as f:
+            old_long = [row for row in csv.DictReader(f) if row["run"] in old_runs]
+    for row in old_long:
+        row.update({c: assume[c] for c in lacking})
+    runs = {row["run"]: row for row in data}
+    for row in long:
+        row.update({c: runs[row["run"]].get(c) for c in config if c not in row})
+    merged_long_columns = list(dict.fromkeys((list(old_long[0]) if old_long else []) + long_columns + lacking
+                                             + [c for c in config if c not in long_columns]))
+    for row in kept + data:
+        for c in merged_columns:
+            row.setdefault(c, None)
+    return merged_columns, kept + data, merged_long_columns, old_long + long
 
 
 def curves(rows: list[dict], sweep_dir: Path, experiment: str | None = None) -> list[dict]:
@@ -297,9 +402,27 @@ def main(argv=None) -> None:
     p.add_argument("sweep_dir", help="a sweep folder (or any folder holding run folders)")
     p.add_argument("--out", default=None, help="csv path (default: <sweep_dir>/results.csv); parquet beside it")
     p.add_argument("--experiment", default=None, help="an experiment name for the first column")
+    p.add_argument("--merge", action="store_true", help="add the runs to the table already at --out (rows the "
+                   "sweep ran again are replaced, the others kept)")
+    p.add_argument("--assume", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="with --merge: the value a config column the sweep varies had in the table's runs")
     args = p.parse_args(argv)
+    assume = {}
+    for item in args.assume:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            print(f"error: --assume {item!r}: write COLUMN=VALUE, e.g. --assume batch_size=64", file=sys.stderr)
+            sys.exit(2)
+        assume[column] = value
+    if (args.assume or args.merge) and not args.out:
+        print("error: --merge adds runs to a committed table: name it with --out results/<experiment>.csv",
+              file=sys.stderr)
+        sys.exit(2)
+    if args.assume and not args.merge:
+        print("error: --assume only fills columns of a --merge", file=sys.stderr)
+        sys.exit(2)
     try:
-        path = write_results(args.sweep_dir, args.out, args.experiment)
+        path = write_results(args.sweep_dir, args.out, args.experiment, merge=args.merge, assume=assume)
     except (RunFolderError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
