@@ -36,3 +36,12 @@ def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path
     with pytest.raises(SystemExit) as stopped:  # a bad argument: the command's check, in-process
         ablation.main([str(tmp_path / "nowhere")])
     assert stopped.value.code == 2 and "not a folder" in capsys.readouterr().err
+    # A later session's sweep added to the committed table: its runs named apart, the old rows kept.
+    ablation.main([str(sweep), "--out", str(out), "--experiment", "tiny", "--per-length", "32", "--merge",
+                   "--run-prefix", "s2/"])
+    merged = list(csv.DictReader(open(out)))
+    assert merged[:8] == rows and [r["run"] for r in merged[8:]] == ["s2/0"] * 8
+    assert [r["test_accuracy"] for r in merged[8:]] == [r["test_accuracy"] for r in rows]
+    with pytest.raises(SystemExit) as stopped:
+        ablation.main([str(sweep), "--out", str(tmp_path / "absent.csv"), "--merge"])
+    assert stopped.value.code == 2 and "absent.csv does not exist" in capsys.readouterr().err

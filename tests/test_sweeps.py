@@ -121,44 +121,41 @@ def test_merge_adds_a_later_sessions_runs_to_a_committed_table(sweep, tmp_path):
     """An experiment over two sessions: the first session's table is committed, its run folders are gone;
     the second session's sweep re-runs one arm and seed, adds others and varies a key the first did not."""
     out, _ = sweep
-    arm = {job: (r["n_embd"], r["seed"]) for r in read_csv(out / "results.csv") for job in [r["run"]]}
+    arm = {r["run"]: (r["n_embd"], r["seed"]) for r in read_csv(out / "results.csv")}
     small = sorted(job for job, (width, _) in arm.items() if width == "16")
     first, second, table = tmp_path / "first", tmp_path / "second", tmp_path / "t.csv"
     for job in small:
         shutil.copytree(out / job, first / job)
     assert results.main([str(first), "--out", str(table), "--experiment", "demo"]) is None
     shutil.rmtree(first)  # a new machine: only the committed table is left
-    for job in arm:
-        if job != small[0]:
-            shutil.copytree(out / job, second / f"r{job}")
-    varied = second / f"r{max(arm)}" / "train_config.yaml"  # a key the first session did not vary
+    again = [job for job in sorted(arm) if job != small[0]]
+    for i, job in enumerate(again):
+        shutil.copytree(out / job, second / str(i))  # numbered from 0 again, as every sweep is
+    varied = second / str(len(again) - 1) / "train_config.yaml"  # a key the first session did not vary
     varied.write_text(varied.read_text().replace("lr: 0.003", "lr: 0.001"))
     before = {p.name: p.read_bytes() for p in tmp_path.glob("t*")}
+    merge = [sys.executable, "-m", "training.results", str(second), "--out", str(table), "--experiment", "demo",
+             "--merge"]
 
-    res = run_cli([sys.executable, "-m", "training.results", str(second), "--out", str(table), "--experiment",
-                   "demo", "--merge"], timeout=120)
+    res = run_cli(merge + ["--run-prefix", "s2/"], timeout=120)
     # the first session had one width: its table lacks n_inner (4 x n_embd) as well as lr
     assert res.returncode == 2 and "has no column n_inner, lr, which the sweep varies" in res.stderr
     assert "(--assume n_inner=<value> --assume lr=<value>)" in res.stderr
+    res = run_cli(merge + ["--assume", "n_inner=64", "--assume", "lr=0.003"], timeout=120)
+    assert res.returncode == 2 and f"run name(s) {small[0]} are in" in res.stderr and "--run-prefix" in res.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.glob("t*")} == before  # nothing written
 
-    res = run_cli([sys.executable, "-m", "training.results", str(second), "--out", str(table), "--experiment",
-                   "demo", "--merge", "--assume", "n_inner=64", "--assume", "lr=0.003"], timeout=120)
+    res = run_cli(merge + ["--assume", "n_inner=64", "--assume", "lr=0.003", "--run-prefix", "s2/"], timeout=120)
     assert res.returncode == 0, res.stderr
     rows = read_csv(table)
-    assert [r["run"] for r in rows] == [small[0]] + [f"r{job}" for job in sorted(arm) if job != small[0]]
-    assert {(r["n_embd"], r["seed"], r["lr"]) for r in rows} == {(*arm[job], "0.001" if job == max(arm) else "0.003")
+    # the re-run arm (n_embd 16, the second seed) replaced its row; the first seed's row stayed
+    assert [r["run"] for r in rows] == [small[0]] + [f"s2/{i}" for i in range(len(again))]
+    assert {(r["n_embd"], r["seed"], r["lr"]) for r in rows} == {(*arm[job], "0.001" if job == again[-1] else "0.003")
                                                                  for job in arm}
     assert all(r["experiment"] == "demo" and r["status"] == "finished" for r in rows)
     assert pq.read_table(table.with_suffix(".parquet")).num_rows == 4
     long = read_csv(tmp_path / "t_curves.csv")  # the replaced run's curve went with it
     assert {r["run"] for r in long} == {r["run"] for r in rows} and all(r["lr"] for r in long)
-
-    clash = tmp_path / "clash"
-    shutil.copytree(out / max(arm), clash / small[0])  # another arm under a name the table has
-    res = run_cli([sys.executable, "-m", "training.results", str(clash), "--out", str(table), "--merge"],
-                  timeout=120)
-    assert res.returncode == 2 and f"run name(s) {small[0]} are in" in res.stderr
 
 
 def test_results_of_damaged_runs_name_the_run_and_file_and_keep_the_rest(sweep, tmp_path):

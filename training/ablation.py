@@ -8,7 +8,9 @@ do (``layer-2 head``; ``layer-2 head 1`` when a layer has several heads), ``mode
 ``mean`` (``modeling.analysis.ablation_study``), ``test_accuracy`` the mean teacher-forced sequence
 accuracy over the trained lengths with it ablated, ``baseline`` without, ``drop`` their difference,
 ``acc_L<n>`` per length. ``python -m training.findings`` shows the table per arm of the experiment.
-A run without a final model (unfinished or failed) is left out and named.
+A run without a final model (unfinished or failed) is left out and named. For an experiment over
+several sessions, ``--merge --run-prefix <date>/`` adds a sweep's rows to the committed table with
+the run names ``training.results --merge --run-prefix`` gave them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def component_name(name: str, n_head: int) -> str:
     return f"layer-{int(layer) + 1} head" + (f" {int(rest) + 1}" if n_head > 1 else "")
 
 
-def ablate_run(folder: Path, per_length: int = 256) -> list[dict]:
+def ablate_run(folder: Path, per_length: int = 256, run_prefix: str = "") -> list[dict]:
     """The ablation rows of one finished run folder (its ``final/`` model on its own test split)."""
     import torch
 
@@ -58,14 +60,16 @@ def ablate_run(folder: Path, per_length: int = 256) -> list[dict]:
     out = []
     for name, by_mode in study["components"].items():
         for mode, r in by_mode.items():
-            out.append({"run": folder.name, "component": component_name(name, model.config.n_head), "mode": mode,
+            out.append({"run": run_prefix + folder.name, "component": component_name(name, model.config.n_head), "mode": mode,
                         "baseline": round(base["mean"], 6), "test_accuracy": round(r["mean"], 6),
                         "drop": round(r["drop"], 6), **{f"acc_L{L}": round(a, 6) for L, a in r["accuracy"].items()}})
     return out
 
 
-def collect(sweep_dir: str | Path, experiment: str | None = None, per_length: int = 256) -> tuple[list[dict], list[str]]:
-    """Rows for every finished run below ``sweep_dir`` (numbered run folders), and the runs left out."""
+def collect(sweep_dir: str | Path, experiment: str | None = None, per_length: int = 256,
+            run_prefix: str = "") -> tuple[list[dict], list[str]]:
+    """Rows for every finished run below ``sweep_dir`` (numbered run folders), and the runs left out;
+    ``run_prefix`` as ``training.results --run-prefix`` gave the runs' table."""
     from tqdm.auto import tqdm
 
     sweep_dir = Path(sweep_dir)
@@ -78,7 +82,7 @@ def collect(sweep_dir: str | Path, experiment: str | None = None, per_length: in
             skipped.append(f"{folder.name} (no final model)")
             continue
         try:
-            rows += [{"experiment": experiment or sweep_dir.name, **r} for r in ablate_run(folder, per_length)]
+            rows += [{"experiment": experiment or sweep_dir.name, **r} for r in ablate_run(folder, per_length, run_prefix)]
         except (ConfigError, OSError, ValueError) as err:
             skipped.append(f"{folder.name} ({err})")
     return rows, skipped
@@ -100,13 +104,20 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="csv path (default: <sweep_dir>/ablation.csv)")
     ap.add_argument("--experiment", default=None, help="the experiment's name (first column; default: the folder's)")
     ap.add_argument("--per-length", type=int, default=256, help="test sequences per length (default 256)")
+    ap.add_argument("--run-prefix", default="", help="before every run's name, as training.results --run-prefix "
+                    "named them in the table")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of the ablation table already at --out "
+                    "whose runs are not in this sweep (a later session's runs added)")
     args = ap.parse_args(argv)
     out = Path(args.out or Path(args.sweep_dir) / "ablation.csv")
     if args.per_length < 1:
         print(f"error: --per-length={args.per_length}: give at least 1", file=sys.stderr)
         sys.exit(2)
+    if args.merge and not out.is_file():
+        print(f"error: --merge: {out} does not exist (drop --merge to write a new table)", file=sys.stderr)
+        sys.exit(2)
     try:
-        rows, skipped = collect(args.sweep_dir, args.experiment, args.per_length)
+        rows, skipped = collect(args.sweep_dir, args.experiment, args.per_length, args.run_prefix)
     except (RunFolderError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -115,6 +126,11 @@ def main(argv=None) -> None:
     if not rows:
         print(f"error: no finished run below {args.sweep_dir}", file=sys.stderr)
         sys.exit(1)
+    if args.merge:
+        with open(out, newline="") as f:
+            old = list(csv.DictReader(f))
+        new_runs = {r["run"] for r in rows}
+        rows = [r for r in old if r["run"] not in new_runs] + rows
     write(rows, out)
     print(f"{len({r['run'] for r in rows})} run(s), {len(rows)} ablation(s) -> {out}")
 

@@ -13,7 +13,7 @@ again (same arm, same seed) is replaced, every other row is kept, and a config c
 varies but the table lacks is filled for the kept rows from ``--assume`` (what those runs had)::
 
     python -m training.results runs/experiments/paper_ingredients --out results/paper_ingredients.csv \
-        --experiment paper_ingredients --merge --assume batch_size=64 --assume packing=true
+        --experiment paper_ingredients --merge --assume batch_size=64 --assume packing=true --run-prefix 2026-12-06/
 
 A run folder without ``summary.json`` (still training, killed) gets ``status`` ``unfinished`` and its
 last evaluation's numbers, so a partial sweep can already be read. A sweep job that failed, or a run
@@ -180,16 +180,19 @@ def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], l
 
 
 def write_results(sweep_dir: str | Path, out: str | Path | None = None, experiment: str | None = None,
-                  merge: bool = False, assume: dict[str, str] | None = None) -> Path:
+                  merge: bool = False, assume: dict[str, str] | None = None, run_prefix: str = "") -> Path:
     """Collect ``sweep_dir`` and write ``results.csv`` (+ ``.parquet``) atomically; returns the csv.
     ``merge``: keep the rows of the table already at ``out`` that the sweep did not run again
-    (:func:`merge_tables`; ``assume`` fills the config columns they lack)."""
+    (:func:`merge_tables`; ``assume`` fills the config columns they lack). ``run_prefix`` goes before
+    every run's name (``2026-12-06/3``: run numbers restart in every sweep)."""
     rows = collect(sweep_dir)
     if not rows:
         raise RunFolderError(f"no run folder (train_config.yaml) under {sweep_dir}")
+    long = curves(rows, Path(sweep_dir), experiment)
+    for r in rows + long:
+        r["run"] = run_prefix + r["run"]
     columns, data = table(rows, experiment)
     out = Path(out) if out else Path(sweep_dir) / "results.csv"
-    long = curves(rows, Path(sweep_dir), experiment)
     long_columns = list(long[0]) if long else []
     curves_path = out.with_name(out.stem + "_curves.csv")
     if merge:  # everything is read and checked before anything is written
@@ -271,7 +274,7 @@ def merge_tables(out: Path, rows: list[dict], columns: list[str], data: list[dic
     clash = {row["run"] for row in kept} & {row["run"] for row in data}
     if clash:
         raise RunFolderError(f"--merge: run name(s) {', '.join(sorted(clash))} are in {out} and in the sweep: "
-                             "collect the sweep from a folder of another name")
+                             "name the sweep's runs apart with --run-prefix (e.g. --run-prefix <today's date>/)")
     at = old_columns.index("steps") if "steps" in old_columns else len(old_columns)
     merged_columns = list(dict.fromkeys(old_columns[:at] + lacking + old_columns[at:] + columns))
     old_runs = {row["run"] for row in kept}
@@ -406,6 +409,8 @@ def main(argv=None) -> None:
                    "sweep ran again are replaced, the others kept)")
     p.add_argument("--assume", action="append", default=[], metavar="COLUMN=VALUE",
                    help="with --merge: the value a config column the sweep varies had in the table's runs")
+    p.add_argument("--run-prefix", default="", help="goes before every run's name (e.g. 2026-12-06/): run numbers "
+                   "restart in every sweep, so a merged table tells sessions apart by it")
     args = p.parse_args(argv)
     assume = {}
     for item in args.assume:
@@ -422,7 +427,8 @@ def main(argv=None) -> None:
         print("error: --assume only fills columns of a --merge", file=sys.stderr)
         sys.exit(2)
     try:
-        path = write_results(args.sweep_dir, args.out, args.experiment, merge=args.merge, assume=assume)
+        path = write_results(args.sweep_dir, args.out, args.experiment, merge=args.merge, assume=assume,
+                             run_prefix=args.run_prefix)
     except (RunFolderError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
