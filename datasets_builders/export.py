@@ -249,7 +249,8 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
     kept = "" if not capped else (
         f"\n\nConfigs with rows kept per length ({', '.join(map(str, capped))}; see Generation) write fewer "
         "rows without changing the split: of each length's drawn sequences, the first of its test part and "
-        "the first of its train part, in the same proportion. Their test rows are thus all in the test split "
+        "the first of its train part, in the same proportion (and at a `test_longer` length its first "
+        "sequences, as many as at the other lengths). Their test rows are thus all in the test split "
         "of the same config drawn in full, the one that `train.py` holds out at the same parameters: a model "
         "trained by `train.py data.task=<task>` with the defaults never saw them.")
     with_column = [f"`{n}`" for n, c in configs.items() if c.metadata]
@@ -259,7 +260,10 @@ def dataset_card(infos: dict[str, datasets.DatasetInfo], configs: dict[str, Iter
     longer_lengths = sorted({L for c in configs.values() for L in c.extrapolation_lengths})
     longer = "" if not longer_lengths else (
         f" Here: lengths {', '.join(map(str, longer_lengths))} (in the configs whose Generation row lists "
-        "them), round(examples_per_length · test_fraction) distinct sequences of each (per task of a mix); "
+        "them), round(examples_per_length · test_fraction) distinct sequences of each (per task of a mix)"
+        + ("" if not any(c.max_rows_per_length and c.extrapolation_lengths for c in configs.values()) else
+           ", of which the configs with rows kept per length keep the first (as many as their other lengths)")
+        + "; "
         f"with CoT a row of length {longer_lengths[-1]} is {2 * longer_lengths[-1] + 3} tokens, at positions no "
         "training row reached.")
     split_by_task = [n for n, c in configs.items() if c.task_splits]

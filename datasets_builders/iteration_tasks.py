@@ -11,8 +11,9 @@ recipe's copy + polynomial mix::
     mix_polynomial
 
 The configs of the twelve keep ``max_rows_per_length=256`` of each length's 2,048 drawn sequences
-(``BUILTIN_MAX_ROWS_PER_LENGTH``; the reason is there). The paper's eight and ``mix_polynomial`` add
-a ``test_longer`` split (``PAPER_EXTRAPOLATION_LENGTHS``); ``mix_polynomial`` takes each half from
+(``BUILTIN_MAX_ROWS_PER_LENGTH``; the reason is there). Every named config has a ``test_longer``
+split (``PAPER_EXTRAPOLATION_LENGTHS``: 17-20; 256 rows per length in the twelve's configs, 512 in the
+paper's eight); ``mix_polynomial`` takes each half from
 its task's own config (``task_splits``) and has a ``metadata`` column (``row_metadata``, which gives
 the same per-row task parameters for every named config).
 
@@ -38,8 +39,9 @@ copy). ``extrapolation_lengths`` adds a ``test_longer`` split with
 ``round(examples_per_length · test_fraction)`` distinct sequences per longer length.
 ``max_rows_per_length`` keeps fewer rows without changing the split: of each length's drawn
 sequences, the first ``round(max_rows_per_length · test_fraction)`` of its test part and the first
-of its train part (``round(max_rows_per_length · test_fraction)`` per longer length), so every kept
-test row is in the test split of the same config without the cap (the one ``train.py`` holds out).
+of its train part (and the first ``max_rows_per_length`` of each longer length's ``test_longer``), so
+every kept test row is in the test split of the same config without the cap (the one ``train.py``
+holds out), and every kept ``test_longer`` row in its ``test_longer``.
 
 Randomness comes from one stream per (seed, config task, sub-task, length, purpose), so a length's
 data does not change when other lengths are added, and ``parity`` / ``parity_nocot`` share their
@@ -88,13 +90,16 @@ BUILTIN_TASKS = tasks.BUILTIN_TASKS  # named configs beyond the paper's: groups 
 # Rows kept per length in the named configs of BUILTIN_TASKS. Their 24 configs at the paper's 2,048
 # rows per length would be 25.5 MB of parquet (random inputs over up to 120 values compress little),
 # and hub/ (models, revisions and this dataset) must stay under 30 MB (model_cards.release); 256
-# keeps them at 3.7 MB. The split is still that of 2,048 (see max_rows_per_length): every kept test
-# row is held out by a train.py run at the defaults (e.g. experiment=task_family).
+# keeps them at 3.7 MB (5.2 MB with their test_longer, 256 rows at each of 17-20). The split is still that
+# of 2,048 (see max_rows_per_length): every kept test row is held out by a train.py run at the defaults
+# (e.g. experiment=task_family).
 BUILTIN_MAX_ROWS_PER_LENGTH = 256
-# Lengths of the ``test_longer`` split of the named configs of the paper's tasks (and of mix_polynomial):
-# the four after their max_length=16, each inside every released model's context (2L + 3 <= 64
-# positions) but at positions no training row reached (issue 26). A builder given another max_length
-# drops them unless extrapolation_lengths is given too (IterationTasks._create_builder_config).
+# Lengths of the ``test_longer`` split of every named config (first the paper's tasks' and mix_polynomial's,
+# then, issue 25 §1, the built-in tasks'): the four after their max_length=16, each inside every released
+# model's context (2L + 3 <= 64 positions) but at positions no training row reached (issue 26). A builder
+# given another max_length drops them unless extrapolation_lengths is given too
+# (IterationTasks._create_builder_config). Each length has its own random stream (_rng), so adding them
+# left every train/test row (and file) of the built-in configs as it was.
 PAPER_EXTRAPOLATION_LENGTHS = (17, 18, 19, 20)
 
 FEATURES = datasets.Features({
@@ -259,7 +264,9 @@ class IterationTaskConfig(datasets.BuilderConfig):
             (``True``) or raise ``ValueError`` (``False``).
         max_rows_per_length: keep at most this many of each length's drawn sequences (``None``: all):
             the first ``round(max_rows_per_length · test_fraction)`` of the length's test part and the
-            first of its train part (and that many of each longer length's ``test_longer``). The split
+            first of its train part, and the first ``max_rows_per_length`` of each longer length's
+            ``test_longer`` (per task of a mix, shared by ``mix_ratio``; a prefix of the
+            ``round(examples_per_length · test_fraction)`` drawn there, all of them if fewer). The split
             itself stays that of ``examples_per_length``, so every kept test row is in the test split
             that ``train.py`` holds out at the same parameters; only the files get smaller (the named
             configs of ``BUILTIN_TASKS`` use ``BUILTIN_MAX_ROWS_PER_LENGTH``).
@@ -438,7 +445,7 @@ def length_counts(config: IterationTaskConfig) -> list[dict]:
     n_longer = max(1, _round(config.examples_per_length * config.test_fraction))
     keep = config.max_rows_per_length
     keep_in = _share(config, keep) if keep is not None else {}
-    keep_longer = _share(config, max(1, _round(keep * config.test_fraction))) if keep is not None else {}
+    keep_longer = _share(config, keep) if keep is not None else {}  # a longer length keeps up to the cap
     for length in list(config.lengths) + list(config.extrapolation_lengths):
         longer = length > config.max_length
         for name, requested in _share(config, n_longer if longer else config.examples_per_length).items():
@@ -696,8 +703,8 @@ def task_description(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 def _config(name: str, task: str, cot: bool, **fields) -> IterationTaskConfig:
     what = "with chain of thought (every state s_1 ... s_L)" if cot else "without chain of thought (only s_L)"
-    fields = {"extrapolation_lengths": PAPER_EXTRAPOLATION_LENGTHS, **fields} if task in TASKS else {
-        "max_rows_per_length": BUILTIN_MAX_ROWS_PER_LENGTH, **fields}
+    capped = {} if task in TASKS else {"max_rows_per_length": BUILTIN_MAX_ROWS_PER_LENGTH}
+    fields = {"extrapolation_lengths": PAPER_EXTRAPOLATION_LENGTHS, **capped, **fields}
     about = task_description(name if name in TASK_DESCRIPTIONS else task)
     return IterationTaskConfig(name=name, task=task, cot=cot, version=datasets.Version("1.0.0"),
                                description=f"{task}: {about} Answer {what}.", **fields)

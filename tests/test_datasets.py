@@ -114,8 +114,8 @@ def test_named_configs():
         paper = c.task in it.TASKS
         assert c.cot == (not c.name.endswith("_nocot")) and c.name.startswith(c.task)
         assert (c.min_length, c.max_length, c.examples_per_length, c.test_fraction, c.modulus) == (1, 16, 2048, 0.25, 11)
-        assert c.extrapolation_lengths == (it.PAPER_EXTRAPOLATION_LENGTHS if paper else ())
-        assert c.splits == (("train", "test", "test_longer") if paper else ("train", "test"))
+        assert c.extrapolation_lengths == it.PAPER_EXTRAPOLATION_LENGTHS  # the built-in tasks' too (issue 25 §1)
+        assert c.splits == ("train", "test", "test_longer")
         assert c.max_rows_per_length == (None if paper else it.BUILTIN_MAX_ROWS_PER_LENGTH)
         about = it.task_description(c.name if c.name in it.TASK_DESCRIPTIONS else c.task)
         assert c.description.startswith(f"{c.task}: {about} Answer with")
@@ -132,7 +132,8 @@ def test_named_configs():
 
 def test_max_rows_per_length_keeps_a_prefix_of_each_side_of_the_split():
     """The kept rows are the first of the full split's test part and of its train part: every kept test
-    row is held out by a run at the same parameters without the cap, and the proportion is kept."""
+    row is held out by a run at the same parameters without the cap, and the proportion is kept. A longer
+    length keeps the first max_rows_per_length of its test_longer (all of it where fewer are drawn)."""
     capped = it.IterationTaskConfig(name="x", task="cyclic3", max_length=7, examples_per_length=200,
                                     max_rows_per_length=40, extrapolation_lengths=(8,))
     full = it.IterationTaskConfig(name="x", task="cyclic3", max_length=7, examples_per_length=200,
@@ -146,9 +147,15 @@ def test_max_rows_per_length_keeps_a_prefix_of_each_side_of_the_split():
             assert len(rows) == counts[length][split]
     assert [(c["length"], c["train"], c["test"], c["test_longer"]) for c in counts.values()] == [
         (1, 2, 1, 0), (2, 7, 2, 0), (3, 20, 7, 0), (4, 30, 10, 0), (5, 30, 10, 0), (6, 30, 10, 0), (7, 30, 10, 0),
-        (8, 0, 0, 10)]  # L <= 3: all of 3**L (fewer than 40); then round(40 * 0.25) = 10 test, 30 train
-    mix = it.IterationTaskConfig(name="x", task="mix", min_length=8, max_length=8, max_rows_per_length=40)
-    assert [(c["task"], c["train"], c["test"]) for c in it.length_counts(mix)] == [("copy", 15, 5), ("parity", 15, 5)]
+        (8, 0, 0, 40)]  # L <= 3: all of 3**L (fewer than 40); then round(40 * 0.25) = 10 test, 30 train;
+    # L = 8: the first 40 of the round(200 * 0.25) = 50 drawn
+    mix = it.IterationTaskConfig(name="x", task="mix", min_length=8, max_length=8, max_rows_per_length=40,
+                                 extrapolation_lengths=(9,))
+    assert [(c["task"], c["train"], c["test"], c["test_longer"]) for c in it.length_counts(mix)] == [
+        ("copy", 15, 5, 0), ("parity", 15, 5, 0), ("copy", 0, 0, 20), ("parity", 0, 0, 20)]
+    few = it.IterationTaskConfig(name="x", task="cyclic3", max_length=7, examples_per_length=100,
+                                 max_rows_per_length=40, extrapolation_lengths=(8,))
+    assert it.length_counts(few)[-1]["test_longer"] == 25  # round(100 * 0.25) drawn, fewer than the cap
     check_rows(it.split_table(capped, "test"), capped, capped.lengths)
     with pytest.raises(ValueError, match=r"max_rows_per_length=1 is invalid: it must be an integer >= 2 \(or None"):
         it.IterationTaskConfig(name="x", task="cyclic3", max_rows_per_length=1)
