@@ -143,6 +143,8 @@ def test_merge_adds_a_later_sessions_runs_to_a_committed_table(sweep, tmp_path):
     assert "(--assume n_inner=<value> --assume lr=<value>)" in res.stderr
     res = run_cli(merge + ["--assume", "n_inner=64", "--assume", "lr=0.003"], timeout=120)
     assert res.returncode == 2 and f"run name(s) {small[0]} are in" in res.stderr and "--run-prefix" in res.stderr
+    res = run_cli(merge[:-3] + ["--merge", "--run-prefix", "s2/"], timeout=120)  # no --experiment
+    assert res.returncode == 2 and "holds experiment demo: give the sweep the same name (--experiment demo)" in res.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.glob("t*")} == before  # nothing written
 
     res = run_cli(merge + ["--assume", "n_inner=64", "--assume", "lr=0.003", "--run-prefix", "s2/"], timeout=120)

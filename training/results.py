@@ -241,6 +241,10 @@ def merge_tables(out: Path, rows: list[dict], columns: list[str], data: list[dic
     except Exception as err:  # noqa: BLE001  pyarrow raises several kinds for a damaged file
         raise RunFolderError(f"--merge: {parquet} is not a readable parquet file ({err}); regenerate it") from None
     old_columns = list(old[0]) if old else []
+    named = {row.get("experiment") for row in old} - {None}
+    if named and {row.get("experiment") for row in data} != named:
+        raise RunFolderError(f"--merge: {out} holds experiment {', '.join(sorted(named))}: give the sweep the same "
+                             f"name (--experiment {sorted(named)[0]})")
     new_config, old_config = _config_part(columns), _config_part(old_columns)
     # the old table's config columns, for the new rows: from each run's full config
     short = {}
