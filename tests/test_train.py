@@ -19,7 +19,7 @@ from training.config import ConfigError, compose, validate
 from training.data import TaskData, collate, labels_for
 from training.loop import build_model
 from training.run_folder import checkpoint_steps, read_metrics
-from helpers import ROOT, clean_env, run_cli, train_cmd
+from helpers import ROOT, TINY_RUN, clean_env, run_cli, train_cmd
 
 RECIPES = sorted(p.stem for p in (ROOT / "configs" / "recipe").glob("*.yaml"))
 
@@ -560,3 +560,22 @@ def test_threads_are_as_asked_one_per_sweep_job_and_never_more_than_the_cores():
         assert 1 <= cli.set_threads(None) <= cli.CORES
     finally:
         torch.set_num_threads(before)
+
+
+def test_flush_denormal_is_part_of_the_run(tmp_path):
+    """``flush_denormal=true`` sets the CPU to treat subnormal floats as zero for the run, and the run
+    records it (a config key like any other: a resume compares it)."""
+    import torch
+    import yaml
+
+    from training.config import compose
+    from training.loop import train
+    tiny = 1e-40  # a subnormal float32
+    assert torch.tensor([tiny]).item() != 0
+    try:
+        train(compose([*TINY_RUN, "optim.max_steps=4", "eval_every=4", "save_every=4", "flush_denormal=true",
+                       f"output_dir={tmp_path / 'run'}"]))
+        assert torch.tensor([tiny]).item() == 0  # flushed to zero
+        assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["flush_denormal"] is True
+    finally:
+        torch.set_flush_denormal(False)

@@ -161,6 +161,10 @@ class TrainConfig:
     resume: Optional[str] = opt(None, "latest | step_<N>: continue the run in output_dir exactly; auto: "
                                 "continue it if there is one, else start (re-running a sweep)")
     overwrite: bool = opt(False, "replace the run in output_dir (only a run folder of this project)")
+    flush_denormal: bool = opt(False, "treat subnormal floats (below 1.2e-38) as zero on the CPU (torch."
+                               "set_flush_denormal): arithmetic on them is slow on most CPUs, and a run whose "
+                               "activations or gradients hold them steps several times slower; with it, its "
+                               "numbers are no longer bit-identical to the same run without")
     mixed_precision: Optional[str] = opt(None, "no | bf16 | fp16; null: what accelerate launch / accelerate "
                                          "config says", choices=(None, "no", "bf16", "fp16"))
     report_to: str = opt("tensorboard", "accelerate tracker(s), comma-separated, or none (metrics.jsonl "

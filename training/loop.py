@@ -545,6 +545,7 @@ def continues_on_more_time(done: dict, cfg: TrainConfig) -> bool:
 def train(cfg: TrainConfig, sweep_dir: str | None = None) -> dict:
     """Train one run; returns its summary record (``summary.json``)."""
     cfg = resolve(cfg, sweep_dir)
+    torch.set_flush_denormal(cfg.flush_denormal)  # part of the run's numbers: a resume sets it the same way
     folder = RunFolder(cfg.output_dir)
     if cfg.resume is not None and folder.is_finished():
         done = json.loads((folder.path / "summary.json").read_text())

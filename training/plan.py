@@ -192,6 +192,7 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     from .loop import build_model
 
     torch.manual_seed(cfg.seed)
+    torch.set_flush_denormal(cfg.flush_denormal)
     data, model = TaskData(cfg), build_model(cfg, resuming=False).train()
     o = cfg.optim
     opt = fast_adamw(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
