@@ -428,7 +428,7 @@ def test_an_experiment_not_run_yet_quotes_its_plan(tmp_path):
     assert f"{record['runs']:,} runs, {record['steps']:,} optimizer steps" in section
     hours = record["estimate_side_by_side_s"] / 3600
     assert f"({hours:.1f} h with {record['side_by_side']} side by side" in section
-    assert ("within" if hours <= SESSION_HOURS else "more than") + f" one {SESSION_HOURS}-hour session" in section
+    assert f"a working session here has {SESSION_HOURS} hours of this machine" in section
     assert "Its cost" not in text[text.index("## paper_leave_one_out"):]  # no plan file: no cost
     (tmp_path / "plans" / "sample_matched.json").write_text('{"runs": 16}')
     with pytest.raises(TableError, match=r"sample_matched.json: not a plan written by python -m training.plan"):

@@ -83,8 +83,8 @@ SESSION_HOURS = 3  # what one working session can give an experiment on its mach
 
 def not_run_cost(results: Path, name: str) -> str:
     """What an experiment not run yet would cost, from its plan (``python -m training.plan
-    experiment=<name> --out results/plans/<name>.json``): runs, steps, the training time measured on
-    that machine, and whether it fits one session's CPU there; empty without a plan."""
+    experiment=<name> --out results/plans/<name>.json``): runs, steps and the training time measured
+    on that machine, beside the hours of one working session there; empty without a plan."""
     path = results / "plans" / f"{name}.json"
     if not path.is_file():
         return ""
@@ -98,10 +98,10 @@ def not_run_cost(results: Path, name: str) -> str:
            f"{p['machine']}): {runs:,} runs, {steps:,} optimizer steps")
     if est is None:
         return out + " (not timed)."
-    fits = both <= SESSION_HOURS * 3600
     return out + (f", {est / 3600:.1f} h of training one run at a time ({both / 3600:.1f} h with {side} side by side, "
-                  f"evaluations and start-up not included): {'within' if fits else 'more than'} one "
-                  f"{SESSION_HOURS}-hour session of this machine.")
+                  f"evaluations and start-up not included; a working session here has {SESSION_HOURS} hours of "
+                  "this machine, and a run must end within one: `python -m training.results --merge` adds "
+                  "each session's runs to the table).")
 
 
 def render(results: Path = ROOT / "results", draw: bool = True) -> str:
