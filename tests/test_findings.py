@@ -342,12 +342,14 @@ def test_f3_verdict_holds_in_its_table():
 
 
 def test_paper_ingredients_verdict_holds_in_its_table():
-    """The paper_ingredients verdict against its table: one seed of three with the head in every finished
-    arm; dropout the only seed at 99% (with the head); the optimizer less accurate than the baseline, the
-    residual no better; width unfinished; and the baseline repeats F3's runs of its seeds exactly."""
+    """The paper_ingredients table over its two sessions: the first session's optimizer, dropout and
+    residual arms (3 seeds), the second's none, width 128 and batch 256 arms (5 seeds, run names
+    2026-12-06/<job>, added with training.results --merge); every row in one arm; dropout the only seed
+    at 99%; heads 1 of 5 without an ingredient, 2 of 5 with batch 256, none at width 128; and the none arm
+    repeats F3's runs of its seeds to the last digit, across the two sessions."""
     from training.tables import seeds_reached, seeds_with_head
     rows = rows_of(RESULTS, "paper_ingredients")
-    base = {"n_embd": "64", "residual": "standard", "embd_pdrop": "0.0", "lr": "0.003"}
+    base = {"n_embd": "64", "residual": "standard", "embd_pdrop": "0.0", "lr": "0.003", "batch_size": "64"}
 
     def arm(**changed):
         want = {**base, **changed}
@@ -355,16 +357,19 @@ def test_paper_ingredients_verdict_holds_in_its_table():
 
     mean = lambda rs: statistics.mean(float(r["test_accuracy"]) for r in rs)  # noqa: E731
     arms_ = {"none": arm(), "optimizer": arm(lr="0.0003"), "dropout": arm(embd_pdrop="0.1"),
-             "residual": arm(residual="reference"), "width": arm(n_embd="128")}
-    for name in ("none", "optimizer", "dropout", "residual"):
-        rs = arms_[name]
-        assert len(rs) == 3 and all(r["status"] == "finished" for r in rs) and seeds_with_head(rs) == 1, name
-    assert [seeds_reached(arms_[n]) for n in ("none", "optimizer", "dropout", "residual")] == [0, 0, 1, 0]
+             "residual": arm(residual="reference"), "width": arm(n_embd="128"), "batch": arm(batch_size="256")}
+    assert {n: len(rs) for n, rs in arms_.items()} == {"none": 5, "optimizer": 3, "dropout": 3, "residual": 3,
+                                                        "width": 5, "batch": 5}
+    assert sum(map(len, arms_.values())) == len(rows) and all(r["status"] == "finished" for r in rows)
+    for name in ("none", "width", "batch"):
+        assert {r["run"].split("/")[0] for r in arms_[name]} == {"2026-12-06"} and \
+            sorted(r["seed"] for r in arms_[name]) == list("01234"), name
+    assert [seeds_reached(arms_[n]) for n in arms_] == [0, 0, 1, 0, 0, 0]
     (won,) = [r for r in arms_["dropout"] if r["steps_to_target"]]
     assert float(won["iteration_score"]) >= 0.5
-    assert mean(arms_["optimizer"]) < mean(arms_["none"]) and mean(arms_["residual"]) <= mean(arms_["none"])
-    assert arms_["width"] and all(r["status"] == "unfinished" for r in arms_["width"])
-    assert not any(r.get("batch_size") not in (None, "", "64") for r in rows)  # the batch arm: not run
+    assert [seeds_with_head(arms_[n]) for n in arms_] == [1, 1, 1, 1, 0, 2]
+    assert mean(arms_["batch"]) > mean(arms_["none"]) > mean(arms_["width"])
+    assert all(r["packing"] == ("False" if r["batch_size"] == "256" else "True") for r in rows)  # the paper pads
     f3 = {r["seed"]: r for r in rows_of(RESULTS, "f3_emergence") if r["run"].startswith("pytorch_init_paper_data/")
           and r["recipe"] == "parity"}
     for r in arms_["none"]:
