@@ -16,8 +16,6 @@ score) go into the table beside the wall time; the README's demo section quotes 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import re
@@ -30,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datasets_builders.files import write_text_atomic  # noqa: E402
+from datasets_builders.files import write_csv_atomic  # noqa: E402
 from training.plan import machine  # noqa: E402
 
 COLUMNS = ["round", "condition", "wall_s", "polynomial_stage", "parity_stage", "parity_steps", "parity_accuracy_min",
@@ -117,11 +115,7 @@ def main(argv=None) -> None:
         last = r == args.rounds
         for condition in ("quiet", "one core busy") + ((QUIET_BF16,) if last and native_bf16() else ()):
             rows.append(measure(condition, args.seed, r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(Path(args.out), buf.getvalue())
+    write_csv_atomic(Path(args.out), COLUMNS, rows)
     print(f"-> {args.out}")
     print("README:", readme_sentence(rows))
     if bf16_sentence(rows):

@@ -13,8 +13,6 @@ the README's performance table quotes (``tests/test_release.py`` checks it).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import platform
 import os
@@ -85,12 +83,8 @@ def main() -> None:
         hit = f"{s['time_to_target_s']:.0f} s" if s["reached_target"] else "not reached"
         print(f"{name:40s} {s['steps']:7d} {s['time_s']:8.0f} {hit:>10s} "
               f"{s['test_accuracy']:.3f} / {s['test_accuracy_min']:.3f}")
-    from datasets_builders.files import write_text_atomic
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(Path(args.table), buf.getvalue())
+    from datasets_builders.files import write_csv_atomic
+    write_csv_atomic(Path(args.table), COLUMNS, rows)
     print(f"-> {args.table}")
     if rows[0]["reached_target"]:
         print("README:", readme_sentence(rows))

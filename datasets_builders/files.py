@@ -27,11 +27,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["check_writable", "copy_tree", "describe_os_error", "remove_stale", "staging_folder", "swap_in",
-           "write_text_atomic",
+           "write_text_atomic", "write_csv_atomic",
            "MANIFEST", "sha256_file", "write_manifest", "manifest_problems"]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+
+def write_csv_atomic(path: str | os.PathLike, columns: list[str], rows: list[dict], lineterminator: str = "\r\n") -> None:
+    """A table with a header row, written with :func:`write_text_atomic` (``csv``'s own line ending by
+    default, as the committed tables written this way have)."""
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator=lineterminator)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 from pathlib import Path
 
-from datasets_builders.files import write_text_atomic
+from datasets_builders.files import write_csv_atomic
 
 from .config import ConfigError, read_saved
 from .run_folder import RunFolderError
@@ -89,12 +88,7 @@ def collect(sweep_dir: str | Path, experiment: str | None = None, per_length: in
 
 
 def write(rows: list[dict], out: Path) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out, buf.getvalue())
+    write_csv_atomic(out, list(dict.fromkeys(k for r in rows for k in r)), rows)
 
 
 def main(argv=None) -> None:
