@@ -438,3 +438,19 @@ def test_an_experiment_not_run_yet_quotes_its_plan(tmp_path):
     (tmp_path / "plans" / "sample_matched.json").write_text('{"runs": 16}')
     with pytest.raises(TableError, match=r"sample_matched.json: not a plan written by python -m training.plan"):
         render(tmp_path, draw=False)
+
+
+def test_an_experiment_run_over_sessions_says_it_is_not_finished():
+    """An arm with fewer seeds than its record declares (an experiment that grows over sessions with
+    training.results --merge) is flagged, naming the arm and its n; a finished table is not."""
+    from training.findings import RECORDS, seeds_so_far
+
+    record = RECORDS["paper_ingredients"]  # 3 seeds declared; every arm has 3 or 5
+    rows = rows_of(RESULTS, "paper_ingredients")
+    assert seeds_so_far(record, rows) is None
+    cut = [r for r in rows if not (r["n_embd"] == "128" and r["seed"] != "0")]  # the width arm: seed 0 only
+    message = seeds_so_far(record, cut)
+    assert message.startswith("not finished: n_embd=128, ")
+    assert "has 1 of the 3 declared seeds" in message and "batch_size=256" not in message
+    every = [r for r in rows if r["seed"] in ("0", "1")]
+    assert seeds_so_far(record, every).startswith("not finished: every arm has 2 of the 3")

@@ -190,6 +190,23 @@ def record_check(name: str, rows: list[dict]) -> str | None:
             f"{len(rows)} runs carry another hash (or none)")
 
 
+def seeds_so_far(record, rows: list[dict]) -> str | None:
+    """Where an experiment that runs over several sessions stands: None when every arm has the seeds its
+    record declares, else how many each arm has so far (the verdicts below are computed at that n)."""
+    if not rows:
+        return None
+    keys, groups = arms(rows)
+    counts = {key: len({r["seed"] for r in rs}) for key, rs in groups.items()}
+    short = {key: n for key, n in counts.items() if n < record["seeds"]}
+    if not short:
+        return None
+    where = "every arm" if len(short) == len(counts) else "; ".join(label(keys, key) for key in short)
+    ns = sorted(set(short.values()))
+    have = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return (f"not finished: {where} has {have} of the {record['seeds']} declared seeds so far, and the verdicts "
+            "below are computed at that n")
+
+
 def record_section(name: str, results: Path) -> list[str]:
     """The declared record, the verdicts computed from it (training/evidence.py), the paper beside us."""
     record = RECORDS[name]
@@ -200,10 +217,13 @@ def record_section(name: str, results: Path) -> list[str]:
     lines = [f"**Record** ([`{rel}`]({rel}), declared {record['declared']}"
              + (f"; ⚠ {flag}" if flag else "") + f"). Question: {record['question']} Hypothesis: "
              f"{record['hypothesis']} Arms: {record['arms']}. Primary measure: {record['primary']}. Seeds: "
-             f"{record['seeds']} ({record['seeds_why'].rstrip('.')}).", "",
-             "**Verdicts** (computed from the record's rules by `training/evidence.py`: Wilson 95% intervals "
-             "for seed counts, Fisher's exact test for two counts, bootstrap intervals and the Mann-Whitney U "
-             "test for continuous measures; a word in bold comes from the rule):", ""]
+             f"{record['seeds']} ({record['seeds_why'].rstrip('.')}).", ""]
+    partial = seeds_so_far(record, rows)
+    if partial:
+        lines += [f"⚠ **{partial[0].upper() + partial[1:]}.**", ""]
+    lines += ["**Verdicts** (computed from the record's rules by `training/evidence.py`: Wilson 95% intervals "
+              "for seed counts, Fisher's exact test for two counts, bootstrap intervals and the Mann-Whitney U "
+              "test for continuous measures; a word in bold comes from the rule):", ""]
     found = evidence.verdicts(record, tables)
     lines += [f"- {sentence}" for _, sentence in found] + [""]
     paper = record.get("paper")
@@ -211,7 +231,8 @@ def record_section(name: str, results: Path) -> list[str]:
         ratio = evidence.budget_ratio(record, rows) or "—"
         words_ = ", ".join(f"{w} {sum(x == w for x, _ in found)}" for w in dict.fromkeys(x for x, _ in found))
         lines += ["| the paper's evidence | here | budget | verdicts |", "|---|---|---|---|",
-                  f"| {paper['evidence']} | {len(rows)} runs, {record['seeds']} seeds per arm | {ratio} | {words_} |", ""]
+                  f"| {paper['evidence']} | {len(rows)} runs, {record['seeds']} seeds per arm"
+                  + (" declared (fewer so far)" if partial else "") + f" | {ratio} | {words_} |", ""]
     if record.get("notes"):
         lines += [f"**Notes** (what the tables show beyond the verdicts; no verdict words): {record['notes']}", ""]
     return lines
