@@ -1,6 +1,7 @@
-"""One training step of the demo: today's float32 step against the fast step, in one run.
+"""One training step of the demo (or of any recipe): today's float32 step against the fast step, in one run.
 
     python bench/bench_step.py [--rounds 5] [--steps 20] [--threads 1] [--profile]
+    python bench/bench_step.py --recipe paper_reference --steps 6 --rounds 3   # width 128, batch 256
 
 A step is what the training loop does per batch: forward (under autocast when the precision is
 bf16), backward, gradient clipping, AdamW, zero_grad, on the demo recipe's packed batches. Variants:
@@ -31,13 +32,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from modeling.fast_step import fast_adamw, fast_mixed_precision, native_bf16  # noqa: E402
 
 
-def demo_batches(n: int):
-    """The demo recipe's config and its first ``n`` training batches (packed, as the loop sees them).
-    The only place that knows where the loop's data code lives."""
+def demo_batches(n: int, recipe: str = "parity"):
+    """A recipe's config (the demo's by default) and its first ``n`` training batches, as the loop sees
+    them. The only place that knows where the loop's data code lives."""
     from training.config import compose
     from training.data import TaskData
 
-    cfg = compose(["recipe=parity"])
+    cfg = compose([f"recipe={recipe}"])
     data = TaskData(cfg)
     return cfg, [data.batches(step, 0, 1)[0] for step in range(n)]
 
@@ -114,11 +115,16 @@ def main():
     p.add_argument("--steps", type=int, default=20, help="steps per variant per round")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--variants", default="fp32,fast,bf16-fp32attn")
+    p.add_argument("--recipe", default="parity", help="configs/recipe/<name>.yaml whose step to time (default: "
+                   "the demo's, parity; paper_reference: width 128, batch 256)")
+    p.add_argument("--flush-denormal", action="store_true", help="treat subnormal floats as zero, as "
+                   "flush_denormal=true does in a run")
     p.add_argument("--profile", action="store_true", help="print the top profile entries of each variant")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.flush_denormal)
     names = args.variants.split(",")
-    cfg, batches = demo_batches(args.steps)
+    cfg, batches = demo_batches(args.steps, args.recipe)
     steps = {}
     for name in names:
         model, optimizer, precision = build(cfg, name)
@@ -141,7 +147,7 @@ def main():
             rates[dtype].append(gemm_rate(tokens, d, d_mlp, dtype))
     flops = step_flops(cfg, batches)
     peaks = {dtype: statistics.median(r) for dtype, r in rates.items()}
-    print(f"demo step: {len(batches)} packed batches of ~{tokens} tokens, {flops / 1e9:.3f} GFLOP each, "
+    print(f"recipe={args.recipe} step: {len(batches)} batches of ~{tokens} tokens, {flops / 1e9:.3f} GFLOP each, "
           f"{torch.get_num_threads()} thread(s); native bf16 on this CPU: {native_bf16('cpu')}; "
           f"fast step precision: {fast_mixed_precision('cpu')}")
     print(f"GEMM peak at these shapes (linear layers fwd+bwd): fp32 {peaks[torch.float32]:.0f} GFLOP/s, "

@@ -51,6 +51,29 @@ def test_a_plan_measures_steps_here_and_estimates_the_sweep(capsys):
         plan(["recipe=parity", "optim.max_steps=${epochs:2}", "seed=0,1"])
 
 
+@pytest.mark.parametrize("precision, dtype", [("no", "torch.float32"), ("bf16", "torch.bfloat16")])
+def test_a_plan_times_a_bf16_sweep_in_bf16_as_its_runs_train(precision, dtype):
+    """measure_step runs the step under the precision the run would use: the linear layers' outputs
+    are bf16 exactly when the config says mixed_precision=bf16 (a float32 timing would mislead a
+    bf16 sweep's estimate by ~2x where the CPU has native bf16)."""
+    import torch
+
+    from training.plan import measure_step
+
+    cfg = compose(["recipe=copy", "model.n_embd=8", "data.max_length=4", f"mixed_precision={precision}"])
+    seen = set()
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Linear):
+            seen.add(str(output.dtype))
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert measure_step(cfg, steps=1, warmup=0) > 0
+    finally:
+        handle.remove()
+    assert seen == {dtype}
+
+
 @pytest.mark.integration
 def test_a_cell_of_the_papers_f4_trains_here_for_its_own_epochs(tmp_path):
     out = tmp_path / "f4"

@@ -184,7 +184,7 @@ def _init_architecture(path: str) -> tuple[int, int]:
 
 def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     """Median seconds of one training step of ``cfg`` here (forward, backward, clipping, AdamW), on its
-    own batches, as the training loop takes it."""
+    own batches, as the training loop takes it (under bf16 autocast when ``mixed_precision=bf16``)."""
     import torch
     from modeling.fast_step import fast_adamw
 
@@ -200,7 +200,9 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     for step in range(warmup + steps):
         t = time.perf_counter()
         for batch in data.batches(step, 0, 1):
-            model(**batch, use_cache=False).loss.backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
+                loss = model(**batch, use_cache=False).loss
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
