@@ -61,6 +61,7 @@ __all__ = [
     "read_records",
     "check_device",
     "teacher_forced_correct",
+    "knock_out_eoi",
     "head_scores",
     "evaluate_lengths",
     "check_model",
@@ -447,6 +448,29 @@ def ablate_mlp(model, layer: int, mode: str = "zero", mean: torch.Tensor | None 
     return [(f"blocks.{layer}.mlp.hook_post", hook)]
 
 
+def knock_out_eoi(model, layer: int, head: int, length: int):
+    """Hooks that stop one head's chain-of-thought queries from attending to ``<eoi>``: an attention-edge
+    knockout for rows of input ``length`` with CoT. The pre-softmax scores of the queries ``e+1 … 2L``
+    (those that predict the states ``s_2 … s_L``) to the key ``e`` are set to ``-inf``, so each of those
+    queries spreads its attention over the other keys, and nothing else changes. The last query
+    (``2L+1``, which predicts ``<eos>``) keeps its edge: there the iteration head's own target
+    ``x_{L+1}`` is ``<eoi>`` itself, and removing that read would not test the first step. The causal check
+    of the circuit's first step (a layer-1 head finds ``<eoi>``, from which the layer-2 head reads
+    ``x_t``), where mean-ablating the whole head cannot tell (its output at each position is nearly
+    constant within a length)."""
+    _check_head(model, layer, head)
+    if not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length={length!r}: give the rows' input length (>= 1)")
+    e = length + 1
+
+    def hook(scores, hook=None):  # scores: (B, H, T, S), pre-softmax, masked
+        scores = scores.clone()
+        scores[:, head, e + 1:2 * length + 1, e] = float("-inf")
+        return scores
+
+    return [(f"blocks.{layer}.attn.hook_attn_scores", hook)]
+
+
 @torch.no_grad()
 def component_means(model, rows: np.ndarray, batch_size: int = 512) -> dict[str, torch.Tensor]:
     """Mean over ``rows`` (one length) of every head output and MLP activation, per position.
@@ -480,12 +504,14 @@ def _components(model) -> list[tuple[str, int, int | None]]:
 
 
 def ablation_study(model, rows_by_length: dict[int, np.ndarray], modes=ABLATION_MODES,
-                   batch_size: int = 512, progress: bool = False) -> dict:
+                   batch_size: int = 512, progress: bool = False, eoi_knockout: bool = False) -> dict:
     """Teacher-forced accuracy with each head and each MLP ablated, per length and overall.
 
     Returns ``{"baseline": {"accuracy": {L: acc}, "mean": m}, "components": {name: {mode:
     {"accuracy": {L: acc}, "mean": m, "drop": baseline mean - m}}}}``; names are ``L{l}H{h}`` and
-    ``L{l}MLP`` (layers 0-based).
+    ``L{l}MLP`` (layers 0-based). With ``eoi_knockout`` (rows with CoT), also ``L{l}H{h}->eoi`` in
+    mode ``knockout``: each head's chain-of-thought attention to ``<eoi>`` removed
+    (:func:`knock_out_eoi`).
     """
     for mode in modes:
         _check_mode(mode, need_mean=False)
@@ -504,6 +530,13 @@ def ablation_study(model, rows_by_length: dict[int, np.ndarray], modes=ABLATION_
         acc = evaluate_lengths(model, rows_by_length, batch_size, with_heads=False, fwd_hooks=hooks)["accuracy"]
         m = float(np.mean(list(acc.values())))
         result["components"].setdefault(name, {})[mode] = {"accuracy": acc, "mean": m, "drop": base_mean - m}
+    if eoi_knockout:
+        heads = [(name, layer, head) for name, layer, head in _components(model) if head is not None]
+        for name, layer, head in _progress(heads, progress, "<eoi> knockouts"):
+            acc = evaluate_lengths(model, rows_by_length, batch_size, with_heads=False,
+                                   fwd_hooks=lambda L, layer=layer, head=head: knock_out_eoi(model, layer, head, L))["accuracy"]
+            m = float(np.mean(list(acc.values())))
+            result["components"][f"{name}->eoi"] = {"knockout": {"accuracy": acc, "mean": m, "drop": base_mean - m}}
     return result
 
 

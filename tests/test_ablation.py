@@ -21,10 +21,11 @@ def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path
     res = run_cli([sys.executable, "-m", "training.ablation", str(sweep), "--out", str(out), "--experiment", "tiny",
                    "--per-length", "32"], timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "left out: run 1 (no final model)" in res.stderr and "1 run(s), 8 ablation(s)" in res.stdout
+    assert "left out: run 1 (no final model)" in res.stderr and "1 run(s), 10 ablation(s)" in res.stdout
     rows = list(csv.DictReader(open(out)))
     assert {(r["component"], r["mode"]) for r in rows} == {
-        (c, m) for c in ("layer-1 head", "layer-2 head", "layer-1 MLP", "layer-2 MLP") for m in ("zero", "mean")}
+        (c, m) for c in ("layer-1 head", "layer-2 head", "layer-1 MLP", "layer-2 MLP") for m in ("zero", "mean")} | {
+        ("layer-1 head -> eoi", "knockout"), ("layer-2 head -> eoi", "knockout")}  # CoT: the <eoi> edges too
     summary = __import__("json").loads((sweep / "0" / "summary.json").read_text())
     for r in rows:
         assert r["experiment"] == "tiny" and r["run"] == "0"
@@ -40,8 +41,8 @@ def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path
     ablation.main([str(sweep), "--out", str(out), "--experiment", "tiny", "--per-length", "32", "--merge",
                    "--run-prefix", "s2/"])
     merged = list(csv.DictReader(open(out)))
-    assert merged[:8] == rows and [r["run"] for r in merged[8:]] == ["s2/0"] * 8
-    assert [r["test_accuracy"] for r in merged[8:]] == [r["test_accuracy"] for r in rows]
+    assert merged[:10] == rows and [r["run"] for r in merged[10:]] == ["s2/0"] * 10
+    assert [r["test_accuracy"] for r in merged[10:]] == [r["test_accuracy"] for r in rows]
     with pytest.raises(SystemExit) as stopped:
         ablation.main([str(sweep), "--out", str(tmp_path / "absent.csv"), "--merge"])
     assert stopped.value.code == 2 and "absent.csv does not exist" in capsys.readouterr().err

@@ -130,6 +130,30 @@ def test_ablations_of_the_hand_built_model(hand):
     assert comps["L0H0"]["mean"]["drop"] == 0.0
 
 
+def test_knocking_out_the_eoi_edge_breaks_the_hand_built_circuit_only_where_it_is(hand):
+    """The hand-built layer-1 head finds <eoi> and the layer-2 head reads x_t from there: removing the
+    layer-1 head's attention to <eoi> breaks every sequence, removing the layer-2 head's (which attends
+    there only where it predicts <eos>, a query the knockout leaves alone) changes nothing, while mean-ablating the layer-1 head costs nothing (its output is
+    constant within a length): the edge knockout sees what the head ablation cannot."""
+    rows = A.sample_rows("parity", range(4, 8), 128, seed=0)
+    res = A.ablation_study(hand, rows, eoi_knockout=True)
+    comps = res["components"]
+    assert comps["L0H0"]["mean"]["drop"] == 0.0
+    assert comps["L0H0->eoi"]["knockout"]["mean"] < 0.1
+    assert comps["L1H0->eoi"]["knockout"]["mean"] == 1.0
+    assert "L0H0->eoi" not in A.ablation_study(hand, rows)["components"]  # only when asked
+    ids = torch.as_tensor(rows[5])
+    seen = {}
+    hooks = A.knock_out_eoi(hand, 0, 0, 5) + [("blocks.0.attn.hook_pattern", lambda p, hook: seen.setdefault("p", p))]
+    with torch.no_grad():
+        hand.run_with_hooks(ids, fwd_hooks=hooks)
+    e = 6
+    assert torch.count_nonzero(seen["p"][:, 0, e + 1:2 * 5 + 1, e]) == 0  # the CoT queries: nothing on <eoi>
+    assert torch.allclose(seen["p"].sum(-1), torch.ones(()))  # attention renormalised over the other keys
+    with pytest.raises(ValueError, match="length=0"):
+        A.knock_out_eoi(hand, 0, 0, 0)
+
+
 def test_ablate_head_hooks_zero_the_head(hand, rows):
     ids = torch.as_tensor(rows[5])
     hooks = A.ablate_head(hand, 1, 0)

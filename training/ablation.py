@@ -7,7 +7,9 @@ One row per (run, component, mode): ``component`` numbers layers from 1 as the p
 do (``layer-2 head``; ``layer-2 head 1`` when a layer has several heads), ``mode`` is ``zero`` or
 ``mean`` (``modeling.analysis.ablation_study``), ``test_accuracy`` the mean teacher-forced sequence
 accuracy over the trained lengths with it ablated, ``baseline`` without, ``drop`` their difference,
-``acc_L<n>`` per length. ``python -m training.findings`` shows the table per arm of the experiment.
+``acc_L<n>`` per length. With chain of thought, each head's attention to ``<eoi>`` is also knocked out
+(component ``layer-1 head -> eoi``, mode ``knockout``: ``modeling.analysis.knock_out_eoi``), the causal
+check of the circuit's first step. ``python -m training.findings`` shows the table per arm of the experiment.
 A run without a final model (unfinished or failed) is left out and named. For an experiment over
 several sessions, ``--merge --run-prefix <date>/`` adds a sweep's rows to the committed table with
 the run names ``training.results --merge --run-prefix`` gave them.
@@ -31,7 +33,10 @@ MODES = ("zero", "mean")
 
 
 def component_name(name: str, n_head: int) -> str:
-    """``L1H0`` -> ``layer-2 head`` (``layer-2 head 1`` with several heads); ``L0MLP`` -> ``layer-1 MLP``."""
+    """``L1H0`` -> ``layer-2 head`` (``layer-2 head 1`` with several heads); ``L0MLP`` -> ``layer-1 MLP``;
+    ``L0H0->eoi`` (a head's attention to ``<eoi>``) -> ``layer-1 head -> eoi``."""
+    if name.endswith("->eoi"):
+        return component_name(name[:-len("->eoi")], n_head) + " -> eoi"
     layer, rest = name[1:].split("H", 1) if "H" in name else name[1:].split("M", 1)
     if name.endswith("MLP"):
         return f"layer-{int(layer) + 1} MLP"
@@ -54,7 +59,7 @@ def ablate_run(folder: Path, per_length: int = 256, run_prefix: str = "") -> lis
     rows = {L: r[:per_length] for (name, L), r in sorted(tests.items()) if name == task}
     model = IterGPTForCausalLM.from_pretrained(folder / "final").eval()
     with torch.no_grad():
-        study = ablation_study(model, rows, modes=MODES)
+        study = ablation_study(model, rows, modes=MODES, eoi_knockout=cfg.data.cot)
     base = study["baseline"]
     out = []
     for name, by_mode in study["components"].items():
