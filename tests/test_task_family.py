@@ -232,6 +232,17 @@ def test_a_sweep_over_tasks_gets_their_structure_in_its_table():
                                                                          (6, False, None)]
     one_task = table([dict(r, config={"data.task": "parity", "seed": 0}) for r in rows])[0]
     assert "entries" not in one_task
+    # With copy rows (data.task=mix) the task is mix_with's: a mix sweep over tasks gets theirs, after mix_with
+    mixed = [{"run": str(i), "status": "finished", "config": {"data.task": task, "data.mix_with": w, "seed": 0},
+              "outcome": {"steps": 10}} for i, (task, w) in enumerate((("mix", "cyclic3"), ("mix", "quaternion"),
+                                                                      ("quaternion", "quaternion")))]
+    columns, flat = table(mixed, "task_recipe")
+    assert columns[columns.index("mix_with") + 1:columns.index("mix_with") + 1 + len(STRUCTURE)] == list(STRUCTURE)
+    assert [(r["task"], r["entries"], r["abelian"]) for r in flat] == [("mix", 9, True), ("mix", 64, False),
+                                                                      ("quaternion", 64, False)]
+    only_mix = table([dict(r, config={"data.task": "mix", "data.mix_with": w, "seed": 0})
+                      for r, w in zip(rows, ("cyclic3", "dihedral3", "cyclic5"))])[1]
+    assert [r["entries"] for r in only_mix] == [9, 36, 25]  # data.task alike, the tasks differ
 
 
 def test_a_sweep_over_tasks_is_drawn_against_table_size(tmp_path):

@@ -155,17 +155,25 @@ def _structure(name) -> dict:
         return {}
 
 
+def _task_of(config: dict) -> str | None:
+    """The task a run learns: ``data.mix_with`` when copy rows are mixed in (``data.task=mix``)."""
+    task = config.get("data.task")
+    return config.get("data.mix_with") if task == "mix" else task
+
+
 def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], list[dict]]:
     """Columns and flat rows: identity keys, the config keys that vary, then every outcome. A sweep
-    over tasks also gets each task's complexity measures (``STRUCTURE``) after its task column."""
+    over tasks (the task a run learns, copy rows or not) also gets each task's complexity measures
+    (``STRUCTURE``) after its task column (``mix_with`` where it varies)."""
     config_columns = _config_columns(rows)
     names = _short(config_columns)
     columns = (["experiment"] if experiment else []) + ["run", "status"] + [names[c] for c in config_columns]
-    over_tasks = len({r["config"].get("data.task") for r in rows}) > 1
+    over_tasks = len({_task_of(r["config"]) for r in rows}) > 1
     if over_tasks:
-        at = columns.index(names["data.task"]) + 1
+        anchor = names["data.mix_with"] if names.get("data.mix_with") in columns else names.get("data.task")
+        at = columns.index(anchor) + 1 if anchor in columns else len(columns)
         columns[at:at] = STRUCTURE
-        structures = {t: _structure(t) for t in {r["config"].get("data.task") for r in rows}}
+        structures = {t: _structure(t) for t in {_task_of(r["config"]) for r in rows}}
     columns += [k for k in dict.fromkeys(k for r in rows for k in r["outcome"]) if k not in columns]
     flat = []
     for r in rows:
@@ -173,7 +181,7 @@ def table(rows: list[dict], experiment: str | None = None) -> tuple[list[str], l
         row.update({"run": r["run"], "status": r["status"]})
         row.update({names[c]: r["config"].get(c) for c in config_columns})
         if over_tasks:
-            row.update({k: structures[r["config"].get("data.task")].get(k) for k in STRUCTURE})
+            row.update({k: structures[_task_of(r["config"])].get(k) for k in STRUCTURE})
         row.update({k: v for k, v in r["outcome"].items() if k not in row})
         flat.append(row)
     return columns, flat
