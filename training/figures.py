@@ -189,14 +189,19 @@ def structure_figure(rows: list[dict], out: Path) -> None:
     plt = _plt()
     from matplotlib.transforms import blended_transform_factory
     keys, _ = arms(rows)
-    others = [k for k in keys if k != "task" and k not in STRUCTURE]
+
+    def learned(r):  # the task a run learns (mix_with's, with copy rows)
+        return r.get("mix_with") if r["task"] == "mix" else r["task"]
+    others = [k for k in keys if k not in ("task", "mix_with", *STRUCTURE)]
+    if "task" in keys and len({r["task"] == "mix" for r in rows}) > 1:
+        others.insert(0, "task")  # copy rows or not: a condition beside the task
     conditions = list(dict.fromkeys(words(others, r) for r in rows)) if others else [""]
     markers = dict(zip(conditions, "o^sDv"))
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     cells: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if _num(r.get("entries")) is not None:
-            cells.setdefault((r["task"], words(others, r) if others else ""), []).append(r)
+            cells.setdefault((learned(r), words(others, r) if others else ""), []).append(r)
     names_at: dict[float, set[str]] = {}
     for (task, condition), rs in cells.items():
         x = _num(rs[0]["entries"])
