@@ -454,3 +454,31 @@ def test_an_experiment_run_over_sessions_says_it_is_not_finished():
     assert "has 1 of the 3 declared seeds" in message and "batch_size=256" not in message
     every = [r for r in rows if r["seed"] in ("0", "1")]
     assert seeds_so_far(record, every).startswith("not finished: every arm has 2 of the 3")
+
+
+def test_task_recipe_rule_chose_task_family_parity_recipes_recipe():
+    """The pilot's declared rule, applied to its committed table: the arm (copy rows x initialisation)
+    with the most tasks at 99%, ties by mean test accuracy, is the recipe of task_family_parity_recipe,
+    and the numbers its record quotes (the means, the missed guard on Z_3) are the table's."""
+    import yaml
+
+    rows = read(RESULTS / "task_recipe.csv")
+    arms_ = {}
+    for r in rows:
+        arms_.setdefault((r["task"] == "mix", r["init"]), []).append(r)
+    assert all(len(rs) == 3 for rs in arms_.values()) and len(arms_) == 4
+    score = {arm: (sum(r["reached_target"] == "True" for r in rs), statistics.mean(float(r["test_accuracy"]) for r in rs))
+             for arm, rs in arms_.items()}
+    chosen = max(score, key=score.get)
+    assert chosen == (True, "normal")  # copy rows, N(0, 0.02): the parity recipe
+    config = yaml.safe_load((ROOT / "configs" / "experiment" / "task_family_parity_recipe.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "configs" / "recipe" / "parity.yaml").read_text())
+    assert config["defaults"] == [{"override /recipe": "parity"}] and recipe["data"]["task"] == "mix"
+    assert "init" not in recipe["model"] and "posinit" not in str(config)  # our init, N(0, 0.02) positions
+    notes = " ".join(yaml.safe_load((ROOT / "configs" / "records" / "task_family_parity_recipe.yaml").read_text())["notes"].split())
+    means = sorted((round(m, 3) for k, m in score.values() if k == 1), reverse=True)
+    assert sorted(k for k, _ in score.values()) == [0, 1, 1, 1]  # three arms at 99% on one task each: a tie
+    assert f"({means[0]:.3f}, against {means[1]:.3f} and {means[2]:.3f})" in notes
+    z3 = next(r for r in arms_[chosen] if r["mix_with"] == "cyclic3")
+    assert z3["reached_target"] == "False"  # the guard that did not hold
+    assert f"missed 99% on Z_3: {float(z3['test_accuracy']):.3f}, length 9 at {float(z3['acc_L9']):.2f}" in notes

@@ -180,9 +180,13 @@ def record_check(name: str, rows: list[dict]) -> str | None:
     hashes = {r.get("record_sha256") or "" for r in rows if r.get("experiment", name) == name}
     if hashes == {sha}:
         return None
-    amended = {a["sha256"]: a["change"] for a in RECORDS[name].get("amendments") or []}
+    amendments = RECORDS[name].get("amendments") or []
+    amended = {a["sha256"]: a["change"] for a in amendments}
     if hashes and hashes <= {sha} | set(amended):
-        changes = ". ".join(amended[h].rstrip(".") for h in amended if h in hashes)  # in the record's order
+        # every change since the earliest record a run carries, in the record's order (a later change
+        # that no run saw, such as closing the experiment, is one too)
+        first = min(i for i, a in enumerate(amendments) if a["sha256"] in hashes)
+        changes = ". ".join(a["change"].rstrip(".") for a in amendments[first:])
         return f"amended after its runs started (the runs carry the hash of the record before): {changes}"
     if hashes <= {""}:
         return "no run of this table recorded the record's hash: the record was written after its runs"
