@@ -61,6 +61,7 @@ def test_a_plan_times_a_bf16_sweep_in_bf16_as_its_runs_train(precision, dtype):
     from training.plan import measure_step
 
     cfg = compose(["recipe=copy", "model.n_embd=8", "data.max_length=4", f"mixed_precision={precision}"])
+    unset = compose(["recipe=copy", "model.n_embd=8", "data.max_length=4"])  # null: accelerate's choice
     seen = set()
 
     def hook(module, args, output):
@@ -69,9 +70,14 @@ def test_a_plan_times_a_bf16_sweep_in_bf16_as_its_runs_train(precision, dtype):
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
     try:
         assert measure_step(cfg, steps=1, warmup=0) > 0
+        assert seen == {dtype}
+        seen.clear()
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("ACCELERATE_MIXED_PRECISION", precision)  # as accelerate launch --mixed_precision sets it
+            assert measure_step(unset, steps=1, warmup=0) > 0
+        assert seen == {dtype}
     finally:
         handle.remove()
-    assert seen == {dtype}
 
 
 @pytest.mark.integration

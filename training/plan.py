@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import os
 import statistics
 import sys
 import time
@@ -191,6 +192,8 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     from .data import TaskData
     from .loop import build_model
 
+    # null: what accelerate would choose (ACCELERATE_MIXED_PRECISION, e.g. from accelerate launch)
+    precision = cfg.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     torch.manual_seed(cfg.seed)
     torch.set_flush_denormal(cfg.flush_denormal)
     data, model = TaskData(cfg), build_model(cfg, resuming=False).train()
@@ -200,7 +203,7 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     for step in range(warmup + steps):
         t = time.perf_counter()
         for batch in data.batches(step, 0, 1):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = model(**batch, use_cache=False).loss
             loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
