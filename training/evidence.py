@@ -399,16 +399,28 @@ def verdicts(record: Record, tables: dict[str, list[dict]]) -> list[tuple[str, s
 
 
 def _budget(record: Record, rows: list[dict]):
+    """(median steps, median sequences seen, the paper's sequences, the paper's budget, the batch in
+    words) per run: each run's steps times its own ``batch_size`` where the table has it (arms that
+    differ in batch), else the record's ``budget.batch``."""
     paper = record.get("paper") or {}
-    steps = [_num(r["steps"]) for r in rows if _num(r.get("steps")) is not None]
-    if not paper.get("steps") or not record["budget"].get("batch") or not steps:
+    declared = record["budget"].get("batch")
+    declared = declared if isinstance(declared, (int, float)) and not isinstance(declared, bool) else None
+    runs = []
+    for r in rows:
+        steps, batch = _num(r.get("steps")), _num(r.get("batch_size"))
+        batch = declared if batch is None else batch
+        if steps is not None and batch is not None:
+            runs.append((steps, steps * batch, batch))
+    if not paper.get("steps") or not runs:
         return None
-    median = statistics.median(steps)
-    return median, record["budget"]["batch"] * median, paper["batch"] * paper["steps"], paper
+    batches = sorted({b for _, _, b in runs}, reverse=True)
+    words = " / ".join(f"{b:,.0f}" for b in batches)
+    return (statistics.median(s for s, _, _ in runs), statistics.median(q for _, q, _ in runs),
+            paper["batch"] * paper["steps"], paper, words)
 
 
 def budget_share(record: Record, rows: list[dict]) -> float | None:
-    """Sequences seen per run (median steps x the record's batch) as a share of the paper's."""
+    """Sequences seen per run (median over runs of steps x batch) as a share of the paper's."""
     b = _budget(record, rows)
     return None if b is None else b[1] / b[2]
 
@@ -419,7 +431,8 @@ def budget_ratio(record: Record, rows: list[dict]) -> str | None:
     b = _budget(record, rows)
     if b is None:
         return None
-    steps, ours, theirs, paper = b
-    return (f"median {steps:,.0f} steps × batch {record['budget']['batch']} = {ours / 1e6:.2f}M sequences seen "
-            f"per run: {100 * steps / paper['steps']:.0f}% of the paper's {paper['steps']:,} steps and "
+    steps, ours, theirs, paper, batch = b
+    seen = (f"median {steps:,.0f} steps × batch {batch} = {ours / 1e6:.2f}M sequences seen" if "/" not in batch
+            else f"median {steps:,.0f} steps and {ours / 1e6:.2f}M sequences seen (batch {batch})")
+    return (f"{seen} per run: {100 * steps / paper['steps']:.0f}% of the paper's {paper['steps']:,} steps and "
             f"{100 * ours / theirs:.0f}% of its {theirs / 1e6:.1f}M sequences (batch {paper['batch']})")
