@@ -211,3 +211,14 @@ def test_results_layout_is_read_from_the_records_not_written_per_experiment():
         assert (name in findings.SCALING) == (record["layout"]["view"] == "scaling")
     assert list(EXPERIMENTS) == [r.name for r in evidence.read_records()]
     assert findings.SHARED["f2_layers"] == [("f1_cot", {"cot": "True"})]
+
+
+def test_the_budget_counts_each_runs_own_batch():
+    """Arms that differ in batch (sample_matched: 7,813 steps at 256, 31,250 at 64) each see 2.0M
+    sequences; the record's budget.batch ("256 / 64") is words, not a number, and is not multiplied."""
+    record = evidence.read_record("sample_matched")
+    rows = [{"steps": "7813", "batch_size": "256"}, {"steps": "31250", "batch_size": "64"}]
+    assert evidence.budget_share(record, rows) == pytest.approx(2_000_000 / (256 * 64000), rel=1e-3)
+    assert "2.00M sequences seen (batch 256 / 64)" in evidence.budget_ratio(record, rows)
+    one = evidence.read_record("f1_cot")  # one batch for every run: steps x the record's batch
+    assert f"× batch {one['budget']['batch']} = " in evidence.budget_ratio(one, [{"steps": "3000"}])
