@@ -29,6 +29,17 @@ def test_every_experiment_has_a_valid_record():
         assert yaml.safe_load((ROOT / "configs" / "experiment" / f"{name}.yaml").read_text())["record"] == name
 
 
+def test_readme_names_the_records_written_after_their_runs():
+    """The README says which records were written after their runs (exploratory verdicts): exactly
+    those whose ``declared`` says so."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"The records of (.+?) were written after their runs", text)
+    assert said, "README.md no longer says which records were written after their runs"
+    named = set(re.findall(r"`(\w+)`", said.group(1)))
+    after = {name for name in EXPERIMENTS if evidence.read_record(name)["declared"] == "after the runs"}
+    assert named == after, (sorted(named - after), sorted(after - named))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_verdict_is_recomputed_from_the_rows(name):
     """Each claim's counts, interval and p-value, derived again here from the rows with scipy/statsmodels."""
@@ -222,3 +233,22 @@ def test_the_budget_counts_each_runs_own_batch():
     assert "2.00M sequences seen (batch 256 / 64)" in evidence.budget_ratio(record, rows)
     one = evidence.read_record("f1_cot")  # one batch for every run: steps x the record's batch
     assert f"× batch {one['budget']['batch']} = " in evidence.budget_ratio(one, [{"steps": "3000"}])
+
+
+def test_a_claim_quotes_the_budget_of_its_own_runs():
+    """The share of the paper's budget in a verdict is that of the runs the claim counts: a contrast of
+    arms with different budgets says both (paper_reference: the paper's recipe for 40 minutes against
+    ours, stopped at 99%), and a one-arm claim says its arm's alone."""
+    record, tables = evidence.read_record("paper_reference"), tables_for(RESULTS)
+    found = dict(zip((c["name"] for c in record["claims"]), evidence.verdicts(record, tables)))
+    for claim in record["claims"]:
+        word, sentence = found[claim["name"]]
+        if "contrast" in claim:
+            a, b = (evidence.select(tables, record.name, arm) for arm in claim["contrast"])
+            shares = [f"{100 * evidence.budget_share(record, rows):.0f}%" for rows in (a, b)]
+            assert shares[0] != shares[1], shares  # the arms differ in budget, and the sentence says so
+            assert sentence.endswith(f"(the two sides at {shares[0]} and {shares[1]} of the paper's budget "
+                                     "in sequences seen)."), sentence
+        elif "arm" in claim:
+            rows = evidence.select(tables, record.name, claim["arm"])
+            assert f"(at {100 * evidence.budget_share(record, rows):.0f}% of the paper's budget" in sentence

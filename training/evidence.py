@@ -377,25 +377,41 @@ class NotRun(RecordError):
 
 def verdicts(record: Record, tables: dict[str, list[dict]]) -> list[tuple[str, str]]:
     """Every claim of ``record`` as (word, sentence), in the record's order. A claim whose arm has no
-    run is ``not run``; where the runs had under half of the paper's budget, the sentence says at
-    what share of it."""
-    share = budget_share(record, tables.get(record.name, []))
-    pct = (f"{100 * share:.0f}" if share >= 0.01 else f"{100 * share:.1g}") if share is not None else ""
-    at = f" (at {pct}% of the paper's budget in sequences seen)" if share is not None and share < 0.5 else ""
+    run is ``not run``; where the runs it counts had under half of the paper's budget, the sentence
+    says at what share of it (its own runs', not the experiment's: arms may differ in budget)."""
     out = []
     for claim in record["claims"]:
+        at = ""
         try:
             if "trend" in claim:
-                word, sentence = trend(claim, select(tables, record.name, claim.get("arm") or {}))
+                rows = select(tables, record.name, claim.get("arm") or {})
+                word, sentence = trend(claim, rows)
+                at = _budget_words(record, [rows])
             elif "arm" in claim:
-                word, sentence = one_arm(claim, select(tables, record.name, claim["arm"]))
+                rows = select(tables, record.name, claim["arm"])
+                word, sentence = one_arm(claim, rows)
+                at = _budget_words(record, [rows])
             else:
                 a, b = (select(tables, record.name, arm) for arm in claim["contrast"])
                 word, sentence = two_arms(claim, a, b)
+                at = _budget_words(record, [a, b])
         except NotRun as err:
             word, sentence = "not run", f"{claim['name']}: **not run** ({err})."
         out.append((word, sentence[:-1] + at + "." if at else sentence))
     return out
+
+
+def _budget_words(record: Record, sides: list[list[dict]]) -> str:
+    """" (at 7% of the paper's budget in sequences seen)" for the runs a claim counts (each run's steps
+    times its batch, the median over them), where they had under half of it; a contrast whose two
+    sides had different shares gives both, in the claim's order ("the two sides at 7% and 3%")."""
+    shares = [budget_share(record, rows) for rows in sides]
+    if any(s is None for s in shares) or min(shares) >= 0.5:
+        return ""
+    pcts = list(dict.fromkeys((f"{100 * s:.0f}" if s >= 0.01 else f"{100 * s:.1g}") + "%" for s in shares))
+    if len(pcts) == 1:
+        return f" (at {pcts[0]} of the paper's budget in sequences seen)"
+    return f" (the two sides at {' and '.join(pcts)} of the paper's budget in sequences seen)"
 
 
 def _budget(record: Record, rows: list[dict]):
