@@ -222,8 +222,18 @@ def _plan(args, model, ev, tasks) -> dict:
         # (training_info.json), fresh samples for the other lengths (never trained on when they
         # are beyond the training range).
         rows = ev.run_test_rows(args.model, task_name, lengths, n_sampled, cot) or {}
+        # A run on the reference's data trained on every sequence of its shortest lengths: no held-out
+        # row exists there, and a sampled one would be a training sequence, so they are left out.
+        all_trained = [L for L, block in rows.items() if not len(block)]
+        if all_trained:
+            rows = {L: block for L, block in rows.items() if len(block)}
+            print(f"note: length(s) {', '.join(map(str, all_trained))} not evaluated: the run (data.source=paper) "
+                  "also drew every sequence of its test half there for training", file=sys.stderr)
+            if not rows:
+                raise ValueError(f"the run of {args.model!r} drew every test sequence for training: no held-out "
+                                 "row is left to evaluate; pass --dataset or --lengths beyond its training lengths")
         sources.update({L: "test" for L in rows})
-        missing = [L for L in lengths + beyond if L not in rows]
+        missing = [L for L in lengths + beyond if L not in rows and L not in all_trained]
         rows.update(sample_rows(task, missing, n_sampled, args.seed, cot))
         sources.update({L: "sampled" for L in missing})
         held_out = any(v == "test" for v in sources.values())

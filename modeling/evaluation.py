@@ -210,8 +210,12 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
 
     ``train.py`` writes ``training_info.json`` with its data config; the builder's test split of
     that config (same seed and sizes) holds sequences the run never trained on (fresh draws
-    exclude them). Returns ``{L: rows}`` for the lengths inside the training range, at most
-    ``n_per_length`` each, or ``None`` when ``source`` is not such a run folder.
+    exclude them). A run on the reference's data (``data.source=paper``) is tested on the
+    reference's test half *less every sequence its train half also drew*: the two halves overlap
+    where a length has few sequences, and at the shortest lengths nothing is left (an empty block:
+    no held-out row exists, so the length is not evaluated). Returns ``{L: rows}`` for the lengths
+    inside the training range, at most ``n_per_length`` each, or ``None`` when ``source`` is not
+    such a run folder.
     """
     path = os.path.join(source, "training_info.json") if os.path.isdir(source) else None
     if not path or not os.path.isfile(path):
@@ -220,14 +224,16 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
         data = json.load(f).get("train_config", {}).get("data")
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
-    from datasets_builders.iteration_tasks import paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415
+    from datasets_builders.iteration_tasks import (SequenceSet, paper_split_inputs, run_split_config,  # noqa: PLC0415
+                                                   sequence_keys, split_inputs)
 
     config = run_split_config({**data, "cot": cot}, task_name)
     task = config.make_task()
 
-    def test_inputs(L):  # a run on the reference's data is tested on the reference's test half
-        if data.get("source") == "paper":
-            return paper_split_inputs(task, L, config.examples_per_length, config.seed)["test"]
+    def test_inputs(L):
+        if data.get("source") == "paper":  # the reference's test half, less what its train half drew
+            halves = paper_split_inputs(task, L, config.examples_per_length, config.seed)
+            return halves["test"][~SequenceSet(sequence_keys(halves["train"])).holds(halves["test"])]
         return split_inputs(config, L)["test"]
     return {L: tasks.build_rows(task, test_inputs(L)[:n_per_length], cot)
             for L in lengths if config.min_length <= L <= config.max_length}

@@ -437,6 +437,34 @@ def test_run_test_rows_are_the_runs_held_out_split(tmp_path):
     assert ev.run_test_rows(str(tmp_path / "nowhere"), "parity", [1], 10) is None
 
 
+def test_a_run_on_the_papers_data_is_evaluated_only_on_sequences_it_never_drew(tmp_path, random_model, capsys):
+    """The reference's train and test halves overlap (draws with replacement): without --dataset, a
+    data.source=paper run is evaluated on its test half less every sequence its train half drew, and
+    a length where nothing is left (length 2: four sequences, 1,024 draws) is not evaluated at all,
+    neither from the test half nor from sampled rows (which would be training sequences)."""
+    import json as _json
+
+    from datasets_builders.iteration_tasks import paper_split_inputs
+    from training.config import compose, to_dict
+
+    cfg = compose(["recipe=paper_reference", "data.max_length=12", "model.n_positions=32"])
+    (tmp_path / "training_info.json").write_text(_json.dumps({"train_config": to_dict(cfg)}))
+    rows = ev.run_test_rows(str(tmp_path), "parity", [2, 9, 12], 10_000)
+    parity = tasks.make_task("parity")
+    for L, block in rows.items():
+        halves = paper_split_inputs(parity, L, cfg.data.examples_per_length, cfg.data.seed)
+        train = {bytes(x.astype(np.uint8)) for x in halves["train"]}
+        kept = [x for x in halves["test"] if bytes(x.astype(np.uint8)) not in train]
+        assert np.array_equal(block[:, 1:L + 1], np.array(kept).reshape(len(kept), L)), L
+    assert len(rows[2]) == 0 and 0 < len(rows[9]) < len(rows[12]) < 1024  # even at 2^12 = 4,096 some are shared
+    model_dir = tmp_path
+    random_model.save_pretrained(model_dir)
+    out = load_cli().main(["--model", str(model_dir), "--lengths", "1-3,9", "--n-per-length", "50",
+                           "--out", str(tmp_path / "r.json")])
+    assert sorted(int(L) for L in out["per_length"]) == [9], out["per_length"].keys()
+    assert "length(s) 1, 2, 3 not evaluated" in capsys.readouterr().err
+
+
 def test_run_settings_of_a_mix_run_name_the_task_it_is_for(tmp_path):
     """A run trained on copy rows + parity (data.task: mix) is a parity model to evaluate.py."""
     import json as _json

@@ -252,3 +252,28 @@ def test_a_claim_quotes_the_budget_of_its_own_runs():
         elif "arm" in claim:
             rows = evidence.select(tables, record.name, claim["arm"])
             assert f"(at {100 * evidence.budget_share(record, rows):.0f}% of the paper's budget" in sentence
+
+
+def test_the_paper_arms_overlap_quoted_in_sample_matched_is_measured():
+    """sample_matched's notes quote, per length, the share of the paper recipe's test draws that its
+    train half also drew (data.source=paper: draws with replacement): recomputed here from the draws."""
+    from datasets_builders import tasks
+    from datasets_builders.iteration_tasks import SequenceSet, paper_split_inputs, sequence_keys
+    from training.config import compose
+
+    notes = " ".join(evidence.read_record("sample_matched")["notes"].split())
+    quoted = re.search(r"also drew \(data\.seed (\d+), the same draws for every seed\): (.+?)\. So", notes)
+    assert quoted, notes
+    shares = {}
+    for part in quoted.group(2).split(", "):
+        value, lo, hi = re.fullmatch(r"([01]\.\d{3}) at (?:lengths )?(\d+)(?:-(\d+))?", part).groups()
+        shares.update({L: value for L in range(int(lo), int(hi or lo) + 1)})
+    parity = tasks.make_task("parity")
+    for seed in (0, 5):  # the split does not follow the run's seed
+        cfg = compose(["experiment=sample_matched", "recipe=paper_reference", f"seed={seed}"])
+        assert cfg.data.seed == int(quoted.group(1))
+        assert sorted(shares) == list(range(cfg.data.min_length, cfg.data.max_length + 1))
+        for L, value in shares.items():
+            halves = paper_split_inputs(parity, L, cfg.data.examples_per_length, cfg.data.seed)
+            seen = SequenceSet(sequence_keys(halves["train"])).holds(halves["test"]).mean()
+            assert f"{seen:.3f}" == value, (L, seen, value)
