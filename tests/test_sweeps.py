@@ -183,3 +183,37 @@ def test_slurm_launcher_config_composes():
                    "--package", "hydra.launcher"], timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "SlurmLauncher" in res.stdout and "partition:" in res.stdout and "timeout_min: 30" in res.stdout
+
+
+def test_a_run_on_the_papers_data_reports_accuracy_on_sequences_it_never_drew(tmp_path):
+    """data.source=paper tests on a test half that overlaps the train half (draws with replacement).
+    Training also evaluates the test rows the train half did not draw (``unseen_accuracy``,
+    ``unseen_acc_L<L>``: parity has none up to length 7 at 2,048 draws), without changing what it
+    learns; ``training.results`` gives a run that predates it the same columns from its ``final/``."""
+    from modeling.construction import build_iteration_head_model
+    import yaml
+
+    from training.config import compose, to_dict
+    from training.data import TaskData
+    from training.results import _read_config, unseen_accuracy_of
+
+    cfg = compose(["recipe=paper_reference", "data.max_length=12", "model.n_positions=32"])
+    unseen = TaskData(cfg).eval_sets(64)["unseen"]
+    assert sorted(L for _, L in unseen) == list(range(8, 13))  # lengths 1-7: every test draw was trained on
+    # An exact parity model in a finished run folder that predates the columns: 1.0 on every unseen length.
+    folder = tmp_path / "old"
+    build_iteration_head_model("parity", n_positions=32).save_pretrained(folder / "final")
+    (folder / "train_config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    cfg_read, _ = _read_config(folder)
+    got = unseen_accuracy_of(folder, cfg_read)
+    assert got == {"unseen_accuracy": 1.0, **{f"unseen_acc_L{L}": 1.0 for L in range(8, 13)}}
+    # A real run writes them itself, and they are what the backfill computes from its final model.
+    out = tmp_path / "run"
+    done = run_cli([sys.executable, "train.py", "recipe=paper_reference", "model.n_embd=32", "data.max_length=9",
+                    "model.n_positions=24", "optim.max_steps=20", "eval_every=10", "eval_per_length=32",
+                    "save_every=0", "report_to=none", "progress=false", f"output_dir={out}"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    written = {k: v for k, v in summary.items() if k.startswith("unseen")}
+    assert sorted(written) == ["unseen_acc_L8", "unseen_acc_L9", "unseen_accuracy"]
+    assert unseen_accuracy_of(out, _read_config(out)[0]) == written

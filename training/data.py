@@ -131,9 +131,23 @@ class TaskData:
         order = np.random.default_rng([seed, step, 3]).permutation(len(batch))
         return [batch[j] for j in order]
 
+    def unseen_test_rows(self) -> dict[tuple[str, int], np.ndarray]:
+        """The test rows whose input sequence is not among the training rows, per (task, length),
+        leaving out keys with none (with the reference's data: every parity length up to 7)."""
+        out = {}
+        for (name, length), rows in self.splits["test"].items():
+            kept = _unseen(rows, self.splits["train"][name, length], length)
+            if len(kept):
+                out[name, length] = kept
+        return out
+
     def eval_sets(self, n: int) -> dict[str, dict]:
-        """``{"train"|"test": {(task, length): rows}}`` with at most ``n`` rows per key."""
+        """``{"train"|"test": {(task, length): rows}}`` with at most ``n`` rows per key; a run on the
+        reference's data (``data.source=paper``, whose test half overlaps its train half) also gets
+        ``"unseen"``: the test rows its train half did not draw, where a length has any."""
         out = {"test": {k: v[:n] for k, v in self.splits["test"].items()}}
+        if self.cfg.data.source == "paper":
+            out["unseen"] = {k: v[:n] for k, v in self.unseen_test_rows().items()}
         if self.cfg.data.source in FIXED_SOURCES:
             out["train"] = {k: v[:n] for k, v in self.splits["train"].items()}
         else:  # a fixed sample of the training distribution
@@ -141,6 +155,10 @@ class TaskData:
             out["train"] = {(name, int(L)): tasks.build_rows(self.tasks[name], self.fresh_inputs(name, int(L), n, rng), self.cot)
                             for name in self.tasks for L in self.lengths}
         return out
+
+
+def _unseen(test: np.ndarray, train: np.ndarray, length: int) -> np.ndarray:
+    return test[~SequenceSet(sequence_keys(train[:, 1:length + 1])).holds(test[:, 1:length + 1])]
 
 
 def steps_per_epoch(data, batch_size: int) -> int:

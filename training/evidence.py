@@ -67,6 +67,23 @@ def accuracy_from(row: dict, start: int = PAPER_FROM) -> float | None:
     return statistics.mean(longer or every) if every else None
 
 
+UNSEEN_FROM = 8  # with the reference's data (2,048 draws per length) parity's first length with unseen test rows
+
+
+def unseen_accuracy_from(row: dict, start: int = UNSEEN_FROM) -> float | None:
+    """Mean accuracy over lengths ``start … max_length`` on test sequences the run never trained on:
+    ``unseen_acc_L<L>`` for a run on the reference's data (``data.source=paper``, whose test half
+    overlaps its train half), the test accuracy ``acc_L<L>`` for any other (its test split is
+    disjoint from what it trains on). None for a ``source=paper`` row without the unseen columns, or
+    where a length has no value."""
+    prefix = "unseen_acc_L" if row.get("source") == "paper" else "acc_L"
+    top = _num(row.get("max_length"))
+    if top is None:
+        return None
+    xs = [_num(row.get(f"{prefix}{L}")) for L in range(start, int(top) + 1)]
+    return statistics.mean(xs) if xs and all(x is not None for x in xs) else None
+
+
 def _late_head(row: dict) -> bool:
     """The run ends with the head, and the first evaluation that saw it came after the first one at
     99% on every test length (the head grew after accuracy saturated)."""
@@ -89,6 +106,8 @@ MEASURES = {
                   _late_head),
     "test_accuracy": ("value", "mean test sequence accuracy", lambda r: _num(r["test_accuracy"])),
     "accuracy_from_4": ("value", f"mean test accuracy over lengths >= {PAPER_FROM}", accuracy_from),
+    "unseen_accuracy_from_8": ("value", f"mean accuracy over lengths >= {UNSEEN_FROM} on test sequences the run "
+                               "never trained on", unseen_accuracy_from),
     "worst_length": ("value", "test accuracy of the worst length", lambda r: _num(r["test_accuracy_min"])),
     "iteration_score": ("value", "iteration score (detector)", lambda r: _num(r["iteration_score"])),
     "iteration_peakiness": ("value", f"thresholded peakiness (lengths >= {PAPER_FROM})",

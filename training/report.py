@@ -51,14 +51,19 @@ def summarise(result: dict) -> dict:
 
 
 def run_eval(model, data: TaskData, sets: dict, cfg: TrainConfig) -> dict:
-    """``{"train": {...}, "test": {...}}``; a mix run has the merged accuracy plus one entry per task."""
+    """``{"train": {...}, "test": {...}}`` (and ``"unseen"`` when ``sets`` has it, without head
+    scores); a mix run has the merged accuracy plus one entry per task."""
     metrics = {}
     for split, rows in sets.items():
         per_task = {}
         for name in data.tasks:
-            r = evaluate_lengths(model, {L: v for (t, L), v in rows.items() if t == name},
-                                 with_heads=cfg.eval_heads, cot=data.cot)
+            by_length = {L: v for (t, L), v in rows.items() if t == name}
+            if not by_length:  # "unseen" of a task with no unseen row
+                continue
+            r = evaluate_lengths(model, by_length, with_heads=cfg.eval_heads and split != "unseen", cot=data.cot)
             per_task[name] = summarise(r)
+        if not per_task:
+            continue
         if len(per_task) == 1:
             metrics[split] = next(iter(per_task.values()))
         else:
@@ -103,6 +108,10 @@ def summary(records: list[dict], cfg: TrainConfig, stop_reason: str, extra: dict
            "iteration_heads": m.get("heads", {}).get("iteration_heads"),
            "head_step": head_step, "final_loss": last.get("loss")}
     out.update({f"acc_L{L}": a for L, a in m["accuracy"].items()})
+    if "unseen" in last:  # data.source=paper: accuracy on the test rows its train half did not draw
+        u = task_metrics({"test": last["unseen"]}, task)
+        out["unseen_accuracy"] = u["accuracy_mean"]
+        out.update({f"unseen_acc_L{L}": a for L, a in u["accuracy"].items()})
     for metric in ("first_mean", "iteration_mean"):
         for layer, row in enumerate(m.get("heads", {}).get(metric, [])):
             out.update({f"{metric}_{layer}.{h}": v for h, v in enumerate(row)})

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from datasets_builders.files import write_text_atomic
 
-from .report import summary
+from .report import main_task, summary
 from .run_folder import RunFolderError, read_metrics
 
 __all__ = ["collect", "write_results", "ResultsCallback", "main", "ID_KEYS"]
@@ -64,12 +64,39 @@ def _run_row(folder: Path, failure: dict | None = None) -> dict:
         return {"status": "failed", "config": config, "outcome": {"error": failure["error"]}}
     try:
         if (folder / "summary.json").exists():
-            return {"status": "finished", "config": config, "outcome": _read_json(folder / "summary.json")}
+            outcome = _read_json(folder / "summary.json")
+            if cfg.data.source == "paper" and "unseen_accuracy" not in outcome:
+                outcome.update(unseen_accuracy_of(folder, cfg))
+            return {"status": "finished", "config": config, "outcome": outcome}
         records = read_metrics(folder / "metrics.jsonl")
     except RunFolderError as err:
         return {"status": "failed", "config": config, "outcome": {"error": str(err)}}
     outcome = summary(records, cfg, "unfinished") if any("test" in r for r in records) else {}
     return {"status": "unfinished", "config": config, "outcome": outcome}
+
+
+def unseen_accuracy_of(folder: Path, cfg) -> dict:
+    """``unseen_accuracy`` and ``unseen_acc_L<L>`` of a finished ``data.source=paper`` run that
+    predates them in its ``summary.json``: its ``final/`` model evaluated, as training now evaluates
+    it, on the test rows its train half did not draw (``TaskData.eval_sets``'s ``"unseen"``). Empty
+    when the run has no ``final/``."""
+    if not (folder / "final" / "model.safetensors").is_file():
+        return {}
+    import torch
+
+    from modeling.analysis import load_model
+
+    from .data import TaskData
+    from .report import run_eval, task_metrics
+
+    data = TaskData(cfg)
+    torch.manual_seed(0)
+    model = load_model(str(folder / "final"))
+    metrics = run_eval(model, data, {"unseen": data.eval_sets(cfg.eval_per_length)["unseen"]}, cfg)
+    if "unseen" not in metrics:
+        return {}
+    u = task_metrics({"test": metrics["unseen"]}, main_task(cfg))
+    return {"unseen_accuracy": u["accuracy_mean"], **{f"unseen_acc_L{L}": a for L, a in u["accuracy"].items()}}
 
 
 def _read_config(folder: Path):
