@@ -79,7 +79,7 @@ __all__ = [
     "PAPER_EXTRAPOLATION_LENGTHS", "METADATA_FEATURES", "FEATURES_WITH_METADATA", "row_metadata",
     "IterationTaskConfig", "IterationTasks", "task_description",
     "length_counts", "run_split_config", "split_inputs", "generate_split", "split_table",
-    "sequence_keys", "test_sequences", "sample_fresh_inputs", "SequenceSet", "score",
+    "sequence_keys", "test_sequences", "sample_fresh_inputs", "SequenceSet", "score", "drawn",
 ]
 
 TASKS = ("copy", "parity", "polynomial", "mix")
@@ -516,6 +516,12 @@ def split_inputs(config: IterationTaskConfig, length: int, task: str | None = No
         return {"test_longer": pool[:c["test_longer"]]}
     n_test = _test_count(c["drawn"], config.test_fraction)  # the whole split; max_rows_per_length keeps a prefix
     return {"test": pool[:n_test][:c["test"]], "train": pool[n_test:][:c["train"]]}
+
+
+def drawn(inputs: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Which rows of ``inputs`` (``(n, length)``) hold a sequence also in ``among``: with the
+    reference's data, the test draws that its train half drew too (a boolean mask)."""
+    return SequenceSet(sequence_keys(among)).holds(inputs)
 
 
 def paper_split_inputs(task: tasks.Task, length: int, n: int, seed: int) -> dict[str, np.ndarray]:

@@ -224,8 +224,7 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
         data = json.load(f).get("train_config", {}).get("data")
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
-    from datasets_builders.iteration_tasks import (SequenceSet, paper_split_inputs, run_split_config,  # noqa: PLC0415
-                                                   sequence_keys, split_inputs)
+    from datasets_builders.iteration_tasks import drawn, paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415
 
     config = run_split_config({**data, "cot": cot}, task_name)
     task = config.make_task()
@@ -233,7 +232,7 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
     def test_inputs(L):
         if data.get("source") == "paper":  # the reference's test half, less what its train half drew
             halves = paper_split_inputs(task, L, config.examples_per_length, config.seed)
-            return halves["test"][~SequenceSet(sequence_keys(halves["train"])).holds(halves["test"])]
+            return halves["test"][~drawn(halves["test"], halves["train"])]
         return split_inputs(config, L)["test"]
     return {L: tasks.build_rows(task, test_inputs(L)[:n_per_length], cot)
             for L in lengths if config.min_length <= L <= config.max_length}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from datasets_builders import tasks
-from datasets_builders.iteration_tasks import (SequenceSet, paper_split_inputs, run_split_config,
+from datasets_builders.iteration_tasks import (SequenceSet, drawn, paper_split_inputs, run_split_config,
                                                sample_fresh_inputs, sequence_keys, split_inputs)
 
 from .config import ConfigError, TrainConfig, dataset_config, run_tasks
@@ -136,7 +136,7 @@ class TaskData:
         leaving out keys with none (with the reference's data: every parity length up to 7)."""
         out = {}
         for (name, length), rows in self.splits["test"].items():
-            kept = _unseen(rows, self.splits["train"][name, length], length)
+            kept = rows[~drawn(rows[:, 1:length + 1], self.splits["train"][name, length][:, 1:length + 1])]
             if len(kept):
                 out[name, length] = kept
         return out
@@ -155,10 +155,6 @@ class TaskData:
             out["train"] = {(name, int(L)): tasks.build_rows(self.tasks[name], self.fresh_inputs(name, int(L), n, rng), self.cot)
                             for name in self.tasks for L in self.lengths}
         return out
-
-
-def _unseen(test: np.ndarray, train: np.ndarray, length: int) -> np.ndarray:
-    return test[~SequenceSet(sequence_keys(train[:, 1:length + 1])).holds(test[:, 1:length + 1])]
 
 
 def steps_per_epoch(data, batch_size: int) -> int:
