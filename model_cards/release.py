@@ -47,7 +47,7 @@ previous release as it was. ``--out`` must be new, empty or a previous release.
 
 The dataset ``hub/iteration-head-tasks`` is exported first (``datasets_builders.export``) with the
 split parameters of the runs, so that its test split *is* the models' held-out split; its card gets
-a section listing the models. ``hub/`` must stay under 30 MB (checked). Evaluation and analysis are
+a section listing the models. ``hub/`` must stay under 45 MB (checked). Evaluation and analysis are
 seeded and single-threaded by default (``--threads``, which also sets the threads of training), cards
 carry no date and PNGs no metadata: the same runs give the same bytes.
 
@@ -166,6 +166,8 @@ def dataset_parameters(train_configs: dict[str, dict]) -> dict:
         if d.get("dataset"):
             raise ReleaseError(f"run {name} trained on data.dataset={d['dataset']!r}; the release exports its "
                                "own dataset from the builder: train from the builder (data.dataset: null)")
+        if d.get("source") == "paper":
+            continue  # the reference's own draws, not a builder split: tested on the rows it never drew
         values = {k: d[k] for k in SPLIT_KEYS}
         if "polynomial" in (d["task"], d.get("mix_with")):
             values["modulus"] = d["modulus"]
@@ -206,40 +208,54 @@ def heldout_test_rows(train_config: dict, dataset_dir: Path, task: str,
 
     Every row must be in the test split that the run held out, recomputed by ``training.data.TaskData``
     from its resolved config exactly as training did (a ``mix`` run holds out each of its tasks'
-    own test split); otherwise ``ReleaseError``. Keeps the first ``n_per_length`` rows of each
-    length (all when None). Returns ``(input_ids, lengths, summary)``; the summary goes to
-    ``eval_results.json``.
+    own test split); otherwise ``ReleaseError``. A run on the reference's data (``data.source=paper``)
+    has no such split, its train half being drawn with replacement from every sequence: it is tested
+    on the rows its train half never drew (``modeling.evaluation.drop_trained_rows``, which
+    ``evaluate.py`` applies the same way), and a length with none left is not evaluated. Keeps the
+    first ``n_per_length`` rows of each length (all when None) before that. Returns ``(input_ids,
+    lengths, summary)``; the summary goes to ``eval_results.json``.
     """
     from datasets_builders import tasks
     from datasets_builders.iteration_tasks import sequence_keys
-    from modeling.evaluation import DatasetFormatError, read_split
+    from modeling.evaluation import DatasetFormatError, drop_trained_rows, read_split
     from training.config import from_dict
     from training.data import TaskData
 
     data = train_config["data"]
     config = dataset_config_name(task, data["cot"])
-    held_out = TaskData(from_dict(train_config)).test_keys
     task_obj = tasks.make_task(task, data["modulus"], data["polynomial"])
     try:
         rows = read_split(str(dataset_dir), config, "test", {task: task_obj}, data["cot"], n_per_length=n_per_length)
     except DatasetFormatError as err:
         raise ReleaseError(str(err)) from None
+    if not rows:
+        raise ReleaseError(f"{dataset_dir.name}/{config} (test) holds no {task} row")
+    summary = {"config": config, "split": "test"}
+    if data.get("source") == "paper":
+        kept, dropped = drop_trained_rows({L: block for (_, L), block in rows.items()}, data, task)
+        if not kept:
+            raise ReleaseError(f"the run drew every test row of {dataset_dir.name}/{config} for training: "
+                               "nothing is left to evaluate it on")
+        rows = {(task, L): block for L, block in kept.items()}
+        summary["trained_rows_dropped"] = {str(L): n for L, n in sorted(dropped.items())}
+        summary["lengths_not_evaluated"] = sorted(L for L in dropped if L not in kept)
+        held_out = None
+    else:
+        held_out = TaskData(from_dict(train_config)).test_keys
     ids_out, lengths_out, outside = [], [], {}
     for (_, length), block in rows.items():
-        keys = sequence_keys(block[:, 1:length + 1])
-        n_out = sum(k not in held_out.get((task, length), ()) for k in keys)
-        if n_out:
-            outside[length] = n_out
+        if held_out is not None:
+            keys = sequence_keys(block[:, 1:length + 1])
+            n_out = sum(k not in held_out.get((task, length), ()) for k in keys)
+            if n_out:
+                outside[length] = n_out
         ids_out += block.tolist()
         lengths_out += [length] * len(block)
-    if not ids_out:
-        raise ReleaseError(f"{dataset_dir.name}/{config} (test) holds no {task} row")
     if outside:
         raise ReleaseError(f"{sum(outside.values())} of the {len(ids_out)} test rows of {dataset_dir.name}/{config} "
                            f"are not in the run's held-out split (per length: {outside}): the model may have "
                            "trained on them. Export the dataset with the runs' data parameters.")
-    return ids_out, lengths_out, {"config": config, "split": "test", "rows": len(ids_out),
-                                  "rows_outside_heldout_split": 0}
+    return ids_out, lengths_out, {**summary, "rows": len(ids_out), "rows_outside_heldout_split": 0}
 
 
 # ---------------------------------------------------------------------------------------------

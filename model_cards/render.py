@@ -349,7 +349,14 @@ def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> 
         other = "copy" if m.task != "copy" else "parity"
         other_config = tasks.dataset_config_name(other, m.cot)
         held_out += f" (nor, for its {other} rows, one of the test split of config `{other_config}`)"
-    if d.get("source") == "fixed":
+    if d.get("source") == "paper":
+        text = (f"The paper's own data (`data.source=paper`, as in the reference's code): {d['examples_per_length']:,} "
+                f"sequences drawn per input length uniformly *with replacement* (seed {d['seed']}), the first half "
+                f"for training, reshuffled every epoch; input lengths {_span(lo, hi)}, {task_words}, "
+                f"{'with' if m.cot else 'without'} chain of thought. Drawn with replacement, the train half holds "
+                "every sequence of the shortest lengths, so no test split is held out from it: the evaluation "
+                f"below uses the test split of {link} less every sequence the train half drew.")
+    elif d.get("source") == "fixed":
         text = (f"The train split of {link}, reshuffled every epoch; input lengths {_span(lo, hi)}, "
                 f"{task_words}, {'with' if m.cot else 'without'} chain of thought. Held out: {held_out}.")
     else:
@@ -406,6 +413,16 @@ def evaluation_intro(results: dict) -> str:
             f"Mean over lengths (the `model-index` values): {means}.")
     if any(r.get("extrapolated") for r in per.values()):
         text += " Lengths marked * are beyond training."
+    dropped = (results.get("heldout_check") or {}).get("trained_rows_dropped")
+    if dropped:
+        gone = results["heldout_check"].get("lengths_not_evaluated") or []
+        contiguous = gone == list(range(gone[0], gone[-1] + 1)) if gone else False
+        gone_text = _span(gone[0], gone[-1]) if contiguous else ", ".join(map(str, gone))
+        text += (f" The run trained on its own draws of every length (the paper's data, with replacement), so "
+                 f"{sum(dropped.values()):,} test rows it also drew for training were left out"
+                 + (f", and input lengths {gone_text} are not evaluated: every test sequence there was a "
+                    "training sequence" if gone else "")
+                 + ". `evaluate.py` leaves out the same rows.")
     return text
 
 
@@ -529,6 +546,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
     results = m.eval_results
     eval_command = results.get("command")
     kwargs = dict(
+        paper_repos=", ".join(f"`{r}`" for r in paper_trained_repos(hub_dir, (spec.repo, m))),
         repo_name=spec.repo, title=spec.title, summary=spec.summary, task=m.task, cot=m.cot,
         base_model=base_model, dataset_repo=dataset_repo,
         suite_table=suite_table(hub_dir, namespace, spec.repo),
@@ -586,6 +604,22 @@ def write_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec 
 # ---------------------------------------------------------------------------------------------
 # The dataset card: a "models" section in the card written by datasets_builders.export
 # ---------------------------------------------------------------------------------------------
+def paper_trained_repos(hub_dir: Path, also: tuple[str, Measured] | None = None) -> list[str]:
+    """The repos of the release in ``hub_dir`` (and ``also``: a repo and its measured files) trained on
+    the paper's own draws (``data.source=paper``): no test split is held out from them."""
+    out = []
+    for spec in SUITE:
+        if also and spec.repo == also[0]:
+            data = also[1].data
+        elif (hub_dir / spec.repo / "training_info.json").is_file():
+            data = _read_json(hub_dir / spec.repo / "training_info.json")["train_config"]["data"]
+        else:
+            continue
+        if data.get("source") == "paper":
+            out.append(spec.repo)
+    return out
+
+
 def render_dataset_section(hub_dir: str | os.PathLike, namespace: str) -> str:
     """The dataset card's section listing the models of the release present in ``hub_dir``."""
     import jinja2
@@ -604,7 +638,7 @@ def render_dataset_section(hub_dir: str | os.PathLike, namespace: str) -> str:
                      config, "–" if value is None else accuracy(value)])
     table = _table(["model", "what it is", "config", "test accuracy"], rows)
     text = jinja2.Template(DATASET_TEMPLATE.read_text(encoding="utf-8"), keep_trailing_newline=True).render(
-        models_table=table)
+        models_table=table, paper_repos=", ".join(f"`{r}`" for r in paper_trained_repos(hub_dir)))
     return text.rstrip("\n") + "\n" + DATASET_END + "\n"
 
 

@@ -70,6 +70,12 @@ SUITE: tuple[ModelSpec, ...] = (
               "the polynomial-iteration model fine-tuned on parity: the transfer experiment, where the "
               "iteration head learned on one task is reused for another",
               init_from="polynomial", extra_tags=("parity", "transfer-learning")),
+    ModelSpec("parity-paper", "iteration-head-parity-paper-recipe", "parity_paper", "parity",
+              "Parity with chain of thought, the paper's recipe",
+              "learns parity from scratch with the paper's own recipe (its data drawn with replacement, "
+              "batch 256, Adam 3e-4, width 128, dropout): this run grew the iteration head, where the "
+              "fast recipe of iteration-head-parity learns parity with another circuit",
+              extra_tags=("parity", "paper-recipe")),
 )
 
 SUITE_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in SUITE}
@@ -85,6 +91,7 @@ SEEDS: dict[str, tuple[str, dict[str, str], str]] = {
     "parity-1layer": ("f2_layers", {"recipe": "parity", "n_layer": "1"}, "the parity recipe with one layer"),
     "parity-from-polynomial": ("f5_transfer", {"init_from": "hub/iteration-head-polynomial", "trainable": "[]"},
                                "this recipe, fine-tuned from the released polynomial model"),
+    "parity-paper": ("sample_matched", {"recipe": "paper_reference"}, "the paper's recipe at 2.0M sequences"),
 }
 
 

@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
         per_length, model_name=args.model, task=plan["task_name"], cot=plan["cot"], dataset=plan["dataset"],
         n_positions=plan["n_positions"], train_max_length=plan["train_max"], sources=plan["sources"],
         extra={"seed": args.seed, "device": str(device), "use_cache": not args.no_cache,
-               "seconds": round(time.perf_counter() - started, 3)},
+               "seconds": round(time.perf_counter() - started, 3),
+               **({"trained_rows_dropped": {str(L): n for L, n in sorted(plan["dropped"].items())}}
+                  if plan["dropped"] else {})},
     )
     print(ev.format_table(results))
     write_text_atomic(args.out, json.dumps(results, indent=2))
@@ -240,7 +242,21 @@ def _plan(args, model, ev, tasks) -> dict:
         dataset = {"name": "Iteration tasks (the run's held-out test split)" if held_out else
                    f"Iteration tasks (sampled, seed {args.seed})", "type": "iteration_tasks",
                    "config": tasks.dataset_config_name(task_name, cot), "split": "test" if held_out else "sampled"}
-    return {**plan, "rows": rows, "sources": sources, "dataset": dataset, "n_positions": n_positions}
+    # A run on the reference's data trained on sequences of any split (draws with replacement): a
+    # dataset's test rows, or sampled ones, that it drew for training are no test of it.
+    rows, dropped = ev.drop_trained_rows(rows, ev.run_training_data(args.model), task_name)
+    if dropped:
+        gone = [L for L in dropped if L not in rows]
+        print(f"note: {sum(dropped.values())} row(s) left out: the run (data.source=paper) drew them for training "
+              f"(per length: {', '.join(f'{L}: {n}' for L, n in sorted(dropped.items()))})"
+              + (f"; length(s) {', '.join(map(str, sorted(gone)))} not evaluated, nothing is left there" if gone else ""),
+              file=sys.stderr)
+        if not rows:
+            raise ValueError(f"the run of {args.model!r} drew every row to evaluate for training: pass lengths "
+                             "beyond its training lengths (--lengths) or a dataset with other sequences")
+        sources = {L: v for L, v in sources.items() if L in rows}
+    return {**plan, "rows": rows, "sources": sources, "dataset": dataset, "n_positions": n_positions,
+            "dropped": dropped}
 
 
 def _check_tokenizer(auto_tokenizer, source: str, tasks) -> None:

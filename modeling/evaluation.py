@@ -57,6 +57,7 @@ __all__ = [
     "build_results",
     "check_lengths",
     "check_model",
+    "drop_trained_rows",
     "evaluate_model",
     "find_run_settings",
     "format_table",
@@ -67,6 +68,7 @@ __all__ = [
     "max_length_in_context",
     "n_positions_of",
     "run_test_rows",
+    "run_training_data",
     "sequence_accuracy",
     "to_model_index",
     "trim_at_eos",
@@ -204,6 +206,60 @@ def _is_positive_int(value) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Evaluation rows
 # ---------------------------------------------------------------------------------------------
+def run_training_data(source: str | None) -> dict | None:
+    """The data section of the run that trained the checkpoint ``source``: ``train_config.data`` of
+    its ``training_info.json``, read from a local folder or, for a Hub id, from the repository (or
+    the cache offline). ``None`` when there is no such file (a checkpoint ``train.py`` did not make)."""
+    if not source:
+        return None
+    if os.path.isdir(source):
+        path = os.path.join(source, "training_info.json")
+        if not os.path.isfile(path):
+            return None
+    else:
+        from huggingface_hub import hf_hub_download  # noqa: PLC0415
+        from huggingface_hub.errors import EntryNotFoundError  # noqa: PLC0415
+        try:
+            path = hf_hub_download(source, "training_info.json")
+        except (OSError, ValueError, EntryNotFoundError):  # not a repo id, no such file, offline and not cached
+            return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f).get("train_config", {}).get("data")
+    except (OSError, ValueError) as err:  # never read as "no run": the held-out rows depend on it
+        raise ValueError(f"{path} is damaged ({err}): restore it, or pass --dataset and --lengths yourself") from None
+    return data if isinstance(data, dict) else None
+
+
+def drop_trained_rows(rows: dict[int, np.ndarray], data: dict | None,
+                      task_name: str) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """``rows`` (``{L: rows}``) less every row the run trained on, where a test split can hold some.
+
+    A run on the reference's data (``data.source=paper``, ``data`` its data section) drew its train
+    half with replacement from all sequences of a length, so a dataset's test split holds training
+    sequences too: all of them at the shortest lengths. Those rows are dropped, and a length with
+    none left is left out. Any other run trained on sequences outside the builder's test split, so
+    ``rows`` come back unchanged. Returns ``(kept, {L: rows dropped})``; the order of kept rows is kept.
+    """
+    if not data or data.get("source") != "paper" or data.get("task") not in (task_name, "mix"):
+        return rows, {}
+    from datasets_builders.iteration_tasks import drawn, paper_split_inputs, run_split_config  # noqa: PLC0415
+
+    config = run_split_config(data, task_name)
+    task = config.make_task()
+    kept, dropped = {}, {}
+    for L, block in rows.items():
+        mask = np.zeros(len(block), dtype=bool)
+        if config.min_length <= L <= config.max_length and len(block):
+            train = paper_split_inputs(task, L, config.examples_per_length, config.seed)["train"]
+            mask = drawn(np.asarray(block)[:, 1:L + 1], train)
+        if mask.any():
+            dropped[L] = int(mask.sum())
+        if (~mask).any():
+            kept[L] = np.asarray(block)[~mask]
+    return kept, dropped
+
+
 def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_length: int,
                   cot: bool = True) -> dict[int, np.ndarray] | None:
     """The held-out rows of the run that trained the checkpoint in folder ``source``.
@@ -217,11 +273,7 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
     inside the training range, at most ``n_per_length`` each, or ``None`` when ``source`` is not
     such a run folder.
     """
-    path = os.path.join(source, "training_info.json") if os.path.isdir(source) else None
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f).get("train_config", {}).get("data")
+    data = run_training_data(source) if os.path.isdir(source) else None
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
     from datasets_builders.iteration_tasks import drawn, paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415

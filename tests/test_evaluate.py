@@ -465,6 +465,29 @@ def test_a_run_on_the_papers_data_is_evaluated_only_on_sequences_it_never_drew(t
     assert "length(s) 1, 2, 3 not evaluated" in capsys.readouterr().err
 
 
+def test_rows_a_paper_run_drew_for_training_are_dropped_from_any_source():
+    """Dataset or sampled rows: a data.source=paper run loses exactly the rows its train half drew
+    (lengths beyond its training range are untouched, lengths with nothing left are gone); a run on
+    the builder's data keeps every row (its test split is disjoint by construction)."""
+    from datasets_builders.iteration_tasks import paper_split_inputs
+    from modeling.analysis import sample_rows
+    from training.config import compose, to_dict
+
+    paper = to_dict(compose(["recipe=paper_reference", "data.max_length=10", "model.n_positions=32"]))["data"]
+    rows = sample_rows(tasks.make_task("parity"), [2, 9, 10, 12], 300, 0, True)
+    kept, dropped = ev.drop_trained_rows(rows, paper, "parity")
+    parity = tasks.make_task("parity")
+    for L in (9, 10):
+        train = {bytes(x.astype(np.uint8)) for x in paper_split_inputs(parity, L, 2048, paper["seed"])["train"]}
+        expected = [r for r in rows[L] if bytes(r[1:L + 1].astype(np.uint8)) not in train]
+        assert np.array_equal(kept[L], np.array(expected)) and dropped[L] == len(rows[L]) - len(expected) > 0, L
+    assert 2 not in kept and dropped[2] == len(rows[2]) > 0  # four sequences, 1,024 draws: all trained on
+    assert np.array_equal(kept[12], rows[12]) and 12 not in dropped  # beyond its lengths: never drawn
+    fresh = to_dict(compose(["recipe=parity"]))["data"]
+    assert ev.drop_trained_rows(rows, fresh, "parity") == (rows, {})
+    assert ev.drop_trained_rows(rows, None, "parity") == (rows, {})
+
+
 def test_run_settings_of_a_mix_run_name_the_task_it_is_for(tmp_path):
     """A run trained on copy rows + parity (data.task: mix) is a parity model to evaluate.py."""
     import json as _json

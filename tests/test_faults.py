@@ -118,7 +118,7 @@ def damaged(tmp_path: Path, model: Path, what: str) -> str:
 
 @pytest.mark.parametrize("case, expected", [
     ("missing", "model folder .* does not exist: check the path"),
-    ("hub_offline", "not a local folder, and HF_HUB_OFFLINE=1 forbids downloading"),
+    ("hub_offline", "not a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading"),
     ("garbage_config", r"config.json is not valid JSON .*re-save the model"),
     ("truncated_weights", r"model.safetensors is damaged or truncated .*copy or download it again"),
     ("remote_code", "ships its own Python code .*pass --trust_remote_code only if you trust"),

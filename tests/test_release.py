@@ -37,7 +37,7 @@ from model_cards import publish, release, render, revisions
 from model_cards.suite import DATASET_NAME, METRIC_NAME, SPACE_NAME, SUITE, SUITE_BY_KEY
 from modeling import IterGPTForCausalLM
 from modeling.construction import build_iteration_head_model
-from helpers import ROOT, clean_env, hub_mark
+from helpers import ROOT, clean_env, hub_mark, run_cli
 
 HUB = Path(os.environ.get("ITERATION_HEAD_HUB", ROOT / "hub"))
 NS = "iteration-head-test"
@@ -87,6 +87,10 @@ def fake_release(tmp_path_factory):
         "parity": make_run(root / "runs" / "parity", hand, {0: untrained, 100: hand},
                            {**common, "data": {**data, "task": "mix", "mix_ratio": 0.3}}, final_step=200),
         "copy": make_run(root / "runs" / "copy", hand, {}, {**common, "data": {**data, "task": "copy"}}, final_step=50),
+        # The paper's data: 16 draws per length with replacement, 8 for training, so it trained on
+        # every sequence of the shortest lengths and on some of each longer one's test rows.
+        "parity-paper": make_run(root / "runs" / "parity-paper", hand, {}, {**common, "data": {
+            **data, "task": "parity", "source": "paper", "examples_per_length": 16, "packing": False}}, final_step=80),
     }
     out = root / "hub"
     out.mkdir()
@@ -100,7 +104,8 @@ def fake_release(tmp_path_factory):
 
     run_pipeline()
     return {"root": root, "out": out, "dataset": dataset, "folder": out / "iteration-head-parity",
-            "copy": out / "iteration-head-copy", "config": configs["parity"], "rerun": run_pipeline}
+            "copy": out / "iteration-head-copy", "paper": out / "iteration-head-parity-paper-recipe",
+            "config": configs["parity"], "paper_config": configs["parity-paper"], "rerun": run_pipeline}
 
 
 def front_matter(card: str) -> dict:
@@ -300,20 +305,81 @@ def test_heldout_check_catches_a_foreign_split(fake_release, change):
         release.heldout_test_rows(config, fake_release["dataset"], "parity")
 
 
-def test_published_evaluate_command_gives_the_same_numbers(fake_release):
-    """The card tells users an evaluate.py command: it reproduces eval_results.json (here for the
-    mix-trained parity model, on parity's own test split)."""
+@pytest.mark.parametrize("model", ["folder", "paper"])
+def test_published_evaluate_command_gives_the_same_numbers(fake_release, model):
+    """The card tells users an evaluate.py command: it reproduces eval_results.json (for the
+    mix-trained parity model, on parity's own test split; for the paper-recipe run, on the rows of
+    that split it never drew, which evaluate.py finds from the checkpoint's training_info.json)."""
     from modeling import evaluate_cli as cli
 
-    folder = fake_release["folder"]
+    folder = fake_release[model]
     results = json.loads((folder / "eval_results.json").read_text())
     assert results["command"] in (folder / "README.md").read_text()
     argv = shlex.split(results["command"])[2:]
-    local = {f"{NS}/iteration-head-parity": str(folder), f"{NS}/{DATASET_NAME}": str(fake_release["dataset"])}
+    local = {f"{NS}/{folder.name}": str(folder), f"{NS}/{DATASET_NAME}": str(fake_release["dataset"])}
     argv = [local.get(a, a) for a in argv] + ["--out", str(fake_release["root"] / "cli_eval.json")]
     again = cli.main(argv)
     assert again["results"][0]["metrics"] == results["results"][0]["metrics"]
     assert {L: {k: v for k, v in r.items()} for L, r in again["per_length"].items()} == results["per_length"]
+    assert again.get("trained_rows_dropped") == results["heldout_check"].get("trained_rows_dropped")
+
+
+@pytest.mark.integration
+def test_the_paper_recipe_cards_command_with_the_hub_id_drops_the_same_rows(fake_release, tmp_path):
+    """As a user runs the card's command: evaluate.py in a fresh process, the model by its Hub id from
+    a Hugging Face cache (offline). The rows it trained on are found from the repository's
+    training_info.json, not from a local run folder, and the numbers are eval_results.json's."""
+    folder = fake_release["paper"]
+    results = json.loads((folder / "eval_results.json").read_text())
+    home = tmp_path / "hf_home"
+    hub_cache(home, folder, results["model"])
+    argv = shlex.split(results["command"])[1:]
+    argv = [str(fake_release["dataset"]) if a == f"{NS}/{DATASET_NAME}" else a for a in argv]
+    out = tmp_path / "eval.json"
+    proc = run_cli([sys.executable, *argv, "--out", str(out)],
+                   env_extra={"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads(out.read_text())
+    assert again["per_length"] == results["per_length"]
+    assert again["trained_rows_dropped"] == results["heldout_check"]["trained_rows_dropped"]
+    assert "drew them for training" in proc.stderr
+
+
+def test_a_paper_recipe_run_is_released_on_the_test_rows_it_never_drew(fake_release):
+    """A data.source=paper run has no held-out split (its train half is drawn with replacement): the
+    release evaluates it on the dataset's test rows that its train half never drew, counted here
+    from the draws themselves, leaves out the lengths with none, and its card says so. Its other
+    split parameters need not match the dataset's."""
+    import datasets
+
+    from datasets_builders.iteration_tasks import paper_split_inputs
+
+    folder, data = fake_release["paper"], fake_release["paper_config"]["data"]
+    assert data["examples_per_length"] != 64  # the dataset's: no agreement is asked of a paper run
+    results = json.loads((folder / "eval_results.json").read_text())
+    test = datasets.load_dataset(str(fake_release["dataset"]), "parity", split="test")
+    parity = tasks.make_task("parity")
+    kept, dropped = {}, {}
+    for L in range(LENGTHS[0], LENGTHS[1] + 1):
+        train = {bytes(x.astype(np.uint8)) for x in paper_split_inputs(parity, L, 16, data["seed"])["train"]}
+        rows = [np.asarray(i)[1:L + 1] for i, n in zip(test["input_ids"], test["length"]) if n == L]
+        trained = sum(bytes(r.astype(np.uint8)) in train for r in rows)
+        dropped[str(L)] = trained
+        if len(rows) > trained:
+            kept[str(L)] = len(rows) - trained
+    assert {L: r["n"] for L, r in results["per_length"].items()} == kept
+    check = results["heldout_check"]
+    assert check["trained_rows_dropped"] == {L: n for L, n in dropped.items() if n}
+    gone = [L for L in range(LENGTHS[0], LENGTHS[1] + 1) if str(L) not in kept]
+    assert gone and check["lengths_not_evaluated"] == gone and len(kept) >= 2  # a test that could fail
+    span = f"L={min(map(int, kept))}-{max(map(int, kept))}"
+    assert span in results["results"][0]["task"]["name"]
+    card = (folder / "README.md").read_text()
+    assert f"{sum(dropped.values()):,} test rows it also drew for training were left out" in card
+    assert "drawn per input length uniformly *with replacement*" in card
+    assert "except `iteration-head-parity-paper-recipe`, which drew its" in (fake_release["folder"] / "README.md").read_text()
+    dataset_card = (fake_release["dataset"] / "README.md").read_text()
+    assert "except\n`iteration-head-parity-paper-recipe`: trained on the paper's own draws" in dataset_card
 
 
 def test_copy_card(fake_release):
@@ -325,7 +391,9 @@ def test_copy_card(fake_release):
     assert "### Intermediate checkpoints" not in card and not (fake_release["out"] / "revisions" / folder.name).exists()
     suite = table_rows(section(card, "## The suite"))
     assert [r[0] for r in suite] == [f"[iteration-head-parity](https://huggingface.co/{NS}/iteration-head-parity)",
-                                     "**iteration-head-copy** (this model)"]
+                                     "**iteration-head-copy** (this model)",
+                                     f"[iteration-head-parity-paper-recipe](https://huggingface.co/{NS}/"
+                                     "iteration-head-parity-paper-recipe)"]
 
 
 def test_dataset_parameters():
@@ -347,6 +415,10 @@ def test_dataset_parameters():
     for mix, ratio in zip(mixes, (0.3, 0.5)):
         mix["data"].update(task="mix", mix_ratio=ratio)
     assert "mix_ratio" not in release.dataset_parameters({"parity": mixes[0], "parity-nocot": mixes[1]})
+    # A run on the paper's own draws has no builder split to agree on (it is tested on what it never drew).
+    paper = json.loads(json.dumps(base))
+    paper["data"].update(source="paper", examples_per_length=2048, test_fraction=0.5)
+    assert release.dataset_parameters({"parity": base, "parity-paper": paper}) == release.dataset_parameters({"parity": base})
 
 
 def test_select_revisions():
