@@ -421,6 +421,21 @@ def test_dataset_parameters():
     assert release.dataset_parameters({"parity": base, "parity-paper": paper}) == release.dataset_parameters({"parity": base})
 
 
+def test_the_paper_recipe_model_is_sample_matcheds_paper_arm_seed_2():
+    """The released paper-recipe parity model's recipe composes to exactly the run of
+    experiment=sample_matched (paper arm, seed 2) that formed the head, but for the names."""
+    import dataclasses
+
+    from training.config import compose
+
+    spec = SUITE_BY_KEY["parity-paper"]
+    released = dataclasses.asdict(compose([f"recipe={spec.recipe}"]))
+    measured = dataclasses.asdict(compose(["experiment=sample_matched", "recipe=paper_reference", "seed=2"]))
+    differ = {k for k in released if released[k] != measured[k]}
+    assert differ == {"recipe", "record"}, differ
+    assert released["seed"] == 2 and released["data"]["source"] == "paper"
+
+
 def test_select_revisions():
     steps = list(range(100, 1000, 100))
     rise = [{"step": s, "accuracy_mean": a} for s, a in
@@ -702,6 +717,25 @@ def test_hub_dataset_loads_offline():
             assert np.array_equal(ids, tasks.build_rows(parity, ids[None, 1:length + 1])[0])
         keys[split] = {(L, bytes(np.asarray(i[1:L + 1], np.uint8))) for i, L in zip(rows["input_ids"], rows["length"])}
     assert not keys["train"] & keys["test"], "a test sequence is also in train"
+
+
+# sha256 of every released model's weights (and of each revision's) as released on 2026-11-26: a
+# later release (a new task, a new model) must not move one of them.
+RELEASED_WEIGHTS = {
+    "iteration-head-copy": "4fc200e7a80d097840a5ba83a93831c5100fbb9641c545c73392c85e9aafc24a",
+    "iteration-head-parity-1layer": "0052f496ab56c1a0e41ce118cb6b5d7d74c63ffbf08d11363e202282607bc837",
+    "iteration-head-parity-from-polynomial": "bf835332ddcc463d1eae4f51b5660af1d8ce8ff8bc76f265b5b8ea20fd1b3505",
+    "iteration-head-parity-nocot": "5ecd3765559f666c0c8ad4172f553512b6382b8bd47f208b32415630a2c2c264",
+    "iteration-head-parity": "1b26ac06ad861a8410cf575301ffc5d1843beea64377db1602ad480246f58b4c",
+    "iteration-head-polynomial": "f119489ff645544c17d0f1ef1cf1b9321dae607a2f8995d0a5bdb87e88f3e62a",
+}
+
+
+@needs_hub
+def test_the_released_weights_never_move():
+    """The six models released first keep their weights byte for byte, whatever was released since."""
+    for repo, digest in RELEASED_WEIGHTS.items():
+        assert render.sha256_file(HUB / repo / "model.safetensors") == digest, f"{repo}: its released weights changed"
 
 
 @needs_hub
