@@ -332,6 +332,18 @@ with lm.trace(inputs.input_ids):
 print((nn_pattern - tl_cache["{name}"]).abs().max().item() < 1e-4)  # True: the same pattern'''
 
 
+def no_gpt2_reason(m: Measured) -> str | None:
+    """Why the model has no ``gpt2/`` copy (what ``modeling.gpt2`` refuses), or None when it has one."""
+    if gpt2_unknown_token(m) is not None:
+        return None
+    if m.config.get("residual") == "reference":
+        return ("its blocks follow the paper code's layout (`residual: reference`: the residual stream itself "
+                "is normalised before attention, `x = ln1(x); x = x + attn(x)`), which no GPT-2 block computes")
+    if m.config.get("norm") == "rmsnorm":
+        return "GPT-2 has no RMSNorm (`norm: rmsnorm`)"
+    return "its architecture does not convert (see `modeling/gpt2.py` in the source repository)"
+
+
 def data_description(m: Measured, dataset_repo: str, base_model: str | None) -> str:
     d = m.data
     lo, hi = _lengths(m)
@@ -554,7 +566,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
         vocab_size=m.config["vocab_size"], n_positions=m.config["n_positions"], n_layer=m.config["n_layer"],
         lengths=_span(lo, hi),
         max_length_in_context=(m.config["n_positions"] - 3) // 2 if m.cot else m.config["n_positions"] - 4,
-        quickstart=gen, probe=probe, interop=interop(m),
+        quickstart=gen, probe=probe, interop=interop(m), no_gpt2=no_gpt2_reason(m),
         unknown_token=unknown[0] if unknown else None, unknown_id=unknown[1] if unknown else None,
         revisions_table=revisions_table(steps, a), final_step=m.training_info.get("step"),
         eval_per_length=m.train_config.get("eval_per_length"),

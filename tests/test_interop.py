@@ -22,7 +22,9 @@ from model_cards.verify import without_version_stamps
 from modeling.gpt2 import ConversionError, from_gpt2, to_gpt2, write_gpt2
 from helpers import HUB, TINY_MODEL, clean_env, hub_mark, require, run_cli, tiny_model
 
-RELEASED = sorted(p.name for p in HUB.glob("iteration-head-*") if (p / "config.json").is_file())
+RELEASED_ALL = sorted(p.name for p in HUB.glob("iteration-head-*") if (p / "config.json").is_file())
+# The released models with a stock GPT-2 copy: every one whose architecture converts (checked below).
+RELEASED = [name for name in RELEASED_ALL if (HUB / name / "gpt2").is_dir()]
 PAD, EOI, PARITY = 63, 61, 58
 PROMPTS = [[PARITY, 1, 0, 1, EOI], [PARITY, 1, 1, 0, 0, 1, 0, EOI], [PARITY, 0, EOI]]
 INTEROP_EXTRA = "the 'interop' extra is not installed (pip install -e '.[interop]')"
@@ -103,6 +105,19 @@ def test_released_gpt2_copy_is_the_converters_output_with_equal_logits(name, tmp
 
 
 @pytest.mark.integration
+@needs_hub
+def test_a_released_model_lacks_a_gpt2_copy_only_when_it_cannot_convert():
+    """Every released model ships gpt2/ unless the converter refuses its architecture, and then its
+    card says why (the paper-recipe model: the reference's block layout)."""
+    without = [name for name in RELEASED_ALL if name not in RELEASED]
+    for name in without:
+        with pytest.raises(ConversionError, match="residual"):
+            to_gpt2(IterGPTForCausalLM.from_pretrained(HUB / name))
+        assert "This model ships no stock GPT-2 copy: its blocks follow the paper code's layout" in (
+            HUB / name / "README.md").read_text()
+    assert "iteration-head-parity" in RELEASED and len(RELEASED) >= 6
+
+
 def test_gpt2_cli_writes_atomically_and_only_replaces_its_own_output(tmp_path):
     model = tmp_path / "model"
     tiny_model().save_pretrained(model)
