@@ -567,6 +567,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
         lengths=_span(lo, hi),
         max_length_in_context=(m.config["n_positions"] - 3) // 2 if m.cot else m.config["n_positions"] - 4,
         quickstart=gen, probe=probe, interop=interop(m), no_gpt2=no_gpt2_reason(m),
+        paper_trained=m.data.get("source") == "paper",
         unknown_token=unknown[0] if unknown else None, unknown_id=unknown[1] if unknown else None,
         revisions_table=revisions_table(steps, a), final_step=m.training_info.get("step"),
         eval_per_length=m.train_config.get("eval_per_length"),
