@@ -864,6 +864,43 @@ def test_readme_released_models_table_is_the_released_files():
     assert checked == {s.key for s in SUITE}, f"rows checked: {sorted(checked)}"
 
 
+@needs_hub
+def test_readme_released_model_findings_quote_the_hub_files():
+    """The numbers of "What the released models show" are those of hub/*/eval_results.json,
+    training_info.json and analysis.json (rounded as written)."""
+    text = (ROOT / "README.md").read_text()
+    text = " ".join(text[text.index("What the released models show"):text.index("**The released polynomial and")].split())
+
+    def generated(repo: str) -> str:
+        metrics = json.loads((HUB / repo / "eval_results.json").read_text())["results"][0]["metrics"]
+        return f"{next(m['value'] for m in metrics if m['type'] == 'sequence_accuracy_generated'):.3f}"
+
+    def analysis(repo: str) -> dict:
+        return json.loads((HUB / repo / "analysis.json").read_text())
+
+    def head(repo: str, layer: int) -> dict:
+        return next(h for h in analysis(repo)["heads"] if h["layer"] == layer)
+
+    def steps(repo: str) -> str:
+        return f"{json.loads((HUB / repo / 'training_info.json').read_text())['step']:,}"
+
+    nocot, one, poly, tuned = ("iteration-head-parity-nocot", "iteration-head-parity-1layer",
+                               "iteration-head-polynomial", "iteration-head-parity-from-polynomial")
+    ablated = analysis(poly)["ablation"]["components"]["L1H0"]
+    assert f"{ablated['zero']['mean']:.3f}" == f"{ablated['mean']['mean']:.3f}"  # "zero- or mean-ablating"
+    expected = [
+        f"the parity model is at {generated(nocot)} mean accuracy after its {steps(nocot)} steps",
+        f"with one layer, {generated(one)} after its {steps(one)} steps",
+        f"`<eoi>` ({head(poly, 0)['first_mean']:.3f})",
+        f"({head(poly, 1)['iteration_mean']:.3f}, invariance {head(poly, 1)['iteration_invariance']:.3f}; "
+        f"zero- or mean-ablating it drops accuracy to {ablated['zero']['mean']:.3f})",
+        f"after {steps(tuned)} steps (the first evaluation)",
+        f"the head is reused ({head(tuned, 1)['iteration_mean']:.3f})",
+    ]
+    missing = [e for e in expected if e not in text]
+    assert not missing, f"README.md quotes other numbers than hub/: {missing}"
+
+
 # README rows of "What the ingredients buy" -> the variants of bench/sweeps/results_h100.txt they quote
 INGREDIENT_ROWS = {
     "parity demo:": ["base"], "… 50% copy rows": ["base_mix0.5"], "… cosine over 6,000 steps": ["base_6k"],
