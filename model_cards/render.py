@@ -271,13 +271,15 @@ print(tokenizer.decode(output[0, inputs.input_ids.shape[1]:]))
 # the right answer: {answer}'''
     layer, head = _probe_head(m)
     name = f"blocks.{layer}.attn.hook_pattern"
+    found = bool(m.analysis and m.analysis.get("iteration_heads"))
+    expect = "iteration head: close to 1" if found else "an iteration head would give 1s; this model has none"
     if m.cot:
         probe = f'''\
 # Attention pattern of layer {layer}, head {head} (layers and heads count from 0): (batch, head, query, key).
 _, cache = model.run_with_cache(output, names_filter="{name}")
 pattern = cache["{name}"][0, {head}]
 L = {hi}  # input length: x_t sits at position t, <eoi> at L + 1, and query L + t writes s_t
-print([round(pattern[L + t, t].item(), 3) for t in range(1, L + 1)])  # iteration head: close to 1'''
+print([round(pattern[L + t, t].item(), 3) for t in range(1, L + 1)])  # {expect}'''
     else:
         probe = f'''\
 # Attention pattern of layer {layer}, head {head} (layers and heads count from 0): (batch, head, query, key).
@@ -568,6 +570,7 @@ def render_model_card(folder: str | os.PathLike, namespace: str, spec: ModelSpec
         max_length_in_context=(m.config["n_positions"] - 3) // 2 if m.cot else m.config["n_positions"] - 4,
         quickstart=gen, probe=probe, interop=interop(m), no_gpt2=no_gpt2_reason(m),
         paper_trained=m.data.get("source") == "paper",
+        iteration_head_found=bool(a and a.get("iteration_heads")),
         unknown_token=unknown[0] if unknown else None, unknown_id=unknown[1] if unknown else None,
         revisions_table=revisions_table(steps, a), final_step=m.training_info.get("step"),
         eval_per_length=m.train_config.get("eval_per_length"),

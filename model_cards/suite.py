@@ -76,6 +76,12 @@ SUITE: tuple[ModelSpec, ...] = (
               "batch 256, Adam 3e-4, width 128, dropout): this run grew the iteration head, where the "
               "fast recipe of iteration-head-parity learns parity with another circuit",
               extra_tags=("parity", "paper-recipe")),
+    ModelSpec("dihedral3", "iteration-head-dihedral3", "dihedral3", "dihedral3",
+              "The D_3 word problem with chain of thought, learned without an iteration head",
+              "writes the running product s_t = s_{t-1} x_t of elements of D_3 = S_3, the smallest "
+              "non-abelian group (6 states), one state per token; trained with the parity recipe, it "
+              "reached 99% with no iteration head (a task beyond the paper's, learned by another circuit)",
+              extra_tags=("group-word-problem", "dihedral-group")),
 )
 
 SUITE_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in SUITE}
@@ -92,6 +98,7 @@ SEEDS: dict[str, tuple[str, dict[str, str], str]] = {
     "parity-from-polynomial": ("f5_transfer", {"init_from": "hub/iteration-head-polynomial", "trainable": "[]"},
                                "this recipe, fine-tuned from the released polynomial model"),
     "parity-paper": ("sample_matched", {"recipe": "paper_reference"}, "the paper's recipe at 2.0M sequences"),
+    "dihedral3": ("task_family_parity_recipe", {"mix_with": "dihedral3"}, "this recipe on D_3"),
 }
 
 

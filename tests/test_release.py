@@ -421,19 +421,27 @@ def test_dataset_parameters():
     assert release.dataset_parameters({"parity": base, "parity-paper": paper}) == release.dataset_parameters({"parity": base})
 
 
-def test_the_paper_recipe_model_is_sample_matcheds_paper_arm_seed_2():
-    """The released paper-recipe parity model's recipe composes to exactly the run of
-    experiment=sample_matched (paper arm, seed 2) that formed the head, but for the names."""
+# Models released from an experiment's run: the overrides of that run (its row in results/).
+FROM_EXPERIMENTS = {
+    "parity-paper": ["experiment=sample_matched", "recipe=paper_reference", "seed=2"],  # the seed with the head
+    "dihedral3": ["experiment=task_family_parity_recipe", "data.mix_with=dihedral3", "seed=1"],  # first at 99%
+}
+
+
+@pytest.mark.parametrize("key", sorted(FROM_EXPERIMENTS))
+def test_a_model_released_from_an_experiment_is_that_run(key):
+    """The recipe of a model taken from an experiment composes to exactly the run in its table
+    (the same config but for the names), so its card's over-seeds line is read against its own arm."""
     import dataclasses
 
+    from model_cards.suite import SEEDS
     from training.config import compose
 
-    spec = SUITE_BY_KEY["parity-paper"]
-    released = dataclasses.asdict(compose([f"recipe={spec.recipe}"]))
-    measured = dataclasses.asdict(compose(["experiment=sample_matched", "recipe=paper_reference", "seed=2"]))
+    released = dataclasses.asdict(compose([f"recipe={SUITE_BY_KEY[key].recipe}"]))
+    measured = dataclasses.asdict(compose(FROM_EXPERIMENTS[key]))
     differ = {k for k in released if released[k] != measured[k]}
     assert differ == {"recipe", "record"}, differ
-    assert released["seed"] == 2 and released["data"]["source"] == "paper"
+    assert SEEDS[key][0] == FROM_EXPERIMENTS[key][0].split("=")[1]
 
 
 def test_select_revisions():
