@@ -227,7 +227,8 @@ def run_training_data(source: str | None) -> dict | None:
         with open(path, encoding="utf-8") as f:
             data = json.load(f).get("train_config", {}).get("data")
     except (OSError, ValueError) as err:  # never read as "no run": the held-out rows depend on it
-        raise ValueError(f"{path} is damaged ({err}): restore it, or pass --dataset and --lengths yourself") from None
+        raise ValueError(f"{path} is damaged ({err}): restore it (which rows are held out from the run is "
+                         "read from it), or evaluate a copy of the model folder without it") from None
     return data if isinstance(data, dict) else None
 
 
