@@ -42,7 +42,7 @@ from helpers import ROOT, clean_env, hub_mark, run_cli
 HUB = Path(os.environ.get("ITERATION_HEAD_HUB", ROOT / "hub"))
 NS = "iteration-head-test"
 LENGTHS = (1, 6)  # the fake runs' training lengths
-HUB_MODELS = ("parity", "polynomial", "copy")
+HUB_MODELS = ("parity", "polynomial", "copy", "dihedral3")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,7 +630,7 @@ def heldout_rows(task: str, info: dict, per_length: int = 48) -> dict[str, list[
 
 @pytest.fixture(scope="module")
 def from_cache(tmp_path_factory):
-    """parity, polynomial and copy from ``hub/``, as a user gets them.
+    """parity, polynomial, copy and D_3 from ``hub/``, as a user gets them.
 
     A Hugging Face cache is populated by hand (``models--<org>--<name>/snapshots/<sha>/`` and
     ``refs/main``); one fresh process (cwd outside the repository, no PYTHONPATH, offline) loads
