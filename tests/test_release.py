@@ -905,6 +905,21 @@ def test_readme_released_model_findings_quote_the_hub_files():
         f"after {steps(tuned)} steps (the first evaluation)",
         f"the head is reused ({head(tuned, 1)['iteration_mean']:.3f})",
     ]
+    paper, d3 = "iteration-head-parity-paper-recipe", "iteration-head-dihedral3"
+    paper_results = json.loads((HUB / paper / "eval_results.json").read_text())
+    gone = paper_results["heldout_check"]["lengths_not_evaluated"]
+    evaluated = sorted(map(int, paper_results["per_length"]))
+    paper_ablated = analysis(paper)["ablation"]["components"]["L1H0"]
+    d3_ablated = analysis(d3)["ablation"]["components"]
+    expected += [
+        f"layer 2 from `L+t` to `x_t` at {head(paper, 1)['iteration_mean']:.3f}",
+        f"zero-ablating it leaves {paper_ablated['zero']['mean']:.3f}",
+        f"lengths {gone[0]}–{gone[-1]} are not evaluated",
+        f"{generated(paper)} on the test rows of lengths {evaluated[0]}–{evaluated[-1]} it never drew",
+        f"D_3 at {generated(d3)} with no iteration head (layer 2 at {head(d3, 1)['iteration_mean']:.3f})",
+        f"zeroing layer 1's head leaves {d3_ablated['L0H0']['zero']['mean']:.3f}, layer 2's "
+        f"{d3_ablated['L1H0']['zero']['mean']:.3f}",
+    ]
     missing = [e for e in expected if e not in text]
     assert not missing, f"README.md quotes other numbers than hub/: {missing}"
 

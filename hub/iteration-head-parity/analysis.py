@@ -894,11 +894,12 @@ def check_checkpoint_files(path: str) -> None:
     parts = path.split("/")
     if path.startswith((".", "/", "~")) or len(parts) > 2 or not all(parts):
         raise CheckpointError(f"model folder {path!r} does not exist: check the path")
-    from huggingface_hub import constants
+    from huggingface_hub import constants, try_to_load_from_cache
 
-    if constants.HF_HUB_OFFLINE:
-        raise CheckpointError(f"model {path!r} is not a local folder, and HF_HUB_OFFLINE=1 forbids downloading "
-                              "it from the Hub: check the path, or unset HF_HUB_OFFLINE with network access")
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(path, "config.json"), str):
+        raise CheckpointError(f"model {path!r} is not a local folder nor in the Hugging Face cache, and "
+                              "HF_HUB_OFFLINE=1 forbids downloading it from the Hub: check the path, or unset "
+                              "HF_HUB_OFFLINE with network access")
 
 
 def check_device(device: str | None) -> str:
