@@ -727,7 +727,7 @@ def test_hub_dataset_loads_offline():
     assert not keys["train"] & keys["test"], "a test sequence is also in train"
 
 
-# sha256 of every released model's weights (and of each revision's) as released on 2026-11-26: a
+# sha256 of the weights of the six models first released (2026-11-26; the revisions have their manifests): a
 # later release (a new task, a new model) must not move one of them.
 RELEASED_WEIGHTS = {
     "iteration-head-copy": "4fc200e7a80d097840a5ba83a93831c5100fbb9641c545c73392c85e9aafc24a",
