@@ -277,18 +277,18 @@ def run_test_rows(source: str, task_name: str, lengths: Iterable[int], n_per_len
     data = run_training_data(source) if os.path.isdir(source) else None
     if not data or data.get("dataset") or data.get("task") not in (task_name, "mix"):
         return None
-    from datasets_builders.iteration_tasks import drawn, paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415
+    from datasets_builders.iteration_tasks import paper_split_inputs, run_split_config, split_inputs  # noqa: PLC0415
 
     config = run_split_config({**data, "cot": cot}, task_name)
     task = config.make_task()
-
-    def test_inputs(L):
-        if data.get("source") == "paper":  # the reference's test half, less what its train half drew
-            halves = paper_split_inputs(task, L, config.examples_per_length, config.seed)
-            return halves["test"][~drawn(halves["test"], halves["train"])]
-        return split_inputs(config, L)["test"]
-    return {L: tasks.build_rows(task, test_inputs(L)[:n_per_length], cot)
-            for L in lengths if config.min_length <= L <= config.max_length}
+    lengths = [L for L in lengths if config.min_length <= L <= config.max_length]
+    if data.get("source") != "paper":
+        return {L: tasks.build_rows(task, split_inputs(config, L)["test"][:n_per_length], cot) for L in lengths}
+    # The reference's test half, less what its train half drew (drop_trained_rows); empty where nothing is left.
+    halves = {L: tasks.build_rows(task, paper_split_inputs(task, L, config.examples_per_length, config.seed)["test"], cot)
+              for L in lengths}
+    kept, _ = drop_trained_rows(halves, data, task_name)
+    return {L: kept[L][:n_per_length] if L in kept else halves[L][:0] for L in lengths}
 
 
 def _is_int_list_feature(feature) -> bool:

@@ -747,6 +747,23 @@ def test_the_released_weights_never_move():
 
 
 @needs_hub
+def test_typed_words_of_the_suite_agree_with_each_models_analysis():
+    """The suite's titles and summaries are typed: where they say a released model has or lacks the
+    iteration head, its analysis.json's detector must say the same."""
+    checked = set()
+    for spec in SUITE:
+        words = f"{spec.title} {spec.summary}".lower()
+        says = ("without an iteration head" in words or "no iteration head" in words,
+                "grew the iteration head" in words)
+        if not any(says):
+            continue
+        found = bool(json.loads((HUB / spec.repo / "analysis.json").read_text())["iteration_heads"])
+        assert says == (not found, found), (spec.key, found)
+        checked.add(spec.key)
+    assert {"parity-paper", "dihedral3"} <= checked, checked
+
+
+@needs_hub
 def test_hub_release_is_complete():
     """Every released model folder is complete and the whole hub/ stays under the size limit."""
     specs = [s for s in SUITE if (HUB / s.repo).is_dir()]
