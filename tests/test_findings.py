@@ -424,15 +424,20 @@ def test_an_experiment_not_run_yet_quotes_its_plan(tmp_path):
     assert not_run_cost(tmp_path, "sample_matched") == ""  # no plan: only the commands
     p = plan(["experiment=sample_matched"])
     p.seconds_per_step = {0: 0.25, len(p.jobs) - 1: 0.02}
-    record = plan_record(p, ["experiment=sample_matched"])
     (tmp_path / "plans").mkdir()
-    (tmp_path / "plans" / "sample_matched.json").write_text(json.dumps(record))
-    text = render(tmp_path, draw=False)
-    section = text[text.index("## sample_matched"):text.index("## paper_leave_one_out")]
-    assert "Not run yet: `python train.py --multirun experiment=sample_matched`" in section
-    assert f"{record['runs']:,} runs, {record['steps']:,} optimizer steps" in section
-    hours = record["estimate_side_by_side_s"] / 3600
-    assert f"({hours:.1f} h with {record['side_by_side']} side by side" in section
+    for slowdown, how in [(None, "if they did not slow each other: not measured"),
+                          (1.5, "each step 1.50x slower then, measured")]:
+        p.slowdown = slowdown  # runs side by side slow each other: the plan measures by how much
+        record = plan_record(p, ["experiment=sample_matched"])
+        assert record["estimate_side_by_side_s"] == pytest.approx(
+            record["estimate_s"] * (slowdown or 1) / record["side_by_side"])
+        (tmp_path / "plans" / "sample_matched.json").write_text(json.dumps(record))
+        text = render(tmp_path, draw=False)
+        section = text[text.index("## sample_matched"):text.index("## paper_leave_one_out")]
+        assert "Not run yet: `python train.py --multirun experiment=sample_matched`" in section
+        assert f"{record['runs']:,} runs, {record['steps']:,} optimizer steps" in section
+        hours = record["estimate_side_by_side_s"] / 3600
+        assert f"({hours:.1f} h with {record['side_by_side']} side by side, {how};" in section
     assert f"a working session here has {SESSION_HOURS} hours of this machine" in section
     assert "Its cost" not in text[text.index("## paper_leave_one_out"):]  # no plan file: no cost
     (tmp_path / "plans" / "sample_matched.json").write_text('{"runs": 16}')

@@ -9,7 +9,7 @@ import yaml
 
 from helpers import ROOT, run_cli
 from training.config import ConfigError, compose
-from training.plan import plan, print_plan
+from training.plan import _parallel, plan, print_plan
 
 
 def test_epochs_are_the_runs_own_epochs_and_need_a_fixed_split():
@@ -47,6 +47,13 @@ def test_a_plan_measures_steps_here_and_estimates_the_sweep(capsys):
     assert len(p.jobs) == 2 and len(p.seconds_per_step) == 1  # equal work: timed once
     assert p.estimate_s() == pytest.approx(100 * next(iter(p.seconds_per_step.values())))
     assert "measured here:" in out and "estimate on this machine:" in out
+    cores = _parallel()
+    if cores > 1:  # the side-by-side estimate is measured with one copy per core at once, not divided
+        assert p.slowdown is not None and p.slowdown > 0
+        assert p.estimate_side_by_side_s() == pytest.approx(p.estimate_s() * p.slowdown / cores)
+        assert f"with {cores} run(s) side by side, each step {p.slowdown:.2f}x slower then, measured)" in out
+        p.slowdown = None  # a failed side-by-side timing: the line says what it assumed
+        assert "if they did not slow each other: not measured)" in p.lines()[-1]
     with pytest.raises(ConfigError, match="data.source='fresh'"):  # a job that cannot be composed names itself
         plan(["recipe=parity", "optim.max_steps=${epochs:2}", "seed=0,1"])
 

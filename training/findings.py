@@ -98,8 +98,11 @@ def not_run_cost(results: Path, name: str) -> str:
            f"{p['machine']}): {runs:,} runs, {steps:,} optimizer steps")
     if est is None:
         return out + " (not timed)."
+    slowdown = p.get("slowdown_side_by_side")  # plans before 2026-12-07 did not measure it
+    how = (f"each step {slowdown:.2f}x slower then, measured" if slowdown
+           else "if they did not slow each other: not measured")
     return out + (f", {est / 3600:.1f} h of training one run at a time ({both / 3600:.1f} h with {side} side by side, "
-                  f"evaluations and start-up not included; a working session here has {SESSION_HOURS} hours of "
+                  f"{how}; evaluations and start-up not included; a working session here has {SESSION_HOURS} hours of "
                   "this machine, and a run must end within one: `python -m training.results --merge` adds "
                   "each session's runs to the table).")
 

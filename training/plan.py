@@ -8,7 +8,10 @@ It reads the sweep exactly as ``python train.py --multirun <overrides>`` would (
 config (composed once per choice of config groups), and sums optimizer steps, sequences and tokens (every row padded to the batch's longest: an
 upper bound for packed batches). With ``--measure`` (the default) it times a few training steps of the
 cheapest, the median and the dearest job on this machine (one process, the torch threads a sweep job
-gets), fits seconds per step against the step's work (tokens x width), and prints the estimate.
+gets), fits seconds per step against the step's work (tokens x width), and prints the estimate. On a
+machine with several cores it also times the dearest job with one copy per core stepping at once
+(runs side by side share memory bandwidth and caches, and slow each other), so the side-by-side estimate is measured too, not the one-at-a-time time
+divided by the cores.
 ``python train.py --multirun`` prints the same plan before its first job; sweeps of more than a
 million steps also time a few steps first (under a minute, well under 1% of such a sweep).
 """
@@ -63,6 +66,7 @@ class Job:
 class Plan:
     jobs: list[Job]
     seconds_per_step: dict[int, float] = dataclasses.field(default_factory=dict)  # job index -> measured
+    slowdown: float | None = None  # a step's time with one run per core at once / alone (measured)
 
     @property
     def steps(self) -> int:
@@ -91,6 +95,12 @@ class Plan:
             a, b = 0.0, ys[0] / xs[0]
         return sum(j.steps * (a + b * j.work) for j in self.jobs)
 
+    def estimate_side_by_side_s(self) -> float | None:
+        """Seconds of training with one run per core at once: one at a time / cores x the measured
+        slowdown of a step when every core runs one (no slowdown assumed when it was not measured)."""
+        est = self.estimate_s()
+        return None if est is None else est * (self.slowdown or 1.0) / _parallel()
+
     def lines(self) -> list[str]:
         n = len(self.jobs)
         steps = sorted(j.steps for j in self.jobs)
@@ -103,10 +113,14 @@ class Plan:
             swept = " ".join(o for o in j.overrides if o not in same)
             out.append(f"  measured here: {1000 * s:.1f} ms/step at width {j.n_embd}, max length {j.max_length}, "
                        f"batch {j.batch_size}" + (f" ({swept})" if swept else ""))
-        est = self.estimate_s()
+        est, both = self.estimate_s(), self.estimate_side_by_side_s()
         if est is not None:
-            out.append(f"  estimate on this machine: {_duration(est)} of training one run at a time "
-                       f"({_duration(est / _parallel())} with {_parallel()} run(s) side by side), "
+            side = ""
+            if _parallel() > 1:
+                side = (f" ({_duration(both)} with {_parallel()} run(s) side by side" +
+                        (f", each step {self.slowdown:.2f}x slower then, measured)" if self.slowdown
+                         else ", if they did not slow each other: not measured)"))
+            out.append(f"  estimate on this machine: {_duration(est)} of training one run at a time{side}, "
                        "evaluations and start-up not included")
         return out
 
@@ -183,9 +197,10 @@ def _init_architecture(path: str) -> tuple[int, int]:
     return config.n_embd, config.n_layer
 
 
-def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
+def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2, start=None) -> float:
     """Median seconds of one training step of ``cfg`` here (forward, backward, clipping, AdamW), on its
-    own batches, as the training loop takes it (under bf16 autocast when ``mixed_precision=bf16``)."""
+    own batches, as the training loop takes it (under bf16 autocast when ``mixed_precision=bf16``).
+    ``start``, if given, is called once the model is built, before the first step (a barrier)."""
     import torch
     from modeling.fast_step import fast_adamw
 
@@ -199,6 +214,8 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     data, model = TaskData(cfg), build_model(cfg, resuming=False).train()
     o = cfg.optim
     opt = fast_adamw(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    if start is not None:
+        start()
     times = []
     for step in range(warmup + steps):
         t = time.perf_counter()
@@ -213,8 +230,49 @@ def measure_step(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> float:
     return statistics.median(times[warmup:])
 
 
+def _measure_in_child(cfg: TrainConfig, threads: int, barrier, results) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    try:
+        results.put(measure_step(cfg, steps=8, warmup=2, start=lambda: barrier.wait(timeout=300)))
+    except Exception as err:  # noqa: BLE001  reported to the parent, which goes on without the slowdown
+        results.put(f"{type(err).__name__}: {err}")
+
+
+def measure_side_by_side(cfg: TrainConfig, copies: int, threads: int = 1) -> float | None:
+    """Median seconds of one step of ``cfg`` with ``copies`` processes stepping it at once (each
+    with its own ``threads``, started together at a barrier once every model is built), as a sweep
+    runs one job per core; None when a process could not measure (the plan then says so)."""
+    import multiprocessing
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each, as a sweep's job is
+    barrier, results = ctx.Barrier(copies), ctx.Queue()
+    procs = [ctx.Process(target=_measure_in_child, args=(cfg, threads, barrier, results), daemon=True)
+             for _ in range(copies)]
+    for proc in procs:
+        proc.start()
+    times = []
+    try:
+        for _ in procs:
+            times.append(results.get(timeout=600))
+    except queue.Empty:
+        times.append("no answer within 600 s")
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    if not all(isinstance(t, float) for t in times):
+        print(f"plan: the side-by-side timing failed ({[t for t in times if not isinstance(t, float)][0]}); "
+              "the estimate assumes runs side by side do not slow each other", file=sys.stderr)
+        return None
+    return statistics.median(times)
+
+
 def measure(p: Plan, threads: int = 1) -> Plan:
-    """Time the cheapest, the median and the dearest job (by work per step) on this machine."""
+    """Time the cheapest, the median and the dearest job (by work per step) on this machine; with
+    several cores, the dearest again with one copy per core at once (``Plan.slowdown``)."""
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -227,6 +285,9 @@ def measure(p: Plan, threads: int = 1) -> Plan:
             p.seconds_per_step[i] = measure_step(p.jobs[i].config())
     finally:
         torch.set_num_threads(before)
+    if _parallel() > 1:
+        side = measure_side_by_side(p.jobs[order[-1]].config(), _parallel(), threads)
+        p.slowdown = None if side is None else side / p.seconds_per_step[order[-1]]
     return p
 
 
@@ -236,7 +297,8 @@ def print_plan(overrides: list[str], measure_it: bool | None = None, file=None) 
     file = file or sys.stdout
     p = plan(overrides)
     if measure_it or (measure_it is None and p.steps > MEASURE_ABOVE_STEPS):
-        print(f"plan: timing a few steps of up to 3 of its {len(p.jobs):,} run(s) here ...",
+        print(f"plan: timing a few steps of up to 3 of its {len(p.jobs):,} run(s) here"
+              + (f", then the dearest with {_parallel()} at once" if _parallel() > 1 else "") + " ...",
               file=file, flush=True)
         measure(p)
     print("\n".join(p.lines()), file=file, flush=True)
@@ -259,10 +321,9 @@ def machine() -> str:
 def plan_record(p: Plan, overrides: list[str]) -> dict:
     """A plan as the JSON ``--out`` writes (RESULTS.md quotes it for an experiment not run yet)."""
     import datetime
-    est = p.estimate_s()
     return {"overrides": list(overrides), "runs": len(p.jobs), "steps": p.steps, "sequences": p.sequences,
-            "tokens": p.tokens, "estimate_s": est, "side_by_side": _parallel(),
-            "estimate_side_by_side_s": None if est is None else est / _parallel(),
+            "tokens": p.tokens, "estimate_s": p.estimate_s(), "side_by_side": _parallel(),
+            "slowdown_side_by_side": p.slowdown, "estimate_side_by_side_s": p.estimate_side_by_side_s(),
             "measured": [{"ms_per_step": round(1000 * s, 2), "n_embd": p.jobs[i].n_embd,
                           "max_length": p.jobs[i].max_length, "batch_size": p.jobs[i].batch_size}
                          for i, s in p.seconds_per_step.items()],
