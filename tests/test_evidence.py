@@ -183,7 +183,8 @@ def test_a_bad_layout_is_a_clear_error(tmp_path):
     for change, message in [({"view": "pie"}, r"layout.view='pie': choose one of arms, per_length"),
                             ({"view": "arms", "colour": "red"}, r"unknown keys \['colour'\]"),
                             ({"view": "arms", "shared": [{"table": "f1_cot"}]}, r"layout.shared\[0\] must be"),
-                            ({"view": "arms", "crossing": {"by": "recipe"}}, r"layout.crossing must be")]:
+                            ({"view": "arms", "crossing": {"by": "recipe"}}, r"layout.crossing must be"),
+                            ({"view": "arms", "x": "epochs"}, r"layout.x='epochs': choose one of step, sequences")]:
         (tmp_path / "z.yaml").write_text(yaml.safe_dump({**good, "layout": change}))
         with pytest.raises(evidence.RecordError, match=message):
             evidence.read_record("z", tmp_path)

@@ -212,6 +212,24 @@ def test_a_run_stopped_at_its_target_counts_until_its_own_budget():
     assert steps == [1, 2, 3, 4] and mean == [0.25, 0.6, 0.7, 0.8]  # a keeps 1.0 to step 4, not to 10
 
 
+def test_arms_matched_in_sequences_are_drawn_against_sequences_seen():
+    """sample_matched's arms train at batch 256 and 64 for the same 2.0M sequences: its record draws the
+    curves against sequences seen (layout.x), so both arms end at 2.0M, not at 7,813 and 31,250 steps."""
+    from training.figures import _series, with_sequences
+    from training.findings import RECORDS
+    assert RECORDS["sample_matched"]["layout"]["x"] == "sequences"
+    curves = with_sequences(
+        [{"experiment": "x", "run": run, "step": str(step), "batch_size": str(batch), "acc": str(value)}
+         for run, batch, step, value in [("a", 256, 250, 0.2), ("a", 256, 500, 0.4),
+                                         ("b", 64, 1000, 0.6), ("b", 64, 2000, 0.8)]])
+    xs, mean, _ = _series(curves, {"x/a", "x/b"}, "acc", until=128_000, x="sequences")
+    assert xs == [64_000, 128_000] and mean == pytest.approx([0.4, 0.6])  # the same sequences, side by side
+    with pytest.raises(ValueError, match="needs the batch_size column"):
+        with_sequences([{"step": "1"}])
+    rows = rows_of(RESULTS, "sample_matched")  # the table's own runs: each arm's budget is 2.0M sequences
+    assert {r["max_sequences"] for r in with_sequences(rows)} == {7813 * 256.0, 31250 * 64.0}
+
+
 def test_f4_verdict_holds_in_its_table():
     """What F4's verdict says, checked cell by cell against results/f4_scaling.csv."""
     from training.tables import _cell_means, accuracy_from, scaling_cells

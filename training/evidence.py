@@ -195,6 +195,7 @@ REQUIRED = ("question", "hypothesis", "declared", "arms", "primary", "budget", "
 # (findings about length), curves against training seconds (compared at equal wall-clock time), or
 # maps over width x max length (one per condition).
 VIEWS = ("arms", "per_length", "wall_clock", "scaling")
+CURVE_AXES = ("step", "sequences")  # layout.x: what the curves are drawn against (wall_clock: seconds)
 
 
 def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
@@ -246,13 +247,17 @@ def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
 def _check_layout(path: Path, layout) -> None:
     """``layout``: ``view`` (one of VIEWS); optional ``shared`` (rows of another table, ``[{table, where}]``),
     ``label`` (``{column, values: {table: value}}``, the column that tells shared rows apart) and
-    ``crossing`` (``{by, across: [columns], order: [conditions in words]}``, a crossed design at a glance)."""
+    ``crossing`` (``{by, across: [columns], order: [conditions in words]}``, a crossed design at a glance)
+    and ``x`` (the curves' axis: ``step``, the default, or ``sequences``, for arms matched in sequences
+    seen at different batch sizes)."""
     if not isinstance(layout, dict) or layout.get("view") not in VIEWS:
         view = layout.get("view") if isinstance(layout, dict) else layout
         raise RecordError(f"{path}: layout.view={view!r}: choose one of {', '.join(VIEWS)}")
-    unknown = set(layout) - {"view", "shared", "label", "crossing"}
+    unknown = set(layout) - {"view", "shared", "label", "crossing", "x"}
     if unknown:
-        raise RecordError(f"{path}: layout has unknown keys {sorted(unknown)}: use view, shared, label, crossing")
+        raise RecordError(f"{path}: layout has unknown keys {sorted(unknown)}: use view, shared, label, crossing, x")
+    if layout.get("x", "step") not in CURVE_AXES:
+        raise RecordError(f"{path}: layout.x={layout['x']!r}: choose one of {', '.join(CURVE_AXES)}")
     for i, share in enumerate(layout.get("shared", [])):
         if not (isinstance(share, dict) and isinstance(share.get("table"), str) and isinstance(share.get("where"), dict)):
             raise RecordError(f"{path}: layout.shared[{i}] must be {{table: <experiment>, where: {{column: value}}}}")

@@ -107,13 +107,13 @@ def length_figure(rows: list[dict], out: Path) -> None:
 
 def _series(curves: list[dict], runs: set[str], metric: str, until: float,
             extend_to: dict[str, float] | None = None, x: str = "step") -> tuple[list[float], list[float], list[float]]:
-    """Mean and std over ``runs`` of ``metric`` at every evaluated ``x`` (the step, or ``time_s``); a
-    run in ``extend_to`` (one that stopped early, at its target) keeps its last value up to the ``x``
-    given there (its own step budget); any other run ends at its last evaluation. Against time, each
-    run's evaluations are binned to 50 points."""
+    """Mean and std over ``runs`` of ``metric`` at every evaluated ``x`` (the step, the sequences seen,
+    or ``time_s``); a run in ``extend_to`` (one that stopped early, at its target) keeps its last value
+    up to the ``x`` given there (its own budget); any other run ends at its last evaluation. Against
+    time, each run's evaluations are binned to 50 points."""
     extend_to = extend_to or {}
     per_run: dict[str, dict[float, float]] = {}
-    width = until / 50 if x != "step" else None
+    width = until / 50 if x == "time_s" else None
     for c in curves:
         if run_id(c) in runs and _num(c[metric]) is not None:
             at = float(c[x]) if width is None else math.ceil(float(c[x]) / width) * width
@@ -133,10 +133,33 @@ def _series(curves: list[dict], runs: set[str], metric: str, until: float,
             [statistics.pstdev(cols[i]) for i in keep])
 
 
+X_LABELS = {"step": "training step", "sequences": "sequences seen (steps x batch size)",
+            "time_s": "training seconds (evaluations excluded; same machine)"}
+
+
+def with_sequences(table: list[dict]) -> list[dict]:
+    """``table`` (curves or runs) with ``sequences`` (steps x batch size) and ``max_sequences``
+    (max_steps x batch size), the axis of arms that differ in batch size."""
+    if table and "batch_size" not in table[0]:
+        raise ValueError("a figure against sequences seen needs the batch_size column: rebuild the table "
+                         "with python -m training.results")
+    out = []
+    for r in table:
+        batch = float(r["batch_size"])
+        out.append({**r, "sequences": float(r["step"]) * batch if "step" in r else None,
+                    "max_sequences": _num(r.get("max_steps")) and _num(r["max_steps"]) * batch})
+    return out
+
+
 def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "step") -> None:
     """Mean ± std over seeds of test accuracy and both attention scores (layer 1 on ``<eoi>``, the
-    later layer's iteration head) against ``x`` (the training step, or ``time_s``: training
-    seconds), one line per arm; an arm without a score (no chain of thought) has no line there."""
+    later layer's iteration head) against ``x`` (the training step; ``sequences``: sequences seen,
+    for arms that differ in batch size; or ``time_s``: training seconds), one line per arm; an arm
+    without a score (no chain of thought) has no line there."""
+    if x not in X_LABELS:
+        raise ValueError(f"x={x!r}: choose one of {', '.join(X_LABELS)}")
+    if x == "sequences":
+        curves, rows = with_sequences(curves), with_sequences(rows)
     plt = _plt()
     keys, groups = arms(rows)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 4.6), sharex=True)
@@ -149,8 +172,14 @@ def emergence_figure(curves: list[dict], rows: list[dict], out: Path, x: str = "
     axes[0].set_ylabel("mean ± std over seeds")
     axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for ax in axes:
-        ax.set_xlabel("training step" if x == "step" else "training seconds (evaluations excluded; same machine)")
+        ax.set_xlabel(X_LABELS[x])
+        ax.xaxis.set_major_formatter(_eng())  # 10k, 2M: long budgets' tick labels do not run together
     _save(fig, out, out.stem)
+
+
+def _eng():
+    from matplotlib.ticker import EngFormatter
+    return EngFormatter(sep="")
 
 
 METRICS = {"test_accuracy": "test sequence accuracy (mean over lengths)", "eoi_score": "layer-1 attention on <eoi>",
@@ -169,8 +198,9 @@ def _draw_arms(axes, curves: list[dict], named: dict[str, list[dict]], x: str = 
     for name, rs in named.items():
         # A run that stopped at its target keeps its value to the end of its own step budget (a table
         # without a max_steps column has one budget for all: the last step of any run).
-        extend = {run_id(r): _num(r.get("max_steps")) or until for r in rs
-                  if x == "step" and r.get("stop_reason", "").startswith("target")}
+        budget = "max_sequences" if x == "sequences" else "max_steps"
+        extend = {run_id(r): _num(r.get(budget)) or until for r in rs
+                  if x != "time_s" and r.get("stop_reason", "").startswith("target")}
         for ax, metric in zip(axes, METRICS):
             steps, mean, std = _series(curves, {run_id(r) for r in rs}, metric, until, extend, x)
             ax.plot(steps, mean, label=f"{name} (n={len(rs)})", color=colors[name])

@@ -161,7 +161,7 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
             figures += [(out, lambda out: None) for out in
                         crossing_figures(curves, rows, results / "figures", name, *CROSSING[name], draw=draw)]
         elif curves:
-            x = "time_s" if name in WALL_CLOCK else "step"
+            x = "time_s" if name in WALL_CLOCK else RECORDS[name]["layout"].get("x", "step")
             figures.append((results / "figures" / f"{name}.png",
                             lambda out: emergence_figure(curves, rows, out, x)))
         for fig, draw_it in figures:
