@@ -46,3 +46,32 @@ def test_ablation_command_ablates_every_component_of_every_finished_run(tmp_path
     with pytest.raises(SystemExit) as stopped:
         ablation.main([str(sweep), "--out", str(tmp_path / "absent.csv"), "--merge"])
     assert stopped.value.code == 2 and "absent.csv does not exist" in capsys.readouterr().err
+
+
+def test_the_seeds_with_the_head_are_ablated_apart_and_length_by_length():
+    """sample_matched's committed tables as RESULTS.md shows them: the ablation rows of the paper arm's
+    seeds with the head (detector) are not averaged with those without, and their per-length table
+    is the mean of exactly those seeds' rows (recomputed here from the CSVs)."""
+    import statistics
+
+    from helpers import ROOT
+    from training.findings import rows_of
+    from training.tables import HEAD, ablation_table, head_ablation_by_length, read, run_id
+
+    rows = rows_of(ROOT / "results", "sample_matched")
+    ablations = read(ROOT / "results" / "sample_matched_ablation.csv")
+    paper = [r for r in rows if r["recipe"] == "paper_reference"]
+    with_head = {run_id(r) for r in paper if float(r["iteration_score"]) >= HEAD}
+    assert 0 < len(with_head) < len(paper)  # the arm is mixed: the split is what this checks
+    table = ablation_table(rows, ablations)
+    assert table[0].startswith("| recipe | task | source | head | n | no ablation |")
+    yes = [line for line in table if line.startswith("| paper_reference | parity | paper | yes |")]
+    no = [line for line in table if line.startswith("| paper_reference | parity | paper | no |")]
+    assert [line.split(" | ")[4] for line in yes + no] == [str(len(with_head)), str(len(paper) - len(with_head))]
+    by_length = head_ablation_by_length(rows, ablations)
+    zero = next(line for line in by_length if "| layer-2 head zero |" in line).strip("| ").split(" | ")
+    mine = [a for a in ablations if run_id(a) in with_head and (a["component"], a["mode"]) == ("layer-2 head", "zero")]
+    assert len(mine) == len(with_head)
+    for L, cell in zip(range(1, 17), zero[6:]):
+        assert cell.startswith(f"{statistics.mean(float(a[f'acc_L{L}']) for a in mine):.3f}"), (L, cell)
+    assert not any(line.startswith("| parity |") for line in by_length)  # our arm: no seed with the head

@@ -9,7 +9,8 @@ do (``layer-2 head``; ``layer-2 head 1`` when a layer has several heads), ``mode
 accuracy over the trained lengths with it ablated, ``baseline`` without, ``drop`` their difference,
 ``acc_L<n>`` per length. With chain of thought, each head's attention to ``<eoi>`` is also knocked out
 (component ``layer-1 head -> eoi``, mode ``knockout``: ``modeling.analysis.knock_out_eoi``), the causal
-check of the circuit's first step. ``python -m training.findings`` shows the table per arm of the experiment.
+check of the circuit's first step. ``python -m training.findings`` shows the table per arm of the experiment
+and per the detector's word on each seed (head: yes / no), and, for the seeds with the head, per length.
 A run without a final model (unfinished or failed) is left out and named. For an experiment over
 several sessions, ``--merge --run-prefix <date>/`` adds a sweep's rows to the committed table with
 the run names ``training.results --merge --run-prefix`` gave them.

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from . import evidence
 from .figures import crossing_figures, emergence_figure, heatmap_figure, length_figure, structure_figure
-from .tables import (TableError, _num, ablation_table, arm_table, arms, budget_table, crossing_table, label,
-                     length_table, mean_std, read, scaling_summary, scaling_tables, seeds_reached, seeds_with_head,
+from .tables import (HEAD, TableError, _num, ablation_table, arm_table, arms, budget_table, crossing_table,
+                     head_ablation_by_length, label, length_table, mean_std, read, scaling_summary, scaling_tables, seeds_reached, seeds_with_head,
                      unfinished_note)
 
 __all__ = ["EXPERIMENTS", "SHARED", "render", "rows_of", "summary", "recipes_table", "main"]
@@ -143,10 +143,17 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
         if name in PER_LENGTH:
             lines += ["Test sequence accuracy per input length (mean over seeds):", ""] + length_table(rows) + [""]
         if (results / f"{name}_ablation.csv").exists():
+            ablations = read(results / f"{name}_ablation.csv")
             lines += ["Ablations of the final models (`python -m training.ablation`; mean teacher-forced test "
                       "accuracy over the trained lengths with one component zero-ablated, or mean-ablated: "
-                      "replaced by its mean over the test inputs at each position; mean ± std over seeds):", ""]
-            lines += ablation_table(rows, read(results / f"{name}_ablation.csv")) + [""]
+                      "replaced by its mean over the test inputs at each position; mean ± std over seeds; "
+                      f"head: the seed formed the head by the detector, iteration score ≥ {HEAD}):", ""]
+            lines += ablation_table(rows, ablations) + [""]
+            by_length = head_ablation_by_length(rows, ablations)
+            if by_length:
+                lines += ["The seeds with the head, length by length (mean teacher-forced test accuracy per "
+                          "input length with the later layer's head ablated, or layer 1's attention to "
+                          "`<eoi>` knocked out; mean ± std over those seeds):", ""] + by_length + [""]
         lines += record_section(name, results)
         figures = []
         if name in PER_LENGTH:

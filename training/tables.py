@@ -221,26 +221,68 @@ def arm_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
-    """Per arm (as :func:`arm_table`), the mean test accuracy of its final models with each component
-    zero- or mean-ablated (``training.ablation``), mean ± std over the seeds that have the table;
-    arms without ablations (shared rows whose models are not here) are left out."""
-    keys, groups = arms(rows)
+def _by_run(ablations: list[dict]) -> dict[str, dict]:
     by_run: dict[str, dict] = {}
     for a in ablations:
         by_run.setdefault(run_id(a), {})[a["component"], a["mode"]] = a
+    return by_run
+
+
+def _has_head(row: dict) -> bool | None:
+    """The detector's word on one run (iteration score >= HEAD); None without a score (no CoT)."""
+    score = _num(row.get("iteration_score"))
+    return None if score is None or math.isnan(score) else score >= HEAD
+
+
+def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
+    """Per arm (as :func:`arm_table`) and, where runs have head scores, per the detector's word on each
+    seed (``head``: yes or no, so the ablations of the seeds with the head are not averaged with those
+    without), the mean test accuracy of the final models with each component zero- or mean-ablated
+    (``training.ablation``), mean ± std over the seeds that have the table; arms without ablations
+    (shared rows whose models are not here) are left out."""
+    keys, groups = arms(rows)
+    by_run = _by_run(ablations)
     columns = list(dict.fromkeys((a["component"], a["mode"]) for a in ablations))
-    head = keys + ["n", "no ablation"] + [f"{c} {m}" for c, m in columns]
+    scored = any(_has_head(r) is not None for r in rows)
+    head = keys + (["head"] if scored else []) + ["n", "no ablation"] + [f"{c} {m}" for c, m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, rs in groups.items():
-        have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run]
+        for word in ((True, False) if scored else (None,)):
+            have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run and (not scored or _has_head(r) is word)]
+            if not have:
+                continue
+            cells = [v if v != "" else "null" for v in key] + (["yes" if word else "no"] if scored else [])
+            cells += [str(len(have)), mean_std(next(iter(h.values()))["baseline"] for h in have)]
+            cells += [mean_std(h[c]["test_accuracy"] for h in have if c in h) for c in columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def head_ablation_by_length(rows: list[dict], ablations: list[dict]) -> list[str]:
+    """Is the head causal length by length? For the seeds that formed it (the detector), per arm: the
+    mean teacher-forced test accuracy at each length with the later layer's head zero- or
+    mean-ablated, and with layer 1's attention to ``<eoi>`` knocked out (the circuit's first step);
+    empty when no seed with the head has ablations."""
+    keys, groups = arms(rows)
+    by_run = _by_run(ablations)
+    lengths = sorted(int(c[5:]) for c in (ablations[0] if ablations else {}) if c.startswith("acc_L"))
+    head = keys + ["n", "ablated", "mean"] + [f"L={L}" for L in lengths]
+    lines = []
+    for key, rs in groups.items():
+        have = [(r, by_run[run_id(r)]) for r in rs if run_id(r) in by_run and _has_head(r)]
         if not have:
             continue
-        cells = [v if v != "" else "null" for v in key]
-        cells += [str(len(have)), mean_std(next(iter(h.values()))["baseline"] for h in have)]
-        cells += [mean_std(h[c]["test_accuracy"] for h in have if c in h) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        later = max(int(r["n_layer"]) for r, _ in have)
+        for component, mode in [(f"layer-{later} head", "zero"), (f"layer-{later} head", "mean"),
+                                ("layer-1 head -> eoi", "knockout")]:
+            found = [h[component, mode] for _, h in have if (component, mode) in h]
+            if not found:
+                continue
+            cells = [v if v != "" else "null" for v in key] + [str(len(found)), f"{component} {mode}",
+                                                                mean_std(a["test_accuracy"] for a in found)]
+            cells += [mean_std(a[f"acc_L{L}"] for a in found) for L in lengths]
+            lines.append("| " + " | ".join(cells) + " |")
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + lines) if lines else []
 
 
 def _interval(k: int, n: int) -> str:
