@@ -9,9 +9,9 @@ config (composed once per choice of config groups), and sums optimizer steps, se
 upper bound for packed batches). With ``--measure`` (the default) it times a few training steps of the
 cheapest, the median and the dearest job on this machine (one process, the torch threads a sweep job
 gets), fits seconds per step against the step's work (tokens x width), and prints the estimate. On a
-machine with several cores it also times the dearest job with one copy per core stepping at once
-(runs side by side share memory bandwidth and caches, and slow each other), so the side-by-side estimate is measured too, not the one-at-a-time time
-divided by the cores.
+machine with several cores it also times the dearest job with one copy per core stepping at once (runs
+side by side share memory bandwidth and caches, and slow each other), so the side-by-side estimate is
+measured too, not the one-at-a-time time divided by the cores.
 ``python train.py --multirun`` prints the same plan before its first job; sweeps of more than a
 million steps also time a few steps first (under a minute, well under 1% of such a sweep).
 """
