@@ -278,3 +278,36 @@ def test_the_paper_arms_overlap_quoted_in_sample_matched_is_measured():
             halves = paper_split_inputs(parity, L, cfg.data.examples_per_length, cfg.data.seed)
             seen = SequenceSet(sequence_keys(halves["train"])).holds(halves["test"]).mean()
             assert f"{seen:.3f}" == value, (L, seen, value)
+
+
+def test_a_design_check_says_whether_an_experiment_not_run_could_show_what_it_asks(tmp_path):
+    """paper_leave_one_out (not run) declares a pilot, the whole recipe at the budget the CPU allows
+    (sample_matched's paper arm): if a leave-one-out arm had the head in none of its 5 seeds, could
+    Fisher's test tell it from the pilot? The word follows p < 0.05; RESULTS.md shows the sentence."""
+    from training import findings
+
+    record = evidence.read_record("paper_leave_one_out")
+    tables = findings.tables_for(RESULTS)
+    pilot = [r for r in tables["sample_matched"] if r["recipe"] == "paper_reference"]
+    k = sum(float(r["iteration_score"]) >= evidence.HEAD for r in pilot)
+    word, sentence = evidence.pilot_check(record, tables)
+    p = evidence.fisher(k, len(pilot), 0, record["seeds"])
+    assert word == ("can show" if p < 0.05 else "cannot show")
+    assert f"{k}/{len(pilot)} seeds formed the head" in sentence and f"p = {p:.3g}" in sentence
+    section = render(RESULTS, draw=False).split("## paper_leave_one_out")[1].split("\n## ")[0]
+    assert "**Design check**" in section and sentence in section
+    readme = (ROOT / "README.md").read_text()  # the README's findings quote the word
+    assert f"- **paper_leave_one_out**: not run yet (`python train.py --multirun experiment=paper_leave_one_out`). " \
+           f"Design check, from its pilot: at the pilot's budget it {word} what it asks" in readme
+    # the rule itself, on made-up pilots: 5/5 against 0/5 can show it (p = 0.0079), 2/5 cannot
+    made = {"sample_matched": [{"recipe": "paper_reference", "iteration_score": str(s), "steps": "7813",
+                                "batch_size": "256"} for s in (0.9,) * 5]}
+    assert evidence.pilot_check(record, made)[0] == "can show"
+    made["sample_matched"][:3] = [dict(r, iteration_score="0.1") for r in made["sample_matched"][:3]]
+    assert evidence.pilot_check(record, made)[0] == "cannot show"
+    assert evidence.pilot_check(evidence.read_record("f1_cot"), tables) is None  # no pilot, no check
+    bad = yaml.safe_load(record.path.read_text())
+    bad["pilot"]["measure"] = "test_accuracy"  # not a count of seeds
+    (tmp_path / "z.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(evidence.RecordError, match=r"pilot must be \{arm:"):
+        evidence.read_record("z", tmp_path)

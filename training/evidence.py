@@ -234,6 +234,12 @@ def read_record(name: str, folder: Path = RECORDS_DIR) -> Record:
         else:
             raise RecordError(f"{where}: give arm (a claim about one arm), contrast (two arms) or trend (a column)")
     _check_layout(path, doc["layout"])
+    pilot = doc.get("pilot")
+    if pilot is not None:
+        if not (isinstance(pilot, dict) and isinstance(pilot.get("arm"), dict) and isinstance(pilot.get("why"), str)
+                and pilot.get("measure") in MEASURES and MEASURES[pilot["measure"]][0] == "count"):
+            raise RecordError(f"{path}: pilot must be {{arm: {{table: <experiment>, column: value}}, measure: <a count "
+                              "measure>, why: <what the pilot's arm is>}")
     for i, a in enumerate(doc.get("amendments") or []):
         if not (isinstance(a, dict) and isinstance(a.get("change"), str) and isinstance(a.get("sha256"), str)
                 and len(a["sha256"]) == 64 and all(c in "0123456789abcdef" for c in a["sha256"])):
@@ -423,6 +429,33 @@ def verdicts(record: Record, tables: dict[str, list[dict]]) -> list[tuple[str, s
             word, sentence = "not run", f"{claim['name']}: **not run** ({err})."
         out.append((word, sentence[:-1] + at + "." if at else sentence))
     return out
+
+
+def pilot_check(record: Record, tables: dict[str, list[dict]]) -> tuple[str, str] | None:
+    """(word, sentence) for an experiment's ``pilot``: the whole of what its arms take something away
+    from, run at a budget this machine allows (another table's arm). If none of an arm's declared seeds
+    met the measure, could Fisher's test tell that arm from the pilot's k/n? ``can show`` when p < 0.05,
+    else ``cannot show``, with the seeds per arm the pilot's rate would need. None without a pilot."""
+    pilot = record.get("pilot")
+    if pilot is None:
+        return None
+    try:
+        rows = select(tables, record.name, pilot["arm"])
+    except NotRun as err:
+        return "not run", f"The pilot ({pilot['why']}): **not run** ({err})."
+    k, n = _count(rows, pilot["measure"])
+    m = record["seeds"]
+    p = fisher(k, n, 0, m)
+    word = "can show" if p < ALPHA else "cannot show"
+    need = seeds_to_show(k / n, 0.0)
+    sentence = (f"The pilot, {pilot['why']}{_budget_words(record, [rows])}: {k}/{n} seeds "
+                f"{MEASURES[pilot['measure']][1]}. An arm with none of "
+                f"its {m} seeds meeting it would give Fisher's p = {p:.3g} against the pilot: at the pilot's budget "
+                f"this design **{word}** that an ingredient is necessary")
+    if word == "cannot show":
+        sentence += (f" (the pilot's rate against 0 would need {need} seeds per arm)" if need
+                     else " (at any number of seeds: the pilot's arm never met it)")
+    return word, sentence + "."
 
 
 def _budget_words(record: Record, sides: list[list[dict]]) -> str:

@@ -117,6 +117,10 @@ def render(results: Path = ROOT / "results", draw: bool = True) -> str:
             lines += [f"Not run yet: `python train.py --multirun experiment={name}`, then "
                       f"`python -m training.results runs/experiments/{name} --out results/{name}.csv "
                       f"--experiment {name}`." + not_run_cost(results, name), ""]
+            check = evidence.pilot_check(RECORDS[name], tables_for(results))
+            if check:
+                lines += ["**Design check** (computed by `training/evidence.py` from the record's pilot, before "
+                          "any run of this experiment): " + check[1], ""]
             continue
         rows = rows_of(results, name)
         done = [r for r in rows if r["status"] == "finished"]
@@ -286,7 +290,10 @@ def summary(results: Path = ROOT / "results") -> str:
     lines = []
     for name, (claim, _) in EXPERIMENTS.items():
         if not (results / f"{name}.csv").exists():
-            lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`).")
+            check = evidence.pilot_check(RECORDS[name], tables_for(results))
+            lines.append(f"- **{name}**: not run yet (`python train.py --multirun experiment={name}`)."
+                         + (f" Design check, from its pilot: at the pilot's budget it {check[0]} what it asks "
+                            f"([RESULTS.md](RESULTS.md#{name}))." if check else ""))
             continue
         rows = rows_of(results, name)
         record = RECORDS[name]
