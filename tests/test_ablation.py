@@ -75,3 +75,18 @@ def test_the_seeds_with_the_head_are_ablated_apart_and_length_by_length():
     for L, cell in zip(range(1, 17), zero[6:]):
         assert cell.startswith(f"{statistics.mean(float(a[f'acc_L{L}']) for a in mine):.3f}"), (L, cell)
     assert not any(line.startswith("| parity |") for line in by_length)  # our arm: no seed with the head
+
+
+def test_a_run_without_a_head_score_keeps_its_ablation_row():
+    """A table mixing CoT runs (head scores) and no-CoT runs (none) shows every run: the latter under
+    head "—", not dropped for being neither yes nor no."""
+    from training.tables import ablation_table
+
+    def run(name, cot, score):
+        return {"experiment": "x", "run": name, "cot": cot, "seed": "0", "steps": "10", "iteration_score": score}
+
+    def ablated(name):
+        return {"experiment": "x", "run": name, "component": "layer-1 head", "mode": "zero", "baseline": "1.0",
+                "test_accuracy": "0.5"}
+    table = ablation_table([run("a", "True", "0.9"), run("b", "False", "")], [ablated("a"), ablated("b")])
+    assert sorted(line.split(" | ")[:3] for line in table[2:]) == [["| False", "—", "1"], ["| True", "yes", "1"]]

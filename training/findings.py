@@ -24,8 +24,8 @@ from pathlib import Path
 from . import evidence
 from .figures import crossing_figures, emergence_figure, heatmap_figure, length_figure, structure_figure
 from .tables import (HEAD, TableError, _num, ablation_table, arm_table, arms, budget_table, crossing_table,
-                     head_ablation_by_length, label, length_table, mean_std, read, scaling_summary, scaling_tables, seeds_reached, seeds_with_head,
-                     unfinished_note)
+                     head_ablation_by_length, label, length_table, mean_std, read, scaling_summary, scaling_tables,
+                     seeds_reached, seeds_with_head, unfinished_note)
 
 __all__ = ["EXPERIMENTS", "SHARED", "render", "rows_of", "summary", "recipes_table", "main"]
 

@@ -234,6 +234,9 @@ def _has_head(row: dict) -> bool | None:
     return None if score is None or math.isnan(score) else score >= HEAD
 
 
+HEAD_WORDS = {True: "yes", False: "no", None: "—"}  # the ablation table's head column
+
+
 def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
     """Per arm (as :func:`arm_table`) and, where runs have head scores, per the detector's word on each
     seed (``head``: yes or no, so the ablations of the seeds with the head are not averaged with those
@@ -247,11 +250,11 @@ def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
     head = keys + (["head"] if scored else []) + ["n", "no ablation"] + [f"{c} {m}" for c, m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, rs in groups.items():
-        for word in ((True, False) if scored else (None,)):
-            have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run and (not scored or _has_head(r) is word)]
+        for word in ((True, False, None) if scored else (None,)):  # None: a run without a score (no CoT)
+            have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run and _has_head(r) is word]
             if not have:
                 continue
-            cells = [v if v != "" else "null" for v in key] + (["yes" if word else "no"] if scored else [])
+            cells = [v if v != "" else "null" for v in key] + ([HEAD_WORDS[word]] if scored else [])
             cells += [str(len(have)), mean_std(next(iter(h.values()))["baseline"] for h in have)]
             cells += [mean_std(h[c]["test_accuracy"] for h in have if c in h) for c in columns]
             lines.append("| " + " | ".join(cells) + " |")
