@@ -56,6 +56,12 @@ def _num(v):
     return None if math.isnan(x) else x
 
 
+def has_head(row: dict) -> bool | None:
+    """The detector's word on one run: iteration score >= HEAD; None without a score (no CoT)."""
+    score = _num(row.get("iteration_score"))
+    return None if score is None else score >= HEAD
+
+
 def accuracy_from(row: dict, start: int = PAPER_FROM) -> float | None:
     """Mean test sequence accuracy over the lengths ``start … max_length`` of a run (the reference's
     average for its maps); all lengths when the run trained none that long."""
@@ -98,8 +104,7 @@ MEASURES = {
                 lambda r: _num(r["steps_to_target"]) is not None),
     "learned_from_4": ("count", f"reached a mean test accuracy of 0.9 over lengths >= {PAPER_FROM} (the paper's maps)",
                        lambda r: (accuracy_from(r) or 0.0) >= 0.9),
-    "head": ("count", f"formed the head (detector: iteration score >= {HEAD})",
-             lambda r: (_num(r["iteration_score"]) or 0.0) >= HEAD),
+    "head": ("count", f"formed the head (detector: iteration score >= {HEAD})", lambda r: bool(has_head(r))),
     "peaked_head": ("count", f"formed the head (the paper's thresholded peakiness >= {HEAD}, lengths >= {PAPER_FROM})",
                     lambda r: (_num(r.get("iteration_peakiness")) or 0.0) >= HEAD),
     "late_head": ("count", "formed the head (detector, at the last step) first seen after reaching 99% on every length",

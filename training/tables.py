@@ -196,7 +196,7 @@ def unfinished_note(rs: list[dict]) -> str:
 
 def seeds_with_head(rs: list[dict]) -> int:
     """How many runs have the iteration head (iteration score >= HEAD)."""
-    return sum((_num(r["iteration_score"]) or 0) >= HEAD for r in rs)
+    return sum(bool(evidence.has_head(r)) for r in rs)
 
 
 def arm_table(rows: list[dict]) -> list[str]:
@@ -228,12 +228,6 @@ def _by_run(ablations: list[dict]) -> dict[str, dict]:
     return by_run
 
 
-def _has_head(row: dict) -> bool | None:
-    """The detector's word on one run (iteration score >= HEAD); None without a score (no CoT)."""
-    score = _num(row.get("iteration_score"))
-    return None if score is None or math.isnan(score) else score >= HEAD
-
-
 HEAD_WORDS = {True: "yes", False: "no", None: "—"}  # the ablation table's head column
 
 
@@ -246,12 +240,12 @@ def ablation_table(rows: list[dict], ablations: list[dict]) -> list[str]:
     keys, groups = arms(rows)
     by_run = _by_run(ablations)
     columns = list(dict.fromkeys((a["component"], a["mode"]) for a in ablations))
-    scored = any(_has_head(r) is not None for r in rows)
+    scored = any(evidence.has_head(r) is not None for r in rows)
     head = keys + (["head"] if scored else []) + ["n", "no ablation"] + [f"{c} {m}" for c, m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, rs in groups.items():
         for word in ((True, False, None) if scored else (None,)):  # None: a run without a score (no CoT)
-            have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run and _has_head(r) is word]
+            have = [by_run[run_id(r)] for r in rs if run_id(r) in by_run and evidence.has_head(r) is word]
             if not have:
                 continue
             cells = [v if v != "" else "null" for v in key] + ([HEAD_WORDS[word]] if scored else [])
@@ -272,7 +266,7 @@ def head_ablation_by_length(rows: list[dict], ablations: list[dict]) -> list[str
     head = keys + ["n", "ablated", "mean"] + [f"L={L}" for L in lengths]
     lines = []
     for key, rs in groups.items():
-        have = [(r, by_run[run_id(r)]) for r in rs if run_id(r) in by_run and _has_head(r)]
+        have = [(r, by_run[run_id(r)]) for r in rs if run_id(r) in by_run and evidence.has_head(r)]
         if not have:
             continue
         later = max(int(r["n_layer"]) for r, _ in have)
